@@ -1,0 +1,44 @@
+# nst_tf developer entry points. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+CONTENT ?=
+STYLE   ?=
+WEIGHTS ?= imagenet
+OUT     ?= out
+
+.PHONY: venv install install-test demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+install: $(PY)
+	$(PIP) install -q -e .
+
+install-test: $(PY)
+	$(PIP) install -q -e '.[test]'
+
+# Stylize a sample pair into out/. Online it fetches the sample images and the
+# VGG19 weights once (Keras cache); offline pass CONTENT=, STYLE= and WEIGHTS=.
+demo: install
+	$(PY) -m nst_tf.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
+
+test: install-test
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
+
+bench: install
+	$(PIP) install -q -r bench/requirements.txt
+	export TF_CPP_MIN_LOG_LEVEL=3; \
+	$(PY) bench/gatys_step.py && \
+	$(PY) bench/gatys_lbfgs.py && \
+	$(PY) bench/feedforward.py && \
+	$(PY) bench/cyclegan_step.py && \
+	$(PY) bench/serving.py
+
+clean:
+	rm -rf $(VENV) out *.egg-info

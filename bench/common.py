@@ -1,0 +1,85 @@
+"""Shared benchmark helpers: the machine's sgemm rate and analytic conv FLOP counts.
+
+Every benchmark reports its throughput as a fraction of the float32 matrix
+multiply rate measured in the same run, because this machine is shared and
+absolute seconds drift from run to run.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+def sgemm_gflops(n=2048, repeats=10):
+    """Best-of-``repeats`` float32 ``n x n`` matmul rate through TensorFlow, in GFLOP/s."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda x, y: tf.matmul(x, y))
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+def conv_forward_flops(model, input_shape):
+    """Multiply-add FLOPs (2 per MAC) of every Conv2D / Conv2DTranspose / Dense in one forward pass.
+
+    ``input_shape`` is the full NHWC shape. Layers are visited recursively, and
+    each layer's output shape is found by tracing the model once.
+    """
+    total = 0
+    captured = []
+
+    def visit(layer):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
+            captured.append(layer)
+        for sub in getattr(layer, "_layers", []) or []:
+            visit(sub)
+
+    visit(model)
+    outputs = {}
+    originals = {}
+    for layer in captured:
+        originals[layer] = layer.call
+
+        def hook(*args, _layer=layer, **kwargs):
+            out = originals[_layer](*args, **kwargs)
+            outputs[_layer] = (args[0].shape, out.shape)
+            return out
+
+        layer.call = hook
+    try:
+        model(tf.zeros(input_shape))
+    finally:
+        for layer, call in originals.items():
+            layer.call = call
+    for layer, (in_shape, out_shape) in outputs.items():
+        if isinstance(layer, keras.layers.Dense):
+            total += 2 * int(np.prod(out_shape[:-1])) * int(in_shape[-1]) * int(out_shape[-1])
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            kh, kw = layer.kernel_size
+            total += 2 * int(np.prod(in_shape[:-1])) * kh * kw * int(in_shape[-1]) * layer.filters
+        else:
+            kh, kw = layer.kernel_size
+            total += 2 * int(np.prod(out_shape[:-1])) * kh * kw * int(in_shape[-1]) * layer.filters
+    return total
+
+def peak_memory_mib():
+    """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+def best_time(fn, repeats=3, warmup=1):
+    """Best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, in seconds."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

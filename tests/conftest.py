@@ -1,0 +1,44 @@
+"""Shared fixtures: paths to the real assets beside the clone, tiny images, quiet TF."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
+HED_WEIGHTS = ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("NST_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set NST_RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+@pytest.fixture(scope="session")
+def assets():
+    """The shared/assets folder (real photos, paintings, monet2photo), or skip."""
+    if not ASSETS.is_dir():
+        pytest.skip(f"assets not found at {ASSETS}")
+    return ASSETS
+
+@pytest.fixture(scope="session")
+def hed_weights():
+    """Path of the HED VGG16 stand-in for ImageNet weights, or skip."""
+    if not HED_WEIGHTS.is_file():
+        pytest.skip(f"weights not found at {HED_WEIGHTS}")
+    return str(HED_WEIGHTS)
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+@pytest.fixture
+def tiny_image(rng):
+    """A smooth 64x48 RGB float image in [0, 1]."""
+    y, x = np.mgrid[0:64, 0:48] / 64.0
+    img = np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=-1)
+    return (0.9 * img + 0.1 * rng.random(img.shape)).clip(0, 1).astype(np.float32)
