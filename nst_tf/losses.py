@@ -181,3 +181,66 @@ def laplacian_loss(images, content_images, pool_size=4):
     """
     diff = tf.square(laplacian(content_images, pool_size) - laplacian(images, pool_size))
     return tf.reduce_mean(tf.reduce_sum(diff, axis=[1, 2, 3]))
+
+
+# --- GAN losses (CycleGAN, Zhu et al. 2017) -----------------------------------
+# Discriminator outputs are raw logits/scores (no sigmoid) in every function.
+
+
+def lsgan_generator_loss(fake_scores):
+    """Least-squares generator loss (Mao et al. 2017), CycleGAN's default.
+
+    L_G = E_x[(D(G(x)) - 1)^2]
+    """
+    return tf.reduce_mean(tf.square(fake_scores - 1.0))
+
+
+def lsgan_discriminator_loss(real_scores, fake_scores):
+    """Least-squares discriminator loss, halved as in the CycleGAN authors' code
+    so D learns more slowly than G.
+
+    L_D = 1/2 (E_y[(D(y) - 1)^2] + E_x[D(G(x))^2])
+    """
+    return 0.5 * (tf.reduce_mean(tf.square(real_scores - 1.0)) + tf.reduce_mean(tf.square(fake_scores)))
+
+
+def bce_generator_loss(fake_logits):
+    """Non-saturating log-likelihood generator loss (Goodfellow et al. 2014).
+
+    L_G = -E_x[log sigmoid(D(G(x)))]
+    """
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits))
+
+
+def bce_discriminator_loss(real_logits, fake_logits):
+    """Log-likelihood discriminator loss, halved like the LSGAN one.
+
+    L_D = -1/2 (E_y[log sigmoid(D(y))] + E_x[log(1 - sigmoid(D(G(x))))])
+    """
+    real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
+    fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
+    return 0.5 * (tf.reduce_mean(real) + tf.reduce_mean(fake))
+
+
+# name -> (generator loss, discriminator loss), for the --gan_loss flag.
+GAN_LOSSES = {
+    "lsgan": (lsgan_generator_loss, lsgan_discriminator_loss),
+    "bce": (bce_generator_loss, bce_discriminator_loss),
+}
+
+
+def cycle_consistency_loss(real, reconstructed):
+    """Cycle-consistency L1 loss for one direction (Zhu et al. eq. 2).
+
+    L_cyc = E_x[||F(G(x)) - x||_1], the mean absolute error per pixel and channel.
+    """
+    return tf.reduce_mean(tf.abs(reconstructed - real))
+
+
+def identity_loss(real, mapped):
+    """Identity-mapping L1 loss (Zhu et al. sec. 5.2, after Taigman et al. 2017).
+
+    L_idt = E_y[||G(y) - y||_1]: a generator fed an image already in its target
+    domain should return it unchanged, which preserves colour composition.
+    """
+    return tf.reduce_mean(tf.abs(mapped - real))
