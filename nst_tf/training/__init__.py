@@ -1,0 +1,1 @@
+"""Training loops: the shared base (checkpoints, TensorBoard, tf.distribute) and the trainers."""

@@ -1,0 +1,367 @@
+"""The training base shared by the feed-forward and CycleGAN trainers.
+
+A :class:`Trainer` subclass says *what* to train (models, optimisers, data, one
+per-replica step); the base does the rest the same way for every method:
+
+* ``tf.distribute``: :func:`make_strategy` picks MultiWorkerMirroredStrategy
+  from ``TF_CONFIG``, MirroredStrategy over several local devices, or the
+  default strategy. Models and optimisers are built inside its scope and the
+  step runs as ``strategy.run`` plus a reduction inside one ``tf.function``.
+* ``<output_dir>/checkpoints``: a ``tf.train.CheckpointManager`` saving every
+  ``checkpoint_every`` steps and at the end, resumed automatically. The
+  checkpoint holds the step, the optimiser slots and the input position, so a
+  resumed run sees the same batches and ends with the same variables as an
+  uninterrupted one.
+* ``<output_dir>/logs``: TensorBoard scalars and sample images.
+* ``<output_dir>/flags.txt`` and ``model_config.json`` (see
+  :func:`load_trained_model`).
+* One progress bar, and a clean stop on Ctrl-C that saves a checkpoint first.
+* Mixed precision (``mixed_float16`` + ``LossScaleOptimizer``) for GPU users.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from nst_tf import fileio
+from nst_tf.errors import NSTError
+from nst_tf.progress import ProgressBar
+
+MODEL_CONFIG = "model_config.json"
+FLAGS_FILE = "flags.txt"
+
+# Optional key of a dict batch (see nst_tf.data): how many unreadable source
+# files were skipped just before each element. When present, the base counts
+# the skipped files and advances a resumable input position by the number of
+# source elements each step consumed, instead of passing the key to the step.
+SKIPPED_KEY = "skipped"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings every trainer shares (the generic training flags)."""
+
+    output_dir: str
+    max_steps: int = 40000
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    image_every: int = 1000
+    seed: int = 0
+    mixed_precision: bool = False
+    keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    metrics: dict
+    skipped_files: int
+    interrupted: bool
+
+
+def make_strategy():
+    """The distribution strategy for this process.
+
+    ``TF_CONFIG`` in the environment means a multi-worker cluster; several
+    visible GPUs (or CPU logical devices, as the tests configure) mean one
+    machine with replicas; otherwise the default single-device strategy.
+    Create it before other TensorFlow work: collectives need it first.
+    """
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this worker writes the logs, checkpoints and run files."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision):
+    """Build models under ``mixed_float16`` when asked, restoring the global policy after.
+
+    Keras reads the policy when a layer is created, so only the models built
+    inside this block compute in float16; their variables stay float32.
+    """
+    previous = keras.mixed_precision.global_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+class _InterruptFlag:
+    """Turns the first SIGINT into a request to stop after the current step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        if self.requested:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """Base of a training run writing into ``config.output_dir``.
+
+    Subclasses set ``method`` and implement:
+
+    * ``build()``: create the models and optimisers (called inside the
+      strategy scope and the dtype policy) and return the dict of objects to
+      checkpoint. Set ``self.models`` to the dict of Keras models (checkpoint
+      attribute name -> model) that ``model_config.json`` describes.
+    * ``make_dataset(input_context)``: the ``tf.data`` pipeline of
+      *per-replica* batches for this input pipeline; start at
+      ``self.data_position`` to resume where the checkpoint left off.
+    * ``train_step(batch)``: one step on one replica, usually through
+      :meth:`minimize`; returns a dict of scalar metrics.
+    * optionally ``sample_images()`` -> dict name -> [N, H, W, 3] in [0, 1].
+    """
+
+    method = None
+    style_names = ()
+
+    def __init__(self, config, strategy=None):
+        self.config = config
+        self.strategy = strategy or make_strategy()
+        self.chief = is_chief(self.strategy)
+        self.models = {}
+        with self.strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.data_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
+            self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
+            with dtype_policy(config.mixed_precision):
+                objects = self.build()
+        self.checkpoint = tf.train.Checkpoint(
+            step=self.step,
+            data_position=self.data_position,
+            skipped_files=self.skipped_files,
+            **objects,
+        )
+        self._checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
+        if not self.chief:
+            # Every worker must take part in a save; only the chief's copy is kept.
+            self._checkpoint_dir = tempfile.mkdtemp(prefix="nst-worker-ckpt-")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir, max_to_keep=config.keep_checkpoints, step_counter=self.step
+        )
+        self._restore()
+        self._step_fn = None
+
+    # -- hooks --------------------------------------------------------------
+    def build(self):
+        raise NotImplementedError
+
+    def make_dataset(self, input_context):
+        raise NotImplementedError
+
+    def train_step(self, batch):
+        raise NotImplementedError
+
+    def sample_images(self):
+        return {}
+
+    # -- helpers for subclasses ---------------------------------------------
+    def make_optimizer(self, optimizer):
+        """Wrap ``optimizer`` for loss scaling when training in mixed precision."""
+        if self.config.mixed_precision:
+            return keras.mixed_precision.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    def minimize(self, loss_fn, optimizer, variables):
+        """One gradient step on the global-batch mean of ``loss_fn()["loss"]``.
+
+        ``loss_fn`` returns a dict of per-replica batch means; "loss" is the
+        objective and the rest are metrics. Dividing by the replica count makes
+        the optimiser's cross-replica gradient *sum* a mean over the global batch.
+        """
+        with tf.GradientTape() as tape:
+            losses = loss_fn()
+            objective = tf.cast(losses["loss"], tf.float32) / self.strategy.num_replicas_in_sync
+            if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+                objective = optimizer.scale_loss(objective)
+        grads = tape.gradient(objective, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return losses
+
+    def step_seed(self, salt=0):
+        """A stateless-RNG seed for this step: random choices replay exactly on resume."""
+        return tf.stack([tf.constant(self.config.seed + salt, tf.int64), self.step.read_value()])
+
+    # -- the run --------------------------------------------------------------
+    def train(self, flags_text=None, desc=None):
+        """Train until ``config.max_steps`` or Ctrl-C; returns a :class:`TrainResult`."""
+        config = self.config
+        if self.chief:
+            self._write_run_files(flags_text)
+        writer = self._summary_writer()
+        dataset = self.strategy.distribute_datasets_from_function(self.make_dataset)
+        iterator = iter(dataset)
+        step = int(self.step.numpy())
+        saved_step = step
+        metrics = {}
+        bar = ProgressBar(config.max_steps, desc or self.method or "train", enabled=self.chief)
+        bar.update(step)
+        with _InterruptFlag() as interrupt, writer.as_default():
+            while step < config.max_steps and not interrupt.requested:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                values = self._distributed_step(batch)
+                step += 1
+                metrics = {name: float(value) for name, value in values.items()}
+                bar.update(step, **{k: v for k, v in metrics.items() if k == "loss"})
+                if step % config.log_every == 0 or step == config.max_steps:
+                    self._write_scalars(metrics, step)
+                if config.image_every and step % config.image_every == 0:
+                    self._write_images(step)
+                if step % config.checkpoint_every == 0:
+                    self.manager.save(checkpoint_number=step)
+                    saved_step = step
+            if step != saved_step:
+                self.manager.save(checkpoint_number=step)
+            writer.flush()
+        bar.close()
+        if not self.chief:
+            shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
+        return TrainResult(step, metrics, int(self.skipped_files.numpy()), interrupt.requested)
+
+    def _distributed_step(self, batch):
+        if self._step_fn is None:
+            self._step_fn = tf.function(self._cross_replica_step)
+        return self._step_fn(batch)
+
+    def _cross_replica_step(self, batch):
+        strategy = self.strategy
+        metrics, source = strategy.run(self._replica_step, args=(batch,))
+        reduced = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
+        if source:
+            total = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in source.items()}
+            self.data_position.assign_add(total["consumed"])
+            self.skipped_files.assign_add(total["skipped"])
+        self.step.assign_add(1)
+        return reduced
+
+    def _replica_step(self, batch):
+        source = {}
+        if isinstance(batch, dict) and SKIPPED_KEY in batch:
+            batch = dict(batch)
+            skipped = batch.pop(SKIPPED_KEY)
+            source["skipped"] = tf.reduce_sum(skipped)
+            source["consumed"] = tf.size(skipped, out_type=tf.int64) + source["skipped"]
+        metrics = {k: tf.cast(v, tf.float32) for k, v in self.train_step(batch).items()}
+        return metrics, source
+
+    def _restore(self):
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise NSTError(
+                f"{self.config.output_dir}: its checkpoint does not match this model "
+                f"(changed model flags?); use a new --output_dir ({type(exc).__name__})"
+            ) from None
+
+    def _summary_writer(self):
+        if not self.chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.config.output_dir, "logs"))
+
+    def _write_scalars(self, metrics, step):
+        for name, value in metrics.items():
+            tf.summary.scalar(f"train/{name}", value, step=step)
+        tf.summary.scalar("data/skipped_files", self.skipped_files.numpy(), step=step)
+
+    def _write_images(self, step):
+        if not self.chief:
+            return
+        for name, images in self.sample_images().items():
+            tf.summary.image(f"samples/{name}", tf.clip_by_value(images, 0.0, 1.0), step=step, max_outputs=8)
+
+    def _write_run_files(self, flags_text):
+        out = self.config.output_dir
+        if flags_text is not None:
+            fileio.atomic_write_text(os.path.join(out, FLAGS_FILE), flags_text)
+        description = {
+            "method": self.method,
+            "models": {
+                name: {"class_name": type(model).__name__, "config": model.get_config()}
+                for name, model in self.models.items()
+            },
+            "style_names": list(self.style_names),
+        }
+        fileio.atomic_write_text(os.path.join(out, MODEL_CONFIG), json.dumps(description, indent=2) + "\n")
+
+
+def read_model_config(output_dir):
+    """The parsed ``model_config.json`` of a training output dir, or NSTError."""
+    path = os.path.join(output_dir, MODEL_CONFIG)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise NSTError(f"{output_dir}: not a training output dir (no {MODEL_CONFIG})") from None
+    except json.JSONDecodeError as exc:
+        raise NSTError(f"{path}: invalid JSON ({exc.msg})") from None
+
+
+def load_trained_model(output_dir, name=None):
+    """Rebuild a trained model from ``model_config.json`` and its latest checkpoint.
+
+    ``name`` is the checkpoint attribute ("model", "generator_a2b", ...); by
+    default "model" if the run has one, else the first model listed.
+    """
+    from nst_tf import models  # pylint: disable=import-outside-toplevel
+
+    description = read_model_config(output_dir)
+    entries = description.get("models", {})
+    if name is None:
+        name = "model" if "model" in entries else next(iter(entries), None)
+    if name not in entries:
+        raise NSTError(f"{output_dir}: no model named {name!r} (has {', '.join(entries) or 'none'})")
+    entry = entries[name]
+    cls = models.MODEL_CLASSES.get(entry["class_name"])
+    if cls is None:
+        raise NSTError(f"{output_dir}: unknown model class {entry['class_name']!r}")
+    model = cls.from_config(entry["config"])
+    latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    if latest is None:
+        raise NSTError(f"{output_dir}: no checkpoint yet")
+    tf.train.Checkpoint(**{name: model}).restore(latest).expect_partial()
+    return model
