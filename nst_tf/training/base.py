@@ -194,6 +194,10 @@ class Trainer:
     def sample_images(self):
         return {}
 
+    def checkpoint_due(self, step):
+        """Whether to save after ``step``; trainers with epochs also save at epoch ends."""
+        return step % self.config.checkpoint_every == 0
+
     # -- helpers for subclasses ---------------------------------------------
     def make_optimizer(self, optimizer):
         """Wrap ``optimizer`` for loss scaling when training in mixed precision."""
@@ -249,7 +253,7 @@ class Trainer:
                     self._write_scalars(metrics, step)
                 if config.image_every and step % config.image_every == 0:
                     self._write_images(step)
-                if step % config.checkpoint_every == 0:
+                if self.checkpoint_due(step):
                     self.manager.save(checkpoint_number=step)
                     saved_step = step
             if step != saved_step:
