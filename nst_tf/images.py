@@ -1,0 +1,449 @@
+"""Image I/O, resizing and colour utilities.
+
+Images in the library are float32 RGB arrays in [0, 1] of shape (H, W, 3).
+Everything here works on NumPy arrays (tensors are accepted wherever an
+array is read) and runs once per image, so NumPy and Pillow are enough.
+
+Loading is defensive: bad input raises :class:`ImageError` with a one-line
+message ``"<path>: <reason>"`` that the command-line tools print as is.
+"""
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nst_tf.errors import NSTError
+from nst_tf.fileio import atomic_write_bytes
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+SAVE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+MIN_SIDE = 32  # the smallest input the feature extractors accept (five 2x poolings)
+# 8192 x 8192: far above any style-transfer input, below Pillow's own warning
+# threshold (PIL.Image.MAX_IMAGE_PIXELS, about 89 Mpx) so our message wins.
+MAX_PIXELS = 8192 * 8192
+PRESERVE_COLOR_MODES = ("none", "luminance", "histogram")
+COLOR_SPACES = ("yiq", "yuv")
+HISTOGRAM_MODES = ("cholesky", "sym")
+
+# NTSC (FCC) YIQ and ITU-R BT.601 YUV; rows give Y, then the two chroma axes.
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]]
+)
+_RGB_TO_YUV = np.array(
+    [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]]
+)
+# Exact inverses (not the rounded published ones) so round trips are lossless.
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_YUV_TO_RGB = np.linalg.inv(_RGB_TO_YUV)
+
+
+class ImageError(NSTError):
+    """An image file or buffer that cannot be used; the message is ``"<name>: <reason>"``."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _EOFProbe(io.BytesIO):
+    """A buffer that records when a decoder asks for bytes past the end.
+
+    Pillow only raises on truncated files while the process-wide
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is False, and other libraries
+    (tensorflow_datasets among them) set it to True on import. A complete
+    file never makes the decoder read at end-of-file, so this detects
+    truncation whatever that flag says, without touching it.
+    """
+
+    read_past_end = False
+
+    def read(self, size=-1):
+        data = super().read(size)
+        if size != 0 and not data:
+            self.read_past_end = True
+        return data
+
+
+def load_image(path, max_side=None, min_side=MIN_SIDE, max_pixels=MAX_PIXELS):
+    """Load an image file as float32 RGB in [0, 1], shape (H, W, 3).
+
+    Reads anything Pillow reads (JPEG, PNG, WebP, BMP, TIFF; the first frame
+    of a GIF), applies the EXIF orientation, and converts grayscale, palette,
+    alpha (composited on white), CMYK and 16-bit images to RGB.
+
+    Args:
+      path: the image file.
+      max_side: if given, resize (antialiased, down or up) so that the longest
+        side equals ``max_side`` exactly, keeping the aspect ratio.
+      min_side: the shorter side, before and after resizing, must be at least
+        this (32 px: the feature extractors' minimum).
+      max_pixels: refuse images with more pixels than this, checked from the
+        header before anything is decoded (decompression-bomb guard). Pillow's
+        own limit, ``PIL.Image.MAX_IMAGE_PIXELS``, still applies on top.
+
+    Raises:
+      ImageError: missing file, directory, empty, truncated or corrupt file,
+        not an image, too small, or too many pixels.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_image_bytes(
+        data, name=path, max_side=max_side, min_side=min_side, max_pixels=max_pixels
+    )
+
+
+def decode_image_bytes(
+    data, name="<bytes>", max_side=None, min_side=MIN_SIDE, max_pixels=MAX_PIXELS
+):
+    """Decode an encoded image (file contents) exactly as :func:`load_image` does.
+
+    ``name`` labels the data in error messages (a file name, an upload id).
+    """
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    buffer = _EOFProbe(bytes(data))
+    with warnings.catch_warnings():
+        # Pillow warns (above MAX_IMAGE_PIXELS) before it raises (above twice
+        # that); both mean the same thing to us.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(buffer)
+        except UnidentifiedImageError:
+            reason = "not an image file (or a format Pillow cannot read)"
+            raise ImageError(f"{name}: {reason}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            reason = f"too many pixels, refusing to decode ({_one_line(e)})"
+            raise ImageError(f"{name}: {reason}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageError(f"{name}: corrupt image header ({_one_line(e)})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is {width}x{height} = {width * height} pixels, more than the "
+            f"limit of {max_pixels}; refusing to decode (decompression-bomb guard)"
+        )
+    _check_min_side(name, width, height, min_side)
+    buffer.read_past_end = False
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}: truncated or corrupt image ({_one_line(e)})") from None
+    if buffer.read_past_end:
+        raise ImageError(f"{name}: truncated image (data ends before the picture does)")
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as e:  # a broken EXIF block must not crash the tool
+        raise ImageError(f"{name}: corrupt EXIF orientation ({_one_line(e)})") from None
+    array = _to_rgb_float(image)
+    if max_side is not None:
+        array = resize_longest_side(array, max_side)
+        _check_min_side(name, array.shape[1], array.shape[0], min_side, after_resize=max_side)
+    return array
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _check_min_side(name, width, height, min_side, after_resize=None):
+    if min(width, height) < min_side:
+        how = f" after resizing to max_side={after_resize}" if after_resize else ""
+        raise ImageError(
+            f"{name}: image is {width}x{height}{how}, smaller than the minimum side of "
+            f"{min_side} px"
+        )
+
+
+def _to_rgb_float(image):
+    """Convert a loaded Pillow image of any mode to float32 RGB in [0, 1]."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit PNG/TIFF; mode "I" holds them too in some Pillow versions.
+        gray = np.asarray(image, dtype=np.float64) / 65535.0
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1).astype(np.float32)
+    if image.mode == "F":
+        gray = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        # Composite on white: transparent areas read as paper, not as black.
+        return rgba[..., :3] * alpha + (1.0 - alpha)
+    # Pillow inverts Adobe CMYK JPEGs itself; "1", "L", "P", YCbCr, LAB, HSV too.
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _to_hwc_uint8(img, name):
+    array = np.asarray(img, dtype=np.float32)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3):
+        raise ImageError(f"{name}: expected an HxWx3 (or 1xHxWx3) image, got shape {np.shape(img)}")
+    if not np.all(np.isfinite(array)):
+        raise ImageError(f"{name}: image contains NaN or infinite values")
+    pixels = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def encode_image(img, format="png", quality=95, name="<image>"):
+    """Encode a float image in [0, 1] as PNG or JPEG bytes.
+
+    Accepts HxWxC or 1xHxWxC (C = 1 or 3), NumPy or tensor; values are clipped
+    to [0, 1] and rounded to 8 bits.
+    """
+    fmt = format.lower()
+    if fmt not in ("png", "jpeg", "jpg"):
+        raise ImageError(f"{name}: cannot encode as {format!r}; use png or jpeg")
+    image = Image.fromarray(_to_hwc_uint8(img, name))
+    out = io.BytesIO()
+    if fmt == "png":
+        image.save(out, format="PNG")
+    else:
+        # No chroma subsampling: stylized images are all fine colour detail.
+        image.save(out, format="JPEG", quality=quality, subsampling=0)
+    return out.getvalue()
+
+
+def save_image(path, img, quality=95):
+    """Save a float image in [0, 1] atomically as PNG or JPEG, chosen by the extension.
+
+    The file appears complete or not at all (temporary file and rename); parent
+    folders are created.
+    """
+    path = os.fspath(path)
+    fmt = SAVE_FORMATS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unsupported output extension; use .png, .jpg or .jpeg")
+    atomic_write_bytes(path, encode_image(img, format=fmt, quality=quality, name=path))
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def resize_image(img, size):
+    """Resize an HxWxC float image to ``size = (height, width)``.
+
+    Bicubic through Pillow, whose filters widen when downscaling, so shrinking
+    is antialiased. Works channel by channel in float32 (no 8-bit rounding);
+    the result is clipped to [0, 1] to remove the filter's overshoot.
+    """
+    array = np.asarray(img, dtype=np.float32)
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"resize_image: size must be positive, got {size}")
+    if array.shape[:2] == (height, width):
+        return array.copy()
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
+                (width, height), Image.Resampling.BICUBIC
+            )
+        )
+        for c in range(array.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+
+
+def longest_side_shape(shape, side):
+    """The (height, width) with the same aspect ratio as ``shape`` and longest side ``side``."""
+    height, width = int(shape[0]), int(shape[1])
+    scale = side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_longest_side(img, side):
+    """Resize (down or up) so that the longest side equals ``side``, keeping the aspect ratio."""
+    side = int(side)
+    if side < 1:
+        raise ValueError(f"resize_longest_side: side must be positive, got {side}")
+    array = np.asarray(img, dtype=np.float32)
+    return resize_image(array, longest_side_shape(array.shape, side))
+
+
+def center_crop_to_aspect(img, aspect):
+    """Largest centred crop of ``img`` whose width / height equals ``aspect``."""
+    array = np.asarray(img)
+    height, width = array.shape[:2]
+    if width / height > aspect:
+        new_width = max(1, round(height * aspect))
+        left = (width - new_width) // 2
+        return array[:, left : left + new_width]
+    new_height = max(1, round(width / aspect))
+    top = (height - new_height) // 2
+    return array[top : top + new_height]
+
+
+def scale_style_image(style, content_shape, style_scale=1.0, crop=False):
+    """Size a style image relative to the content image.
+
+    The style image is resized so that its longest side is
+    ``style_scale * max(content_height, content_width)``: the style's features
+    (brush strokes) appear at that relative scale in the result, larger when
+    ``style_scale`` grows. With ``crop=True`` it is first centre-cropped to the
+    content's aspect ratio, which magnifies the style's motifs relative to the
+    picture (the cropped-style experiment of seed 004).
+
+    Args:
+      style: HxWx3 float image.
+      content_shape: the content image's shape, (H, W) or (H, W, C).
+      style_scale: positive factor.
+      crop: centre-crop to the content aspect ratio before resizing.
+    """
+    if style_scale <= 0:
+        raise ValueError(f"style_scale must be positive, got {style_scale}")
+    content_height, content_width = int(content_shape[0]), int(content_shape[1])
+    if crop:
+        style = center_crop_to_aspect(style, content_width / content_height)
+    side = max(1, round(style_scale * max(content_height, content_width)))
+    return resize_longest_side(style, side)
+
+
+def list_images(folder, recursive=True):
+    """Sorted paths of the image files in ``folder`` (by extension, case-insensitive).
+
+    Hidden files (a leading dot: editor back-ups, our own temporary files while
+    an output is being written) are skipped.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ImageError(f"{folder}: no such directory")
+    paths = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        paths.extend(
+            os.path.join(root, name)
+            for name in names
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(paths)
+
+
+# --------------------------------------------------------------------------- colour
+
+
+def _apply_matrix(img, matrix):
+    array = np.asarray(img, dtype=np.float32)
+    return (array @ matrix.T.astype(np.float32)).astype(np.float32)
+
+
+def rgb_to_yiq(img):
+    """RGB -> YIQ (NTSC): Y = 0.299 R + 0.587 G + 0.114 B, I and Q carry the colour."""
+    return _apply_matrix(img, _RGB_TO_YIQ)
+
+
+def yiq_to_rgb(img):
+    """YIQ -> RGB, the exact inverse of :func:`rgb_to_yiq` (no clipping)."""
+    return _apply_matrix(img, _YIQ_TO_RGB)
+
+
+def rgb_to_yuv(img):
+    """RGB -> YUV (BT.601): Y as in YIQ, U = 0.436 (B - Y) / 0.886, V = 0.615 (R - Y) / 0.701."""
+    return _apply_matrix(img, _RGB_TO_YUV)
+
+
+def yuv_to_rgb(img):
+    """YUV -> RGB, the exact inverse of :func:`rgb_to_yuv` (no clipping)."""
+    return _apply_matrix(img, _YUV_TO_RGB)
+
+
+_COLOR_SPACES = {"yiq": (rgb_to_yiq, yiq_to_rgb), "yuv": (rgb_to_yuv, yuv_to_rgb)}
+
+
+def transfer_luminance(stylized, content, space="yiq"):
+    """Keep the stylized image's luminance and the content image's colour.
+
+    Gatys et al. 2016, "Controlling perceptual factors in neural style
+    transfer", sec. 5: with x = (Y, C1, C2) in a luminance/chroma space,
+
+        out = to_rgb(Y_stylized, C1_content, C2_content),
+
+    the post-hoc form of luminance-only transfer. ``content`` is resized to the
+    stylized image's size if they differ; the result is clipped to [0, 1].
+    """
+    if space not in _COLOR_SPACES:
+        raise ValueError(f"space must be one of {COLOR_SPACES}, got {space!r}")
+    to_space, from_space = _COLOR_SPACES[space]
+    stylized = np.asarray(stylized, dtype=np.float32)
+    content = np.asarray(content, dtype=np.float32)
+    if content.shape[:2] != stylized.shape[:2]:
+        content = resize_image(content, stylized.shape[:2])
+    mixed = to_space(content)
+    mixed[..., 0] = to_space(stylized)[..., 0]
+    return np.clip(from_space(mixed), 0.0, 1.0)
+
+
+def _sqrtm(cov, inverse=False):
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    eigenvalues = np.maximum(eigenvalues, 1e-12)
+    power = -0.5 if inverse else 0.5
+    return (eigenvectors * eigenvalues**power) @ eigenvectors.T
+
+
+def match_color_histogram(source, reference, mode="cholesky", eps=1e-5, clip=True):
+    """Affine colour transfer giving ``source`` the mean and covariance of ``reference``.
+
+    Gatys et al. 2016, sec. 5.1. With pixels x of the source (mean mu_s,
+    covariance Sigma_s) and of the reference (mu_r, Sigma_r), both covariances
+    regularised as Sigma + eps I,
+
+        x' = A (x - mu_s) + mu_r,   where A Sigma_s A^T = Sigma_r,
+
+    so x' has mean mu_r and covariance Sigma_r. Two choices of A:
+
+      - ``"cholesky"``: A = L_r L_s^-1 with Sigma = L L^T (Cholesky factors);
+      - ``"sym"`` (image analogies): A = Sigma_r^(1/2) Sigma_s^(-1/2), using
+        symmetric matrix square roots.
+
+    The paper applies it to the style image with the content image as reference,
+    before optimisation. The result is clipped to [0, 1] unless ``clip=False``
+    (clipping moves the statistics slightly where colours leave the gamut).
+    """
+    if mode not in HISTOGRAM_MODES:
+        raise ValueError(f"mode must be one of {HISTOGRAM_MODES}, got {mode!r}")
+    source = np.asarray(source, dtype=np.float32)
+    pixels_s = source.reshape(-1, 3).astype(np.float64)
+    pixels_r = np.asarray(reference, dtype=np.float64).reshape(-1, 3)
+    mean_s, mean_r = pixels_s.mean(axis=0), pixels_r.mean(axis=0)
+    cov_s = np.cov(pixels_s, rowvar=False, bias=True) + eps * np.eye(3)
+    cov_r = np.cov(pixels_r, rowvar=False, bias=True) + eps * np.eye(3)
+    if mode == "cholesky":
+        transform = np.linalg.cholesky(cov_r) @ np.linalg.inv(np.linalg.cholesky(cov_s))
+    else:
+        transform = _sqrtm(cov_r) @ _sqrtm(cov_s, inverse=True)
+    matched = (pixels_s - mean_s) @ transform.T + mean_r
+    matched = matched.reshape(source.shape).astype(np.float32)
+    return np.clip(matched, 0.0, 1.0) if clip else matched
+
+
+def preserve_color(stylized, content, mode="luminance", space="yiq"):
+    """Give a stylized image back the content image's colours (post-processing).
+
+    - ``"none"``: return ``stylized`` unchanged;
+    - ``"luminance"``: :func:`transfer_luminance` (stylized luminance, content
+      chroma, in ``space``);
+    - ``"histogram"``: :func:`match_color_histogram` of the stylized image to
+      the content image (mean and covariance of the content's colours).
+    """
+    if mode not in PRESERVE_COLOR_MODES:
+        raise ValueError(f"preserve_color mode must be one of {PRESERVE_COLOR_MODES}, got {mode!r}")
+    stylized = np.asarray(stylized, dtype=np.float32)
+    if mode == "luminance":
+        return transfer_luminance(stylized, content, space=space)
+    if mode == "histogram":
+        return match_color_histogram(stylized, content)
+    return stylized
