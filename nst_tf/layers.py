@@ -1,0 +1,341 @@
+"""Keras 3 layers for feed-forward style nets: instance norm, conditional instance norm,
+reflection padding, upsample-convolution and the residual block.
+
+We do not use tensorflow-addons: it reached end of life in 2024 and never supported Keras 3.
+
+All layers take NHWC tensors with dynamic height and width, so the nets built from them
+run at any image size inside a ``tf.function`` with a ``[None, None, None, 3]`` signature.
+"""
+
+import keras
+import tensorflow as tf
+
+_PACKAGE = "nst_tf"
+
+
+def instance_norm_affine(x, gamma, beta, epsilon):
+    """Normalise each instance and channel over H, W, then scale and shift.
+
+    Ulyanov et al. 2016, eq. (2): ``y_bhwc = gamma_c (x_bhwc - mu_bc) / sqrt(var_bc + eps) + beta_c``
+    with ``mu_bc``, ``var_bc`` the mean and (biased) variance of ``x_b..c`` over H, W.
+    ``gamma`` and ``beta`` broadcast against ``[B, 1, 1, C]`` (``[C]`` or ``[B, 1, 1, C]``)
+    or are None.
+
+    The affine part is folded into one multiply-add on the full tensor
+    (``x * s + (beta - mu * s)`` with ``s = gamma / sqrt(var + eps)``) because the
+    large feature maps, not the per-channel vectors, dominate the cost.
+    Statistics are computed in float32 even under mixed precision.
+    """
+    dtype = x.dtype
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
+    scale = tf.math.rsqrt(variance + epsilon)
+    if gamma is not None:
+        scale = scale * tf.cast(gamma, tf.float32)
+    shift = -mean * scale
+    if beta is not None:
+        shift = shift + tf.cast(beta, tf.float32)
+    return tf.cast(x32 * scale + shift, dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class InstanceNormalization(keras.layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016) with a learned per-channel affine map."""
+
+    def __init__(self, epsilon=1e-5, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones") if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros") if self.center else None
+
+    def call(self, inputs):
+        return instance_norm_affine(inputs, self.gamma, self.beta, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConditionalInstanceNormalization(keras.layers.Layer):
+    """Conditional instance norm (Dumoulin et al. 2017): one gamma/beta row per style.
+
+    Called as ``layer([x, style_weights])`` with ``style_weights`` of shape ``[B, N]``.
+    The affine parameters are ``gamma = w @ Gamma`` and ``beta = w @ Beta`` (Dumoulin et al.
+    eq. 5 generalised to convex mixes, their section 4.1), so a one-hot row picks a style and a
+    convex mix interpolates the styles' parameters.
+
+    Each style owns its own ``gamma_<i>`` / ``beta_<i>`` variables rather than a row of one
+    ``[N, C]`` matrix, so that training a newly added style (``style_variables``) cannot touch
+    the old styles' parameters whatever optimizer is used. They are plain attributes, not a
+    list, because ``tf.train.Checkpoint`` does not follow Keras' tracked lists.
+    """
+
+    def __init__(self, num_styles, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_styles) < 1:
+            raise ValueError(f"num_styles must be >= 1, got {num_styles}")
+        self.num_styles = int(num_styles)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = int(input_shape[0][-1])
+        for i in range(self.num_styles):
+            setattr(self, f"gamma_{i}", self.add_weight(name=f"gamma_{i}", shape=(channels,), initializer="ones"))
+        for i in range(self.num_styles):
+            setattr(self, f"beta_{i}", self.add_weight(name=f"beta_{i}", shape=(channels,), initializer="zeros"))
+
+    @property
+    def gammas(self):
+        return [getattr(self, f"gamma_{i}") for i in range(self.num_styles)]
+
+    @property
+    def betas(self):
+        return [getattr(self, f"beta_{i}") for i in range(self.num_styles)]
+
+    def style_variables(self, indices):
+        """The gamma and beta variables of the styles in ``indices``."""
+        return [self.gammas[i] for i in indices] + [self.betas[i] for i in indices]
+
+    def call(self, inputs):
+        x, style_weights = inputs
+        weights = tf.cast(style_weights, tf.float32)
+        gamma = tf.matmul(weights, tf.stack([tf.cast(g, tf.float32) for g in self.gammas]))
+        beta = tf.matmul(weights, tf.stack([tf.cast(b, tf.float32) for b in self.betas]))
+        return instance_norm_affine(x, gamma[:, None, None, :], beta[:, None, None, :], self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
+
+
+def reflection_pad(images, padding):
+    """Mirror-pad H and W without repeating the edge pixel (``np.pad(mode="reflect")``).
+
+    ``padding`` is ``((top, bottom), (left, right))``; each amount must be smaller than the
+    corresponding image side.
+    """
+    (top, bottom), (left, right) = padding
+    return tf.pad(images, [[0, 0], [top, bottom], [left, right], [0, 0]], mode="REFLECT")
+
+
+def _normalize_padding(padding):
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    if len(padding) == 2 and all(isinstance(p, int) for p in padding):
+        return ((padding[0], padding[0]), (padding[1], padding[1]))
+    return tuple(tuple(int(v) for v in p) for p in padding)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReflectionPadding2D(keras.layers.Layer):
+    """Reflection padding of H and W: ``padding`` is an int, ``(ph, pw)`` or ``((t, b), (l, r))``."""
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _normalize_padding(padding)
+
+    def call(self, inputs):
+        return reflection_pad(inputs, self.padding)
+
+    def compute_output_shape(self, input_shape):
+        (top, bottom), (left, right) = self.padding
+        b, h, w, c = input_shape
+        return (b, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+def upsample_nearest(images, scale):
+    """Nearest-neighbour upsampling by an integer factor.
+
+    A broadcast followed by a reshape materialises the result once, with a cheap
+    reduce-sum gradient, where ``tf.image.resize`` goes through a general resampling kernel.
+    """
+    if scale == 1:
+        return images
+    shape = tf.shape(images)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    expanded = tf.broadcast_to(images[:, :, None, :, None, :], [b, h, scale, w, scale, c])
+    return tf.reshape(expanded, [b, h * scale, w * scale, c])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReflectConv2D(keras.layers.Layer):
+    """A ``k x k`` convolution on a reflection-padded input, optionally after nearest upsampling.
+
+    With ``strides=s`` and ``upsample=1`` an ``H x W`` input gives ``ceil(H/s) x ceil(W/s)``
+    for odd ``k``, like ``padding="same"``, but without the dark borders zero padding leaves.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, upsample=1, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.upsample = int(upsample)
+        self.use_bias = bool(use_bias)
+        self.conv = keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding="valid",
+            use_bias=self.use_bias,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+
+    def build(self, input_shape):
+        self.conv.build((None, None, None, int(input_shape[-1])))
+
+    def call(self, inputs):
+        x = upsample_nearest(inputs, self.upsample)
+        pad = self.kernel_size // 2
+        return self.conv(reflection_pad(x, ((pad, pad), (pad, pad))))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+
+        def side(n):
+            return None if n is None else -(-n * self.upsample // self.strides)
+
+        return (b, side(h), side(w), self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "upsample": self.upsample,
+            "use_bias": self.use_bias,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpsampleConv2D(ReflectConv2D):
+    """Nearest-neighbour upsampling by ``scale`` then a reflection-padded convolution.
+
+    Odena et al. 2016 ("Deconvolution and checkerboard artifacts"): unlike a strided
+    transposed convolution, every output pixel sees the same number of kernel taps, so
+    no checkerboard pattern appears.
+    """
+
+    def __init__(self, filters, kernel_size, scale=2, **kwargs):
+        kwargs.pop("upsample", None)
+        kwargs.pop("strides", None)
+        super().__init__(filters, kernel_size, strides=1, upsample=scale, **kwargs)
+        self.scale = int(scale)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["upsample"], config["strides"]
+        return {**config, "scale": self.scale}
+
+
+def _make_norm(num_styles, name):
+    if num_styles:
+        return ConditionalInstanceNormalization(num_styles, name=name)
+    return InstanceNormalization(name=name)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConvBlock(keras.layers.Layer):
+    """Reflection-padded (upsample-)conv, instance norm (conditional if ``num_styles``), activation.
+
+    With ``num_styles`` the block is called as ``block([x, style_weights])``.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, upsample=1, num_styles=0, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.upsample = int(upsample)
+        self.num_styles = int(num_styles or 0)
+        self.activation = activation
+        # No conv bias: the instance norm right after subtracts any per-channel constant.
+        self.conv = ReflectConv2D(
+            filters, kernel_size, strides=strides, upsample=upsample, use_bias=False, dtype=self.dtype_policy, name="conv"
+        )
+        self.norm = _make_norm(self.num_styles, "norm")
+        self.act = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0] if self.num_styles else input_shape
+        self.conv.build(x_shape)
+        feature_shape = (None, None, None, self.filters)
+        self.norm.build([feature_shape, (None, self.num_styles)] if self.num_styles else feature_shape)
+
+    def call(self, inputs):
+        if self.num_styles:
+            x, style_weights = inputs
+            return self.act(self.norm([self.conv(x), style_weights]))
+        return self.act(self.norm(self.conv(inputs)))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape[0] if self.num_styles else input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "upsample": self.upsample,
+            "num_styles": self.num_styles,
+            "activation": keras.activations.serialize(self.act),
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ResidualBlock(keras.layers.Layer):
+    """Johnson et al. 2016 supplementary residual block, with instance norm instead of batch norm.
+
+    ``y = x + N2(conv2(relu(N1(conv1(x)))))`` with 3x3 reflection-padded convolutions of
+    ``filters`` channels and no activation after the sum (Gross & Wilber's finding that
+    Johnson follows). ``N`` is instance norm, or conditional instance norm when
+    ``num_styles`` is set, in which case the block is called as ``block([x, style_weights])``.
+    Reflection padding keeps the spatial size, so the identity skip needs no centre crop.
+    """
+
+    def __init__(self, filters, kernel_size=3, num_styles=0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.num_styles = int(num_styles or 0)
+        self.block1 = ConvBlock(filters, kernel_size, num_styles=self.num_styles, dtype=self.dtype_policy, name="block1")
+        self.block2 = ConvBlock(
+            filters, kernel_size, num_styles=self.num_styles, activation=None, dtype=self.dtype_policy, name="block2"
+        )
+
+    def build(self, input_shape):
+        self.block1.build(input_shape)
+        self.block2.build(input_shape)
+
+    def call(self, inputs):
+        if self.num_styles:
+            x, style_weights = inputs
+            return x + self.block2([self.block1([x, style_weights]), style_weights])
+        return inputs + self.block2(self.block1(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0] if self.num_styles else input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "num_styles": self.num_styles,
+        }

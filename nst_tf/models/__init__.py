@@ -1,0 +1,12 @@
+"""Feed-forward style networks and the registry used to rebuild them from saved configs."""
+
+from nst_tf.models.multistyle import MultiStyleNet
+from nst_tf.models.transform_net import TransformNet, crop_to, pad_to_multiple
+
+# class_name -> class, for ``MODEL_CLASSES[name].from_config(config)`` in training.base.
+MODEL_CLASSES = {
+    "TransformNet": TransformNet,
+    "MultiStyleNet": MultiStyleNet,
+}
+
+__all__ = ["MODEL_CLASSES", "MultiStyleNet", "TransformNet", "crop_to", "pad_to_multiple"]

@@ -1,0 +1,155 @@
+"""Layer maths against numpy, shapes, and config / .keras round trips."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst_tf import layers
+
+
+def numpy_instance_norm(x, gamma, beta, eps):
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+@pytest.fixture
+def features(rng):
+    # Different scale and offset per instance and channel, so shared statistics would be caught.
+    x = rng.normal(size=(3, 7, 5, 4)) * rng.uniform(0.5, 3, size=(3, 1, 1, 4)) + rng.normal(size=(3, 1, 1, 4)) * 4
+    return x.astype(np.float32)
+
+
+def test_instance_norm_matches_numpy_per_instance_and_channel(features, rng):
+    layer = layers.InstanceNormalization(epsilon=1e-3)
+    layer.build(features.shape)
+    gamma = rng.normal(size=4).astype(np.float32)
+    beta = rng.normal(size=4).astype(np.float32)
+    layer.set_weights([gamma, beta])
+    np.testing.assert_allclose(layer(features), numpy_instance_norm(features, gamma, beta, 1e-3), atol=2e-5)
+
+
+def test_instance_norm_without_affine_has_no_weights(features):
+    layer = layers.InstanceNormalization(center=False, scale=False)
+    out = layer(features).numpy()
+    assert layer.weights == []
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), 1, atol=1e-3)
+
+
+def make_cin(features, rng, num_styles=3):
+    layer = layers.ConditionalInstanceNormalization(num_styles)
+    layer.build([features.shape, (None, num_styles)])
+    gammas = rng.normal(size=(num_styles, 4)).astype(np.float32)
+    betas = rng.normal(size=(num_styles, 4)).astype(np.float32)
+    layer.set_weights(list(gammas) + list(betas))
+    return layer, gammas, betas
+
+
+def test_conditional_instance_norm_one_hot_equals_that_styles_instance_norm(features, rng):
+    layer, gammas, betas = make_cin(features, rng)
+    styles = np.array([2, 0, 1])
+    one_hot = np.eye(3, dtype=np.float32)[styles]
+    expected = numpy_instance_norm(features, gammas[styles][:, None, None], betas[styles][:, None, None], 1e-5)
+    np.testing.assert_allclose(layer([features, one_hot]), expected, atol=2e-5)
+
+
+def test_conditional_instance_norm_is_linear_in_the_style_weights(features, rng):
+    layer, _, _ = make_cin(features, rng)
+    w1 = np.tile(np.float32([[1, 0, 0]]), (3, 1))
+    w2 = np.tile(np.float32([[0, 0, 1]]), (3, 1))
+    mix = 0.3 * w1 + 0.7 * w2
+    out = layer([features, mix]).numpy()
+    np.testing.assert_allclose(out, 0.3 * layer([features, w1]).numpy() + 0.7 * layer([features, w2]).numpy(), atol=1e-4)
+    assert not np.allclose(out, layer([features, w1]).numpy(), atol=1e-2)
+
+
+def test_conditional_instance_norm_style_variables(features, rng):
+    layer, gammas, _ = make_cin(features, rng)
+    selected = layer.style_variables([1])
+    assert len(selected) == 2
+    np.testing.assert_array_equal(selected[0].numpy(), gammas[1])
+
+
+@pytest.mark.parametrize("padding", [1, (2, 3), ((1, 2), (3, 0))])
+def test_reflection_padding_matches_numpy_reflect(features, padding):
+    layer = layers.ReflectionPadding2D(padding)
+    (t, b), (l, r) = layer.padding
+    expected = np.pad(features, ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
+    out = layer(features)
+    np.testing.assert_array_equal(out, expected)
+    assert tuple(layer.compute_output_shape(features.shape)) == expected.shape
+
+
+def test_nearest_upsampling_repeats_pixels(features):
+    np.testing.assert_array_equal(
+        layers.upsample_nearest(tf.constant(features), 2), features.repeat(2, axis=1).repeat(2, axis=2)
+    )
+
+
+def test_upsample_conv_shape_and_equivalence(features):
+    layer = layers.UpsampleConv2D(6, 3, scale=2)
+    out = layer(features)
+    assert out.shape == (3, 14, 10, 6)
+    upsampled = features.repeat(2, axis=1).repeat(2, axis=2)
+    padded = np.pad(upsampled, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    kernel, bias = layer.get_weights()
+    expected = tf.nn.conv2d(padded, kernel, 1, "VALID") + bias
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_reflect_conv_keeps_same_padding_size(strides):
+    out = layers.ReflectConv2D(2, 3, strides=strides)(np.zeros((1, 9, 8, 3), np.float32))
+    assert out.shape == (1, -(-9 // strides), -(-8 // strides), 2)
+
+
+def test_residual_block_keeps_shape_and_is_identity_plus_branch(features):
+    block = layers.ResidualBlock(4)
+    out = block(features).numpy()
+    assert out.shape == features.shape
+    branch = block.block2(block.block1(features)).numpy()
+    np.testing.assert_allclose(out, features + branch, atol=1e-5)
+
+
+def conditional_block_call(block, x):
+    return block([x, np.float32([[0.2, 0.8]] * x.shape[0])])
+
+
+LAYER_CASES = [
+    (lambda: layers.InstanceNormalization(epsilon=1e-3, center=False), lambda layer, x: layer(x)),
+    (lambda: layers.ConditionalInstanceNormalization(2), conditional_block_call),
+    (lambda: layers.ReflectionPadding2D((1, 2)), lambda layer, x: layer(x)),
+    (lambda: layers.UpsampleConv2D(3, 3, scale=2), lambda layer, x: layer(x)),
+    (lambda: layers.ConvBlock(5, 3, strides=2, num_styles=2), conditional_block_call),
+    (lambda: layers.ResidualBlock(4), lambda layer, x: layer(x)),
+    (lambda: layers.ResidualBlock(4, num_styles=2), conditional_block_call),
+]
+
+
+@pytest.mark.parametrize("make, apply", LAYER_CASES)
+def test_layer_config_round_trip(make, apply, features, rng, tmp_path):
+    layer = make()
+    out = apply(layer, features)
+    for v in layer.weights:  # make gamma/beta non-trivial so a lost weight shows
+        v.assign(rng.normal(size=v.shape).astype(np.float32))
+    out = apply(layer, features).numpy()
+
+    clone = type(layer).from_config(layer.get_config())
+    apply(clone, features)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(apply(clone, features), out)
+
+    inputs = keras.Input((7, 5, 4))
+    if getattr(layer, "num_styles", 0):
+        weights_in = keras.Input((2,))
+        model = keras.Model([inputs, weights_in], layer([inputs, weights_in]))
+        args = [features, np.float32([[0.2, 0.8]] * 3)]
+    else:
+        model = keras.Model(inputs, layer(inputs))
+        args = features
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded(args), out)
