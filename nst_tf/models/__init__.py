@@ -1,5 +1,6 @@
 """Feed-forward style networks and the registry used to rebuild them from saved configs."""
 
+from nst_tf.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from nst_tf.models.multistyle import MultiStyleNet
 from nst_tf.models.transform_net import TransformNet, crop_to, pad_to_multiple
 
@@ -7,6 +8,16 @@ from nst_tf.models.transform_net import TransformNet, crop_to, pad_to_multiple
 MODEL_CLASSES = {
     "TransformNet": TransformNet,
     "MultiStyleNet": MultiStyleNet,
+    "ResnetGenerator": ResnetGenerator,
+    "PatchDiscriminator": PatchDiscriminator,
 }
 
-__all__ = ["MODEL_CLASSES", "MultiStyleNet", "TransformNet", "crop_to", "pad_to_multiple"]
+__all__ = [
+    "MODEL_CLASSES",
+    "MultiStyleNet",
+    "PatchDiscriminator",
+    "ResnetGenerator",
+    "TransformNet",
+    "crop_to",
+    "pad_to_multiple",
+]

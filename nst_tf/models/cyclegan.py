@@ -1,0 +1,156 @@
+"""CycleGAN networks (Zhu et al. 2017): the ResNet generator and the 70x70 PatchGAN.
+
+Both follow the authors' released code where it differs from the paper's prose
+(seed 000, appendix C):
+
+* generator ``c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3``:
+  reflection padding around the 7x7 and residual convolutions, zero padding 1
+  in the stride-2 convolutions, instance norm, ReLU, and a tanh output;
+* discriminator ``C64 (no norm), C128, C256, C512 (stride 1), conv -> 1``:
+  4x4 convolutions with zero padding 1, instance norm and LeakyReLU(0.2). The
+  stride-1 C512 is what makes each output see a 70x70 patch.
+
+Every convolution kernel is re-drawn from N(0, 0.02) and every bias zeroed once
+the weights exist, as the authors' ``init_weights`` does after construction.
+Our own convolutions that feed an instance norm carry no bias: the norm
+subtracts the channel mean, so a bias would cancel exactly.
+Weights are created in ``__init__`` (they do not depend on H and W), so a fresh
+model can be restored from a ``tf.train.Checkpoint`` before any call.
+
+Images are RGB in [-1, 1] (the paper's convention); tools convert at the edges.
+"""
+
+import keras
+import tensorflow as tf
+
+from nst_tf import layers
+from nst_tf.models.transform_net import SIZE_MULTIPLE, crop_to, pad_to_multiple
+
+UPSAMPLING_MODES = ("transpose", "resize")
+
+
+def init_normal(model, stddev=0.02):
+    """Draw every ``kernel`` of ``model`` from N(0, stddev) and zero every ``bias``."""
+    initializer = keras.initializers.RandomNormal(mean=0.0, stddev=stddev)
+    for weight in model.weights:
+        if weight.name == "kernel":
+            weight.assign(initializer(weight.shape, dtype=weight.dtype))
+        elif weight.name == "bias":
+            weight.assign(keras.ops.zeros(weight.shape, dtype=weight.dtype))
+
+
+def _build_chain(chain, channels):
+    """Build ``chain``'s layers in order for ``channels`` input channels."""
+    shape = (None, None, None, channels)
+    for layer in chain:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    return shape[-1]
+
+
+@keras.saving.register_keras_serializable(package="nst_tf")
+class ResnetGenerator(keras.Model):
+    """CycleGAN generator: RGB [-1, 1] ``[B, H, W, 3]`` -> RGB [-1, 1], same H, W.
+
+    Args:
+      ngf: filters of the first layer (64 in the paper); the trunk has ``4 * ngf``.
+      n_blocks: residual blocks, 6 for 128 px training and 9 for 256 px (the paper).
+      upsampling: ``"transpose"`` (the paper's fractionally strided convolution)
+        or ``"resize"`` (nearest-neighbour upsampling then a convolution, which
+        avoids checkerboard artefacts, Odena et al. 2016).
+
+    Sizes that are not a multiple of 4 are reflection-padded at the bottom and
+    right and cropped back, so any H, W >= 4 works and nothing shifts.
+    """
+
+    def __init__(self, ngf=64, n_blocks=9, upsampling="transpose", **kwargs):
+        super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING_MODES:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
+        if int(ngf) < 1 or int(n_blocks) < 0:
+            raise ValueError(f"need ngf >= 1 and n_blocks >= 0, got ngf={ngf}, n_blocks={n_blocks}")
+        self.ngf = int(ngf)
+        self.n_blocks = int(n_blocks)
+        self.upsampling = upsampling
+        f = self.ngf
+        self.chain = [layers.ConvBlock(f, 7, name="c7s1")]
+        for filters in (2 * f, 4 * f):
+            # The authors zero-pad the stride-2 convolutions by 1 on every side.
+            self.chain += [
+                keras.layers.ZeroPadding2D(1, name=f"d{filters}_pad"),
+                keras.layers.Conv2D(filters, 3, strides=2, use_bias=False, name=f"d{filters}_conv"),
+                layers.InstanceNormalization(name=f"d{filters}_norm"),
+                keras.layers.ReLU(name=f"d{filters}_relu"),
+            ]
+        self.chain += [layers.ResidualBlock(4 * f, name=f"r{i + 1}") for i in range(self.n_blocks)]
+        for filters in (2 * f, f):
+            if upsampling == "transpose":
+                self.chain += [
+                    keras.layers.Conv2DTranspose(
+                        filters, 3, strides=2, padding="same", use_bias=False, name=f"u{filters}_conv"
+                    ),
+                    layers.InstanceNormalization(name=f"u{filters}_norm"),
+                    keras.layers.ReLU(name=f"u{filters}_relu"),
+                ]
+            else:
+                self.chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
+        self.chain += [layers.ReflectConv2D(3, 7, name="c7s1_3"), keras.layers.Activation("tanh", name="tanh")]
+        _build_chain(self.chain, 3)
+        self.built = True
+        init_normal(self)
+
+    def build(self, input_shape=None):
+        # Weights already exist; accept Keras' build_from_config on load.
+        self.built = True
+
+    def call(self, images):
+        x, size = pad_to_multiple(images, SIZE_MULTIPLE)
+        for layer in self.chain:
+            x = layer(x)
+        return crop_to(x, size)
+
+    def get_config(self):
+        return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks, "upsampling": self.upsampling}
+
+
+@keras.saving.register_keras_serializable(package="nst_tf")
+class PatchDiscriminator(keras.Model):
+    """70x70 PatchGAN: one real/fake score per overlapping 70x70 patch.
+
+    Input RGB [-1, 1] ``[B, H, W, 3]``; output ``[B, H/8 - 2, W/8 - 2, 1]``
+    unbounded scores (30x30 for 256 px), fed to the LSGAN or BCE losses.
+    ``ndf`` is the width of the first layer (64 in the paper).
+    """
+
+    def __init__(self, ndf=64, **kwargs):
+        super().__init__(**kwargs)
+        if int(ndf) < 1:
+            raise ValueError(f"need ndf >= 1, got {ndf}")
+        self.ndf = int(ndf)
+        self.chain = []
+        # (width multiplier, stride, instance norm) of C64, C128, C256, C512.
+        for mult, stride, norm in ((1, 2, False), (2, 2, True), (4, 2, True), (8, 1, True)):
+            name = f"C{self.ndf * mult}"
+            self.chain += [
+                keras.layers.ZeroPadding2D(1, name=f"{name}_pad"),
+                keras.layers.Conv2D(self.ndf * mult, 4, strides=stride, use_bias=not norm, name=f"{name}_conv"),
+            ]
+            if norm:
+                self.chain.append(layers.InstanceNormalization(name=f"{name}_norm"))
+            self.chain.append(keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu"))
+        self.chain += [keras.layers.ZeroPadding2D(1, name="out_pad"), keras.layers.Conv2D(1, 4, name="out_conv")]
+        _build_chain(self.chain, 3)
+        self.built = True
+        init_normal(self)
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def call(self, images):
+        x = images
+        for layer in self.chain:
+            x = layer(x)
+        return tf.cast(x, tf.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "ndf": self.ndf}
