@@ -1,0 +1,658 @@
+"""Gatys et al. optimisation-based style transfer.
+
+Gatys, Ecker & Bethge, "Image Style Transfer Using Convolutional Neural
+Networks" (CVPR 2016) synthesise an image x by minimising, over its pixels,
+
+    L(x) = α L_content(p, x) + β L_style(a, x) + λ_tv TV(x) + λ_lap L_lap(p, x)
+
+where p is the content photograph, a the artwork (or a blend of several
+artworks' Gram matrices), L_content = ½ Σ (F^l - P^l)² at the content layers,
+L_style = Σ_l w_l 1/(4 N_l² M_l²) Σ (G^l - A^l)² over the style layers, TV the
+total variation and L_lap the Laplacian loss of Li et al. 2017 (see
+:mod:`nst_tf.losses` for every formula). The feature maps come from a frozen
+ImageNet network (:mod:`nst_tf.features`).
+
+The pieces, from the inside out:
+
+* :class:`StyleTransferObjective` / :func:`make_objective`: the loss above as a
+  reusable ``tf.Module`` with a ``tf.function`` ``value_and_gradient``; content
+  features and style Grams are computed once.
+* :func:`optimize`: L-BFGS (:mod:`nst_tf.lbfgs`) or Adam/AdamW with learning-rate
+  schedules, pixels kept in [0, 1].
+* :func:`stylize`: the whole pipeline: loading, colour preservation,
+  initialisation, coarse-to-fine scales, checkpoints, TensorBoard logs.
+"""
+
+import dataclasses
+import io
+import json
+import math
+import os
+from typing import Callable, Optional, Sequence, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import features
+from nst_tf import fileio
+from nst_tf import images
+from nst_tf import lbfgs
+from nst_tf import losses
+from nst_tf.errors import NSTError
+
+OPTIMIZERS = ("lbfgs", "adam", "adamw")
+LR_SCHEDULES = ("constant", "step", "exponential", "plateau")
+INITS = ("content", "noise", "style", "blend")
+COLOR_MODES = ("none", "luminance", "histogram")
+POOLINGS = ("max", "avg")
+REDUCTIONS = ("sum", "mean")
+
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+@dataclasses.dataclass
+class GatysConfig:
+    """Every knob of the Gatys method; shared by ``nst-stylize`` and :func:`stylize`.
+
+    Loss weights are in the paper's units: content loss ½ Σ (F - P)² (or its
+    mean with ``content_loss="mean"``), style loss Σ_l w_l/(4 N² M²) Σ (G - A)²
+    with ``w_l`` defaulting to 1/L, on the network's own (caffe-scale)
+    activations. With these units α/β = 1e-3 (``content_weight=1``,
+    ``style_weight=1e3``) gives a clearly stylized image that keeps the
+    content's layout; lower the ratio for more style.
+
+    Fields that name layers accept Keras layer names (``"block4_conv2"``) or
+    conv indices (``7``, counting conv layers from 0 as seed 001 does).
+    ``None`` means the extractor's defaults (VGG19: content ``block4_conv2``,
+    style ``block1_conv1`` .. ``block5_conv1``).
+    """
+
+    # Sizes. ``image_size`` is the longest side of the output. ``scales`` lists
+    # smaller sizes to optimise first (coarse to fine); each result, upsampled,
+    # initialises the next size. ``num_steps`` is per scale.
+    image_size: int = 512
+    scales: Sequence[int] = ()
+    style_scale: float = 1.0
+    num_steps: int = 300
+
+    # Optimiser. ``lbfgs_history``/``lbfgs_tolerance`` None: nst_tf.lbfgs defaults.
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.02
+    lr_schedule: str = "constant"
+    lr_step_size: int = 50
+    lr_gamma: float = 0.3
+    lr_patience: int = 10
+    weight_decay: float = 0.004
+    lbfgs_history: Optional[int] = None
+    lbfgs_tolerance: Optional[float] = None
+    jit_compile: bool = False
+
+    # Losses.
+    content_layers: Optional[Sequence[Union[str, int]]] = None
+    style_layers: Optional[Sequence[Union[str, int]]] = None
+    style_layer_weights: Optional[Sequence[float]] = None
+    content_weight: float = 1.0
+    style_weight: float = 1e3
+    tv_weight: float = 0.0
+    laplacian_weight: float = 0.0
+    content_loss: str = "sum"
+
+    # Feature extractor: weights "imagenet" (Keras cache), a weights file, or None (random).
+    feature_extractor: str = "vgg19"
+    weights: Optional[str] = "imagenet"
+    pooling: str = "max"
+
+    # Starting image and styles.
+    init: str = "content"
+    noise_ratio: float = 0.6
+    style_weights: Optional[Sequence[float]] = None
+    style_crop: bool = False
+    preserve_color: str = "none"
+    seed: int = 0
+
+    # Monitoring and interruption.
+    log_dir: Optional[str] = None
+    log_every: int = 10
+    image_every: int = 50
+    checkpoint_every: int = 0
+    checkpoint_dir: Optional[str] = None
+    resume: bool = False
+
+    def __post_init__(self):
+        self.scales = tuple(int(s) for s in self.scales)
+        for name in ("content_layers", "style_layers", "style_layer_weights", "style_weights"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, tuple(value))
+        self.validate()
+
+    def validate(self):
+        """Raise :class:`NSTError` naming the first invalid field."""
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "lr_schedule": LR_SCHEDULES,
+            "init": INITS,
+            "preserve_color": COLOR_MODES,
+            "pooling": POOLINGS,
+            "content_loss": REDUCTIONS,
+            "feature_extractor": tuple(features.EXTRACTORS),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                _fail(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every",
+                     "image_every"):
+            if getattr(self, name) < 1:
+                _fail(name, f"must be positive, got {getattr(self, name)}")
+        for name in ("content_weight", "style_weight", "tv_weight", "laplacian_weight",
+                     "checkpoint_every", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                _fail(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("learning_rate", "style_scale"):
+            if not getattr(self, name) > 0:
+                _fail(name, f"must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.lr_gamma <= 1.0:
+            _fail("lr_gamma", f"must be in (0, 1], got {self.lr_gamma}")
+        if not 0.0 <= self.noise_ratio <= 1.0:
+            _fail("noise_ratio", f"must be in [0, 1], got {self.noise_ratio}")
+        if self.content_weight == 0 and self.style_weight == 0:
+            _fail("style_weight", "content_weight and style_weight cannot both be 0")
+        if any(s < 1 for s in self.scales) or list(self.scales) != sorted(set(self.scales)):
+            _fail("scales", f"must be increasing positive sizes, got {list(self.scales)}")
+        if self.scales and self.scales[-1] > self.image_size:
+            _fail("scales", f"{self.scales[-1]} is larger than image_size={self.image_size}")
+        for name in ("style_layer_weights", "style_weights"):
+            value = getattr(self, name)
+            if value is not None and (not value or any(not w >= 0 for w in value)
+                                      or sum(value) <= 0):
+                _fail(name, f"must be non-negative with a positive sum, got {list(value)}")
+        if self.style_layer_weights is not None and self.style_layers is not None \
+                and len(self.style_layer_weights) != len(self.style_layers):
+            _fail("style_layer_weights", f"has {len(self.style_layer_weights)} values for "
+                  f"{len(self.style_layers)} style layers")
+        if self.resume and not self.checkpoint_dir:
+            _fail("resume", "needs checkpoint_dir")
+
+    def sizes(self):
+        """The longest side at each scale, ending with ``image_size``."""
+        sizes = list(self.scales)
+        if not sizes or sizes[-1] < self.image_size:
+            sizes.append(self.image_size)
+        return sizes
+
+    def total_steps(self):
+        return self.num_steps * len(self.sizes())
+
+
+def _fail(field, reason):
+    raise NSTError(f"{field}: {reason}")
+
+
+# ---------------------------------------------------------------------------
+# Objective
+
+
+class StyleTransferObjective(tf.Module):
+    """The Gatys loss of one image size, as a reusable TensorFlow module.
+
+    ``L(x) = α L_content + β Σ_l w_l E_l + λ_tv TV(x) + λ_lap L_lap(p, x)``,
+    with the content features P and the (blended) style Grams A computed once
+    at construction. The image ``x`` is a float32 tensor ``[1, H, W, 3]`` in
+    [0, 1] of the content image's size.
+
+    * :meth:`loss` ``(x) -> (total, terms)``: traceable Python, usable inside
+      any ``tf.function`` or ``GradientTape`` (``terms`` holds the unweighted
+      ``content``, ``style``, ``tv`` and ``laplacian`` losses).
+    * :meth:`value_and_gradient` ``(x) -> (total, dL/dx)``: a ``tf.function``
+      (XLA with ``jit_compile=True``) in the form L-BFGS expects.
+    * :meth:`terms_and_gradient` ``(x) -> (total, terms, dL/dx)``: the same
+      evaluation, also returning the terms (for Adam steps).
+    * :meth:`losses` ``(x) -> (total, terms)``: compiled forward pass only
+      (for progress and logging).
+
+    Args:
+      extractor: a :class:`nst_tf.features.FeatureExtractor` whose outputs
+        include ``content_layers`` and ``style_layers``.
+      content_image: ``[H, W, 3]`` or ``[1, H, W, 3]`` in [0, 1].
+      style_images: a list of such images (any sizes).
+      content_layers, style_layers: layer names (already resolved).
+      style_layer_weights: w_l per style layer (default 1/L each).
+      style_weights: blend weights of the style images (default equal).
+      content_weight, style_weight, tv_weight, laplacian_weight: α, β, λ_tv, λ_lap.
+      content_reduction: ``"sum"`` (the paper's ½ Σ) or ``"mean"``.
+      jit_compile: compile the evaluation with XLA.
+    """
+
+    def __init__(self, extractor, content_image, style_images, *, content_layers,
+                 style_layers, style_layer_weights=None, style_weights=None,
+                 content_weight=1.0, style_weight=1e3, tv_weight=0.0,
+                 laplacian_weight=0.0, content_reduction="sum", jit_compile=False,
+                 name=None):
+        super().__init__(name=name)
+        self.extractor = extractor
+        self.content_layers = tuple(content_layers)
+        self.style_layers = tuple(style_layers)
+        if style_layer_weights is None:
+            style_layer_weights = [1.0 / len(self.style_layers)] * len(self.style_layers)
+        self.style_layer_weights = dict(zip(self.style_layers,
+                                            (float(w) for w in style_layer_weights)))
+        self.content_weight = float(content_weight)
+        self.style_weight = float(style_weight)
+        self.tv_weight = float(tv_weight)
+        self.laplacian_weight = float(laplacian_weight)
+        self.content_reduction = content_reduction
+
+        self.content_image = _batched(content_image)
+        content_features = extractor(self.content_image)
+        self.content_targets = {name: tf.constant(content_features[name])
+                                for name in self.content_layers}
+        grams = []
+        for style in style_images:
+            style_features = extractor(_batched(style))
+            grams.append({name: losses.gram_matrix(style_features[name])
+                          for name in self.style_layers})
+        if style_weights is None:
+            style_weights = [1.0] * len(grams)
+        blended = losses.blend_grams(grams, list(style_weights))
+        self.style_targets = {name: tf.constant(gram) for name, gram in blended.items()}
+
+        self._evaluate = tf.function(self._terms_and_gradient, jit_compile=jit_compile)
+        self._forward = tf.function(self.loss, jit_compile=jit_compile)
+
+    def loss(self, image):
+        """Return ``(total, terms)`` for ``image`` [1, H, W, 3] in [0, 1]."""
+        feats = self.extractor(image)
+        content = tf.add_n([
+            losses.content_loss(feats[name], self.content_targets[name],
+                                reduction=self.content_reduction)
+            for name in self.content_layers])
+        style = losses.style_loss({name: feats[name] for name in self.style_layers},
+                                  self.style_targets, layer_weights=self.style_layer_weights)
+        tv = losses.total_variation_loss(image)
+        terms = {"content": content, "style": style, "tv": tv}
+        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
+        if self.laplacian_weight:
+            terms["laplacian"] = losses.laplacian_loss(image, self.content_image)
+            total += self.laplacian_weight * terms["laplacian"]
+        return total, terms
+
+    def losses(self, image):
+        """Return ``(total, terms)`` without the gradient; compiled once per image shape."""
+        return self._forward(tf.convert_to_tensor(image, tf.float32))
+
+    def _terms_and_gradient(self, image):
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            total, terms = self.loss(image)
+        return total, terms, tape.gradient(total, image)
+
+    def terms_and_gradient(self, image):
+        """Return ``(total, terms, gradient)``; compiled once per image shape."""
+        return self._evaluate(tf.convert_to_tensor(image, tf.float32))
+
+    @tf.function
+    def value_and_gradient(self, image):
+        """Return ``(total, dL/dx)``: the form ``nst_tf.lbfgs.minimize`` takes."""
+        total, _, gradient = self._evaluate(image)
+        return total, gradient
+
+
+def _batched(image):
+    image = tf.convert_to_tensor(image, tf.float32)
+    return image[tf.newaxis] if image.shape.rank == 3 else image
+
+
+def resolve_config_layers(config):
+    """Return ``(content_layers, style_layers)`` as layer names for ``config``."""
+    default_content, default_style = features.default_layers(config.feature_extractor)
+    content = features.resolve_layers(config.feature_extractor,
+                                      config.content_layers or default_content)
+    style = features.resolve_layers(config.feature_extractor,
+                                    config.style_layers or default_style)
+    if config.style_layer_weights is not None and len(config.style_layer_weights) != len(style):
+        _fail("style_layer_weights", f"has {len(config.style_layer_weights)} values for "
+              f"{len(style)} style layers")
+    return list(content), list(style)
+
+
+def build_extractor(config):
+    """The frozen feature network ``config`` asks for, with every layer it needs."""
+    content, style = resolve_config_layers(config)
+    return features.build_feature_extractor(
+        config.feature_extractor, layers=list(dict.fromkeys(content + style)),
+        weights=config.weights, pooling=config.pooling)
+
+
+def make_objective(extractor, content_image, style_images, config):
+    """Build the :class:`StyleTransferObjective` described by a :class:`GatysConfig`.
+
+    ``content_image`` is ``[H, W, 3]`` in [0, 1] at the size being optimised;
+    ``style_images`` a list of images already scaled (see :func:`prepare_styles`).
+    """
+    content_layers, style_layers = resolve_config_layers(config)
+    return StyleTransferObjective(
+        extractor, content_image, style_images,
+        content_layers=content_layers, style_layers=style_layers,
+        style_layer_weights=config.style_layer_weights, style_weights=config.style_weights,
+        content_weight=config.content_weight, style_weight=config.style_weight,
+        tv_weight=config.tv_weight, laplacian_weight=config.laplacian_weight,
+        content_reduction=config.content_loss, jit_compile=config.jit_compile)
+
+
+# ---------------------------------------------------------------------------
+# Optimisation
+
+
+@dataclasses.dataclass
+class ReduceLROnPlateau:
+    """Multiply the learning rate by ``factor`` after ``patience`` steps without a
+    relative improvement of ``threshold`` in the loss (as torch's scheduler does)."""
+
+    learning_rate: float
+    factor: float
+    patience: int
+    threshold: float = 1e-4
+    best: float = math.inf
+    bad_steps: int = 0
+
+    def update(self, loss):
+        """Record ``loss``; return the learning rate to use next."""
+        if loss < self.best * (1.0 - self.threshold):
+            self.best, self.bad_steps = loss, 0
+        else:
+            self.bad_steps += 1
+            if self.bad_steps > self.patience:
+                self.learning_rate *= self.factor
+                self.bad_steps = 0
+        return self.learning_rate
+
+
+def learning_rate_schedule(config):
+    """The Keras learning rate (float or schedule) of ``config.lr_schedule``.
+
+    ``step``: lr·γ^⌊t/step_size⌋; ``exponential``: lr·γ^(t/step_size);
+    ``constant`` and ``plateau`` start from a constant (plateau is driven by
+    :class:`ReduceLROnPlateau` in :func:`optimize`).
+    """
+    if config.lr_schedule in ("step", "exponential"):
+        return keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, decay_steps=config.lr_step_size,
+            decay_rate=config.lr_gamma, staircase=config.lr_schedule == "step")
+    return config.learning_rate
+
+
+def make_keras_optimizer(config):
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate_schedule(config),
+                                      weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(learning_rate_schedule(config))
+
+
+StepCallback = Callable[[int, tf.Tensor, dict], None]
+
+
+def optimize(objective, initial, config, *, start_step=0, on_step: Optional[StepCallback] = None,
+             report_every=1):
+    """Minimise ``objective`` from ``initial`` ([1, H, W, 3] in [0, 1]).
+
+    Runs ``config.num_steps - start_step`` steps of ``config.optimizer`` and
+    returns the final image tensor. ``on_step(step, image, losses)`` is called
+    after every ``report_every`` steps (and after the last) with the global step
+    number (counting from ``start_step``) and a dict of loss values.
+    """
+    initial = tf.convert_to_tensor(initial, tf.float32)
+    remaining = config.num_steps - start_step
+    if remaining <= 0:
+        return initial
+    if config.optimizer == "lbfgs":
+        return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step,
+                               report_every)
+    return _optimize_keras(objective, initial, config, start_step, remaining, on_step,
+                           report_every)
+
+
+def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
+    def callback(iteration, image, loss):
+        if on_step is not None:
+            # L-BFGS reports only the total; one forward pass recovers the terms.
+            _, terms = objective.losses(image)
+            on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
+
+    options = {}
+    if config.lbfgs_history is not None:
+        options["history_size"] = config.lbfgs_history
+    if config.lbfgs_tolerance is not None:
+        options["tolerance"] = config.lbfgs_tolerance
+    result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=remaining,
+                            callback=callback if on_step else None,
+                            callback_every=report_every, **options)
+    return tf.convert_to_tensor(result.image, tf.float32)
+
+
+def _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every):
+    image = tf.Variable(initial, trainable=True, name="image")
+    optimizer = make_keras_optimizer(config)
+    optimizer.build([image])
+    # Schedules read the optimiser's step counter: a resumed run continues them.
+    optimizer.iterations.assign(start_step)
+    plateau = (ReduceLROnPlateau(config.learning_rate, config.lr_gamma, config.lr_patience)
+               if config.lr_schedule == "plateau" else None)
+
+    @tf.function
+    def train_step():
+        total, terms, gradient = objective.terms_and_gradient(image)
+        optimizer.apply_gradients([(gradient, image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        return total, terms
+
+    for i in range(1, remaining + 1):
+        total, terms = train_step()
+        if plateau is not None:
+            optimizer.learning_rate = plateau.update(float(total))
+        if on_step is not None and (i % report_every == 0 or i == remaining):
+            on_step(start_step + i, image, _loss_dict(total, terms))
+    return tf.convert_to_tensor(image)
+
+
+def _loss_dict(total, terms):
+    values = {"loss": float(total)}
+    values.update({name: float(value) for name, value in terms.items()})
+    return values
+
+
+# ---------------------------------------------------------------------------
+# Images in, image out
+
+
+def initial_image(content, styles, config, rng):
+    """The starting image ([H, W, 3]) for ``config.init``.
+
+    ``content``: the content image itself; ``noise``: uniform white noise;
+    ``style``: the first style image resized to the content's size;
+    ``blend``: (1 - r)·content + r·noise with r = ``noise_ratio`` (seed 004).
+    """
+    if config.init == "content":
+        return content
+    if config.init == "style":
+        return images.resize_image(styles[0], content.shape[:2])
+    noise = rng.uniform(0.0, 1.0, size=content.shape).astype(np.float32)
+    if config.init == "noise":
+        return noise
+    return ((1.0 - config.noise_ratio) * content + config.noise_ratio * noise).astype(np.float32)
+
+
+def prepare_styles(styles, content, config):
+    """Scale (and optionally crop) each style image relative to ``content``."""
+    return [images.scale_style_image(style, content.shape[:2], config.style_scale,
+                                     crop=config.style_crop)
+            for style in styles]
+
+
+def _as_image(value, what):
+    if isinstance(value, (str, os.PathLike)):
+        return images.load_image(value)
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise NSTError(f"{what}: expected an [H, W, 3] RGB array, got shape {array.shape}")
+    return array
+
+
+class _Monitor:
+    """Progress, TensorBoard and checkpoints, fed by the optimiser's step reports."""
+
+    def __init__(self, config, sizes, progress):
+        self.config = config
+        self.sizes = sizes
+        self.total = config.total_steps()
+        self.progress = progress
+        self.writer = (tf.summary.create_file_writer(config.log_dir)
+                       if config.log_dir else None)
+        self.scale_index = 0
+        self.last_image_step = -math.inf
+        self.last_checkpoint_step = 0
+
+    def begin_scale(self, index, start_step):
+        self.scale_index = index
+        self.last_checkpoint_step = start_step
+
+    def report_every(self):
+        """How often the optimiser must report for these consumers."""
+        every = self.config.log_every
+        if self.config.checkpoint_every:
+            every = min(every, self.config.checkpoint_every)
+        return every
+
+    def wanted(self):
+        return bool(self.progress or self.writer or self.config.checkpoint_every)
+
+    def __call__(self, step, image, values):
+        done = self.scale_index * self.config.num_steps + step
+        if self.progress is not None:
+            self.progress(done, self.total, values)
+        if self.writer is not None:
+            with self.writer.as_default(step=done):
+                for name, value in values.items():
+                    tf.summary.scalar(f"loss/{name}", value)
+                if done - self.last_image_step >= self.config.image_every:
+                    tf.summary.image("image", tf.convert_to_tensor(image)[:1])
+                    self.last_image_step = done
+            self.writer.flush()
+        every = self.config.checkpoint_every
+        if every and step - self.last_checkpoint_step >= every:
+            self.checkpoint(image, step)
+
+    def checkpoint(self, image, step):
+        save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index,
+                        step=step, sizes=self.sizes)
+        self.last_checkpoint_step = step
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def save_checkpoint(directory, image, *, scale_index, step, sizes):
+    """Atomically write the image being optimised and where it is, as one .npz."""
+    state = {"scale_index": scale_index, "step": step, "sizes": list(sizes)}
+    buffer = io.BytesIO()
+    np.savez(buffer, image=np.asarray(image, np.float32)[0], state=json.dumps(state))
+    fileio.atomic_write_bytes(os.path.join(directory, CHECKPOINT_FILE), buffer.getvalue())
+
+
+def load_checkpoint(directory, sizes):
+    """Return ``(scale_index, step, image)`` saved by :func:`save_checkpoint`, or None."""
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path) as data:
+            state = json.loads(str(data["state"]))
+            image = data["image"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise NSTError(f"{path}: unreadable checkpoint ({exc})") from exc
+    if state["sizes"] != list(sizes):
+        raise NSTError(f"{path}: checkpoint is for sizes {state['sizes']}, this run uses "
+                       f"{list(sizes)}")
+    return state["scale_index"], state["step"], image
+
+
+def stylize(content, style, config=None, progress=None, extractor=None):
+    """Stylize ``content`` with ``style`` by optimisation (Gatys et al.).
+
+    Args:
+      content: an image path or an ``[H, W, 3]`` float array in [0, 1].
+      style: a path or array, or a list of them (blended by
+        ``config.style_weights``).
+      config: a :class:`GatysConfig` (defaults: the paper's VGG19 setup, 512 px).
+      progress: None for silence, True for a progress bar on stderr, or a
+        callable ``progress(done, total, losses)``.
+      extractor: a feature extractor to reuse (it must output every layer the
+        config names); built from ``config`` when None.
+
+    Returns:
+      The stylized image, ``[H, W, 3]`` float32 in [0, 1], longest side
+      ``config.image_size``.
+    """
+    config = config or GatysConfig()
+    content = _as_image(content, "content")
+    styles = style if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise NSTError("style: at least one style image is needed")
+    styles = [_as_image(s, "style") for s in styles]
+    if config.style_weights is not None and len(config.style_weights) != len(styles):
+        _fail("style_weights", f"has {len(config.style_weights)} values for "
+              f"{len(styles)} style images")
+    if config.preserve_color == "histogram":
+        styles = [images.match_color_histogram(s, content) for s in styles]
+    if extractor is None:
+        extractor = build_extractor(config)
+
+    sizes = config.sizes()
+    resume = load_checkpoint(config.checkpoint_dir, sizes) if config.resume else None
+    if config.checkpoint_every and not config.checkpoint_dir:
+        _fail("checkpoint_dir", "needed when checkpoint_every is set")
+    bar = None
+    if progress is True:
+        from nst_tf.progress import ProgressBar  # pylint: disable=import-outside-toplevel
+        bar = ProgressBar(config.total_steps(), "stylize")
+        progress = lambda done, total, values: bar.update(done, **_short(values))  # noqa: E731
+    monitor = _Monitor(config, sizes, progress)
+    rng = np.random.default_rng(config.seed)
+    image = None
+    try:
+        for index, size in enumerate(sizes):
+            content_s = images.resize_longest_side(content, size)
+            start_step = 0
+            if resume is not None and resume[0] > index:
+                continue
+            if resume is not None and resume[0] == index:
+                start_step, init = resume[1], resume[2]
+                if init.shape != content_s.shape:
+                    raise NSTError(f"{config.checkpoint_dir}: checkpoint image is "
+                                   f"{init.shape}, expected {content_s.shape}")
+            elif image is None:
+                init = initial_image(content_s, styles, config, rng)
+            else:
+                init = images.resize_image(np.asarray(image)[0], content_s.shape[:2])
+            objective = make_objective(extractor, content_s,
+                                       prepare_styles(styles, content_s, config), config)
+            monitor.begin_scale(index, start_step)
+            image = optimize(objective, init[np.newaxis], config, start_step=start_step,
+                             on_step=monitor if monitor.wanted() else None,
+                             report_every=monitor.report_every())
+            if config.checkpoint_every:
+                # Also when L-BFGS converged early: a resumed run skips this scale.
+                monitor.checkpoint(image, config.num_steps)
+    finally:
+        monitor.close()
+        if bar is not None:
+            bar.close()
+    result = np.clip(np.asarray(image)[0], 0.0, 1.0).astype(np.float32)
+    if config.preserve_color == "luminance":
+        result = images.transfer_luminance(result, images.resize_image(content, result.shape[:2]))
+    return result
+
+
+def _short(values):
+    return {name: value for name, value in values.items() if name in ("loss", "content", "style")}

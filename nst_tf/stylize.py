@@ -1,0 +1,219 @@
+"""nst-stylize: stylize an image by optimisation (Gatys et al.) or with a trained net.
+
+    nst-stylize --content=photo.jpg --style=painting.jpg --output=out.png
+    nst-stylize --flagfile=configs/gatys_preview.flags --content=... --style=...
+    nst-stylize --model=runs/starry --content=photos/ --output=stylized/
+
+Every Gatys flag maps one-to-one onto a field of :class:`nst_tf.gatys.GatysConfig`
+(same name, same default). Quiet by default: one progress bar on stderr, one
+result line on stdout; a bad input prints one line and exits with status 1
+without writing anything.
+"""
+
+from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
+
+import os
+import time
+
+import keras
+from absl import flags
+
+from nst_tf import features
+from nst_tf import gatys
+from nst_tf import images
+from nst_tf.errors import NSTError
+
+_D = gatys.GatysConfig.__dataclass_fields__
+FLAGS = flags.FLAGS
+
+
+def _default(name):
+    return _D[name].default
+
+
+# Inputs and output.
+flags.DEFINE_string("content", None, "Content image (with --model: an image or a folder).")
+flags.DEFINE_multi_string("style", None, "Style image; repeat for several styles.")
+flags.DEFINE_list("style_weights", None,
+                  "Blend weights of the --style images, e.g. 0.7,0.3 (default: equal).")
+flags.DEFINE_string("output", None,
+                    "Output image (.png/.jpg); default <content>_<style>.png in the current "
+                    "folder. With --model: a file or a folder.")
+flags.DEFINE_string("model", None,
+                    "Trained feed-forward model directory (nst-train-fast / "
+                    "nst-train-multistyle); skips optimisation.")
+
+# Sizes and steps.
+flags.DEFINE_integer("image_size", _default("image_size"), "Longest side of the output.",
+                     lower_bound=32)
+flags.DEFINE_list("scales", [], "Smaller sizes optimised first, coarse to fine, e.g. 256,512; "
+                  "each result initialises the next size, ending at --image_size.")
+flags.DEFINE_float("style_scale", _default("style_scale"),
+                   "Style image longest side relative to the content's.")
+flags.DEFINE_boolean("style_crop", _default("style_crop"),
+                     "Centre-crop the style image to the content's aspect ratio first.")
+flags.DEFINE_integer("num_steps", _default("num_steps"), "Optimiser steps per scale.",
+                     lower_bound=1)
+
+# Optimiser.
+flags.DEFINE_enum("optimizer", _default("optimizer"), gatys.OPTIMIZERS, "Optimiser.")
+flags.DEFINE_float("learning_rate", _default("learning_rate"),
+                   "Adam/AdamW learning rate (pixels in [0, 1]).")
+flags.DEFINE_enum("lr_schedule", _default("lr_schedule"), gatys.LR_SCHEDULES,
+                  "Adam/AdamW schedule: step (x lr_gamma every lr_step_size), exponential, "
+                  "plateau (x lr_gamma after lr_patience steps without improvement).")
+flags.DEFINE_integer("lr_step_size", _default("lr_step_size"), "Steps per decay.", lower_bound=1)
+flags.DEFINE_float("lr_gamma", _default("lr_gamma"), "Decay factor of the LR schedules.")
+flags.DEFINE_integer("lr_patience", _default("lr_patience"), "Plateau patience (steps).",
+                     lower_bound=1)
+flags.DEFINE_float("weight_decay", _default("weight_decay"), "AdamW weight decay.")
+flags.DEFINE_integer("lbfgs_history", _default("lbfgs_history"),
+                     "L-BFGS correction pairs (default: nst_tf.lbfgs's).", lower_bound=1)
+flags.DEFINE_float("lbfgs_tolerance", _default("lbfgs_tolerance"),
+                   "L-BFGS gradient tolerance (default: nst_tf.lbfgs's).")
+flags.DEFINE_boolean("jit_compile", _default("jit_compile"), "Compile the loss with XLA.")
+
+# Losses.
+flags.DEFINE_list("content_layers", None,
+                  "Content layers by name or conv index (default: block4_conv2).")
+flags.DEFINE_list("style_layers", None,
+                  "Style layers by name or conv index (default: block1..5_conv1).")
+flags.DEFINE_list("style_layer_weights", None,
+                  "Weight w_l per style layer (default: 1/L each).")
+flags.DEFINE_float("content_weight", _default("content_weight"), "alpha.")
+flags.DEFINE_float("style_weight", _default("style_weight"), "beta.")
+flags.DEFINE_float("tv_weight", _default("tv_weight"), "Total-variation weight.")
+flags.DEFINE_float("laplacian_weight", _default("laplacian_weight"),
+                   "Laplacian loss weight (Li et al. 2017).")
+flags.DEFINE_enum("content_loss", _default("content_loss"), gatys.REDUCTIONS,
+                  "Content loss: sum (the paper's 1/2 sum of squares) or mean.")
+
+# Feature network.
+flags.DEFINE_enum("feature_extractor", _default("feature_extractor"),
+                  list(features.EXTRACTORS), "Feature network.")
+flags.DEFINE_string("weights", _default("weights"),
+                    "imagenet (Keras cache), a Keras no-top weights file, or none (random).")
+flags.DEFINE_enum("pooling", _default("pooling"), gatys.POOLINGS, "VGG pooling.")
+
+# Start and colour.
+flags.DEFINE_enum("init", _default("init"), gatys.INITS, "Starting image.")
+flags.DEFINE_float("noise_ratio", _default("noise_ratio"),
+                   "With --init=blend: (1 - r) content + r noise.")
+flags.DEFINE_enum("preserve_color", _default("preserve_color"), gatys.COLOR_MODES,
+                  "Keep the content's colours: histogram (match the style's colours first) or "
+                  "luminance (transfer luminance only).")
+flags.DEFINE_integer("seed", _default("seed"), "Random seed (noise init, random weights).")
+
+# Monitoring and interruption. absl.logging owns a --log_dir for log files these
+# tools never write; the issue's --log_dir (TensorBoard) takes the name over.
+delattr(FLAGS, "log_dir")
+flags.DEFINE_string("log_dir", None, "TensorBoard log folder (losses per step, images).")
+flags.DEFINE_integer("log_every", _default("log_every"),
+                     "Steps between progress/TensorBoard reports.", lower_bound=1)
+flags.DEFINE_integer("image_every", _default("image_every"),
+                     "Steps between TensorBoard images.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", _default("checkpoint_every"),
+                     "Save the image being optimised every N steps (0: never).", lower_bound=0)
+flags.DEFINE_string("checkpoint_dir", None,
+                    "Checkpoint folder (default: <output without extension>_checkpoint).")
+flags.DEFINE_boolean("resume", False, "Continue from the checkpoint in --checkpoint_dir.")
+
+
+def _numbers(name, cast):
+    values = FLAGS[name].value
+    if values is None:
+        return None
+    try:
+        return tuple(cast(v) for v in values)
+    except ValueError:
+        raise NSTError(f"--{name}: expected comma-separated numbers, got "
+                       f"{','.join(values)!r}") from None
+
+
+def _weights():
+    value = FLAGS.weights
+    return None if value.lower() in ("none", "random", "") else value
+
+
+def default_output(content, styles):
+    stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
+    return f"{stem(content)}_{'+'.join(stem(s) for s in styles)}.png"
+
+
+def config_from_flags(output):
+    """The :class:`~nst_tf.gatys.GatysConfig` the flags describe."""
+    checkpoint_dir = FLAGS.checkpoint_dir
+    if checkpoint_dir is None and (FLAGS.checkpoint_every or FLAGS.resume):
+        checkpoint_dir = os.path.splitext(output)[0] + "_checkpoint"
+    return gatys.GatysConfig(
+        image_size=FLAGS.image_size,
+        scales=_numbers("scales", int) or (),
+        style_scale=FLAGS.style_scale,
+        style_crop=FLAGS.style_crop,
+        num_steps=FLAGS.num_steps,
+        optimizer=FLAGS.optimizer,
+        learning_rate=FLAGS.learning_rate,
+        lr_schedule=FLAGS.lr_schedule,
+        lr_step_size=FLAGS.lr_step_size,
+        lr_gamma=FLAGS.lr_gamma,
+        lr_patience=FLAGS.lr_patience,
+        weight_decay=FLAGS.weight_decay,
+        lbfgs_history=FLAGS.lbfgs_history,
+        lbfgs_tolerance=FLAGS.lbfgs_tolerance,
+        jit_compile=FLAGS.jit_compile,
+        content_layers=FLAGS.content_layers,
+        style_layers=FLAGS.style_layers,
+        style_layer_weights=_numbers("style_layer_weights", float),
+        content_weight=FLAGS.content_weight,
+        style_weight=FLAGS.style_weight,
+        tv_weight=FLAGS.tv_weight,
+        laplacian_weight=FLAGS.laplacian_weight,
+        content_loss=FLAGS.content_loss,
+        feature_extractor=FLAGS.feature_extractor,
+        weights=_weights(),
+        pooling=FLAGS.pooling,
+        init=FLAGS.init,
+        noise_ratio=FLAGS.noise_ratio,
+        style_weights=_numbers("style_weights", float),
+        preserve_color=FLAGS.preserve_color,
+        seed=FLAGS.seed,
+        log_dir=FLAGS.log_dir,
+        log_every=FLAGS.log_every,
+        image_every=FLAGS.image_every,
+        checkpoint_every=FLAGS.checkpoint_every,
+        checkpoint_dir=checkpoint_dir,
+        resume=FLAGS.resume,
+    )
+
+
+def main(argv):
+    del argv
+    if FLAGS.model:
+        # Feed-forward nets (task fasttrain): --content may be an image or a folder.
+        from nst_tf import inference  # pylint: disable=import-outside-toplevel
+        return inference.stylize_from_flags(FLAGS)
+
+    if not FLAGS.content:
+        raise NSTError("--content: required")
+    if not FLAGS.style:
+        raise NSTError("--style: required (or pass --model)")
+    output = FLAGS.output or default_output(FLAGS.content, FLAGS.style)
+    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
+    config = config_from_flags(output)
+
+    # Random weights (--weights=none) are drawn from Keras' global generator.
+    keras.utils.set_random_seed(config.seed)
+    start = time.monotonic()
+    result = gatys.stylize(FLAGS.content, FLAGS.style, config, progress=True)
+    images.save_image(output, result)
+    height, width = result.shape[:2]
+    cli.result(f"{output} {width}x{height} {time.monotonic() - start:.1f}s")
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
