@@ -245,7 +245,9 @@ class StyleTransferObjective(tf.Module):
 
         self.content_image = _batched(content_image)
         content_features = extractor(self.content_image)
-        self.content_targets = {name: tf.constant(content_features[name])
+        # convert_to_tensor, not tf.constant: nst_tf.export also builds the
+        # objective inside a tf.function, from symbolic content and style.
+        self.content_targets = {name: tf.convert_to_tensor(content_features[name])
                                 for name in self.content_layers}
         grams = []
         for style in style_images:
@@ -255,7 +257,7 @@ class StyleTransferObjective(tf.Module):
         if style_weights is None:
             style_weights = [1.0] * len(grams)
         blended = losses.blend_grams(grams, list(style_weights))
-        self.style_targets = {name: tf.constant(gram) for name, gram in blended.items()}
+        self.style_targets = {name: tf.convert_to_tensor(gram) for name, gram in blended.items()}
 
         self._evaluate = tf.function(self._terms_and_gradient, jit_compile=jit_compile)
         self._forward = tf.function(self.loss, jit_compile=jit_compile)
