@@ -166,7 +166,8 @@ def upsample_nearest(images, scale):
         return images
     shape = tf.shape(images)
     b, h, w, c = shape[0], shape[1], shape[2], shape[3]
-    expanded = tf.broadcast_to(images[:, :, None, :, None, :], [b, h, scale, w, scale, c])
+    # A reshape, not images[:, :, None, :, None, :]: TFLite has no 6-D strided slice.
+    expanded = tf.broadcast_to(tf.reshape(images, [b, h, 1, w, 1, c]), [b, h, scale, w, scale, c])
     return tf.reshape(expanded, [b, h * scale, w * scale, c])
 
 
