@@ -1,0 +1,211 @@
+"""tf.data input pipelines for training.
+
+Training photos (the content images of the feed-forward trainers) come from
+tfds ``coco/2017``, the papers' dataset, or from any folder of images. The
+pipeline is a pure function of ``(seed, start)``: element ``i`` of the
+endless, shuffled stream always gets the same photo and the same random crop,
+so a resumed run continues with exactly the batches it would have seen
+(see ``nst_tf.training.base``, which checkpoints the position).
+
+Unreadable files (corrupt, truncated, a format TensorFlow cannot decode) are
+dropped by ``ignore_errors`` and counted: every element carries ``skipped``,
+how many source files were dropped just before it, which the trainer sums into
+a ``data/skipped_files`` TensorBoard scalar and its result line.
+
+The decode / resize / crop / flip helpers are shared by the CycleGAN data code.
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from nst_tf import images
+from nst_tf.errors import NSTError
+
+# tfds elements are whole encoded photos (~160 kB for COCO): a few hundred MB of
+# shuffle buffer. Folder sources shuffle only file names, so they shuffle fully.
+TFDS_SHUFFLE_BUFFER = 1000
+PROBE_FILES = 20
+
+
+@dataclasses.dataclass
+class PhotoDataConfig:
+    """Where the training photos come from and how they are cropped."""
+
+    train_dir: Optional[str] = None  # a folder of images (recursive); wins over tfds
+    tfds_name: str = "coco/2017"
+    tfds_data_dir: Optional[str] = None
+    tfds_split: str = "train"
+    image_size: int = 256
+    seed: int = 0
+
+
+# ----------------------------------------------------------------- image helpers
+
+
+def decode_image(encoded):
+    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> float32 RGB in [0, 1], [H, W, 3].
+
+    Grayscale and RGBA become RGB and an animated GIF gives its first frame, so
+    every photo of a mixed folder has the same shape.
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def resize_shorter_side(image, side):
+    """Resize [H, W, C] so the shorter side is ``side`` (antialiased bilinear), keeping the aspect."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(side, tf.float32) / tf.reduce_min(shape)
+    # ceil keeps the shorter side at least `side`, so a side x side crop always fits.
+    size = tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32)
+    size = tf.maximum(size, side)
+    return tf.image.resize(image, size, method="bilinear", antialias=True)
+
+
+def element_seed(seed, index):
+    """The stateless-RNG seed of stream element ``index``: its randomness never depends on history."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+
+
+def random_crop(image, size, seed):
+    """A ``size`` x ``size`` crop at a position drawn from the stateless ``seed``."""
+    return tf.image.stateless_random_crop(image, [size, size, tf.shape(image)[-1]], seed=seed)
+
+
+def random_flip(image, seed):
+    """Left-right flip with probability 1/2, drawn from the stateless ``seed``."""
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+# ----------------------------------------------------------------- photo pipeline
+
+
+def _folder_source(train_dir):
+    paths = images.list_images(train_dir)
+    if not paths:
+        raise NSTError(f"--train_dir: {train_dir}: no image files found")
+    names = tf.data.Dataset.from_tensor_slices(paths)
+    return names, len(paths), len(paths), tf.io.read_file
+
+
+def _tfds_source(config):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    # Keep the photos encoded until after the shuffle, skip and shard: those
+    # stages then move bytes, and only the photos used get decoded.
+    try:
+        ds = tfds.load(
+            config.tfds_name,
+            split=config.tfds_split,
+            data_dir=config.tfds_data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except Exception as exc:  # tfds raises assorted types for a missing dataset
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NSTError(
+            f"--tfds_name: cannot load {config.tfds_name}:{config.tfds_split} ({first_line}); "
+            f"prepare it with `tfds build {config.tfds_name}` or pass --train_dir=FOLDER"
+        ) from None
+    ds = ds.map(lambda example: example["image"])
+    count = int(ds.cardinality())
+    if count < 0:  # prepared tfds splits know their size; generated (mock) ones may not
+        count = int(ds.reduce(0, lambda n, _: n + 1))
+    if count == 0:
+        raise NSTError(f"--tfds_name: {config.tfds_name}:{config.tfds_split} is empty")
+    return ds, count, min(count, TFDS_SHUFFLE_BUFFER), tf.identity
+
+
+def _check_readable(items, to_bytes, where, probes=PROBE_FILES):
+    """Fail now if none of the first ``probes`` items decodes.
+
+    ``ignore_errors`` would otherwise spin for ever on a source with no
+    readable image at all, without a single batch or message.
+    """
+    for item in items.take(probes):
+        try:
+            decode_image(to_bytes(item))
+            return
+        except tf.errors.OpError:
+            continue
+    raise NSTError(f"{where}: none of the first {probes} images can be decoded")
+
+
+def photo_source(config):
+    """``(finite dataset of items, item count, shuffle buffer, item -> encoded bytes)``.
+
+    Raises NSTError up front for an empty folder, a missing tfds dataset, or a
+    source whose first images are all unreadable.
+    """
+    if config.train_dir:
+        source = _folder_source(config.train_dir)
+        where = f"--train_dir: {config.train_dir}"
+    else:
+        source = _tfds_source(config)
+        where = f"--tfds_name: {config.tfds_name}"
+    _check_readable(source[0], source[3], where)
+    return source
+
+
+def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
+    """Endless batches ``{"images": [B, S, S, 3] in [0, 1], "skipped": [B] int64}``.
+
+    Args:
+      config: a :class:`PhotoDataConfig`.
+      batch_size: photos per batch (per replica when sharded).
+      start: index of the first stream element: a resumed run's input position.
+      num_shards, shard_index: this input pipeline's share of the stream
+        (every ``num_shards``-th element), as ``tf.distribute.InputContext`` gives.
+    """
+    source, count, buffer, to_bytes = photo_source(config)
+    size = int(config.image_size)
+    first_epoch = start // count
+
+    def epoch(number):
+        # A seed per epoch lets a resumed run start at its epoch without
+        # replaying the shuffles of all the epochs before it.
+        return source.shuffle(buffer, seed=config.seed * 1_000_003 + number)
+
+    def load(index, item):
+        image = decode_image(to_bytes(item))
+        image = resize_shorter_side(image, size)
+        return index, random_crop(image, size, element_seed(config.seed, index))
+
+    def count_skipped(previous, element):
+        # Consecutive survivors of this shard are num_shards apart in the stream.
+        index, image = element
+        skipped = (index - previous) // num_shards - 1
+        return index, {"images": image, "skipped": skipped}
+
+    ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    ds = ds.enumerate(start=first_epoch * count).skip(start - first_epoch * count)
+    ds = ds.shard(num_shards, shard_index)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    ds = ds.scan(tf.constant(start + shard_index - num_shards, tf.int64), count_skipped)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def photo_dataset_fn(config, global_batch_size, start=0):
+    """A ``tf.distribute`` dataset function: one :func:`photo_dataset` per input pipeline."""
+
+    def dataset_fn(input_context):
+        return photo_dataset(
+            config,
+            input_context.get_per_replica_batch_size(global_batch_size),
+            start=start,
+            num_shards=input_context.num_input_pipelines,
+            shard_index=input_context.input_pipeline_id,
+        )
+
+    return dataset_fn
+
+
+def describe_source(config):
+    """A short human description of where the photos come from, for result lines."""
+    if config.train_dir:
+        return os.path.normpath(config.train_dir)
+    return f"tfds {config.tfds_name}:{config.tfds_split}"
