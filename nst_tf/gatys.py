@@ -407,6 +407,8 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
     remaining = config.num_steps - start_step
     if remaining <= 0:
         return initial
+    if on_step is None:
+        report_every = remaining
     if config.optimizer == "lbfgs":
         return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step,
                                report_every)
@@ -458,7 +460,7 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
 
 
 def _loss_dict(total, terms):
-    values = {"loss": float(total)}
+    values = {"total": float(total)}
     values.update({name: float(value) for name, value in terms.items()})
     return values
 
@@ -529,9 +531,11 @@ class _Monitor:
         return bool(self.progress or self.writer or self.config.checkpoint_every)
 
     def __call__(self, step, image, values):
+        # Checkpoint first: an interruption while reporting must not lose the step.
+        every = self.config.checkpoint_every
+        if every and step - self.last_checkpoint_step >= every:
+            self.checkpoint(image, step)
         done = self.scale_index * self.config.num_steps + step
-        if self.progress is not None:
-            self.progress(done, self.total, values)
         if self.writer is not None:
             with self.writer.as_default(step=done):
                 for name, value in values.items():
@@ -540,9 +544,8 @@ class _Monitor:
                     tf.summary.image("image", tf.convert_to_tensor(image)[:1])
                     self.last_image_step = done
             self.writer.flush()
-        every = self.config.checkpoint_every
-        if every and step - self.last_checkpoint_step >= every:
-            self.checkpoint(image, step)
+        if self.progress is not None:
+            self.progress(done, self.total, values)
 
     def checkpoint(self, image, step):
         save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index,
@@ -657,4 +660,4 @@ def stylize(content, style, config=None, progress=None, extractor=None):
 
 
 def _short(values):
-    return {name: value for name, value in values.items() if name in ("loss", "content", "style")}
+    return {name: value for name, value in values.items() if name in ("total", "content", "style")}

@@ -1,0 +1,290 @@
+"""Gatys optimisation: objective, optimisers, init, scales, colour, checkpoints, logging."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst_tf import gatys
+from nst_tf import images
+from nst_tf.errors import NSTError
+
+SIZE = 48
+
+
+def config(**overrides):
+    base = dict(image_size=SIZE, num_steps=6, optimizer="adam", learning_rate=0.05,
+                weights=None, log_every=1)
+    base.update(overrides)
+    return gatys.GatysConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    """Random-weight VGG19 up to block5_conv1, shared by every test here."""
+    return gatys.build_extractor(gatys.GatysConfig(weights=None))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:SIZE, 0:40] / SIZE
+    content = np.stack([x, y, 0.5 + 0.4 * np.sin(8 * x)], -1).astype(np.float32)
+    style = rng.random((40, 40, 3)).astype(np.float32) * [1.0, 0.3, 0.6]
+    return content, style.astype(np.float32)
+
+
+def run(content, style, extractor, cfg, progress=None):
+    return gatys.stylize(content, style, cfg, progress=progress, extractor=extractor)
+
+
+def objective_for(extractor, content, style, cfg):
+    return gatys.make_objective(extractor, content, [style], cfg)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer", "sgd", "optimizer: must be one of"),
+    ("noise_ratio", 1.5, "noise_ratio: must be in [0, 1]"),
+    ("scales", (256, 128), "scales: must be increasing"),
+    ("scales", (1024,), "scales: 1024 is larger than image_size"),
+    ("style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
+    ("style_weight", -1.0, "style_weight: must be >= 0"),
+    ("resume", True, "resume: needs checkpoint_dir"),
+])
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(NSTError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        gatys.GatysConfig(**{field: value})
+
+
+def test_both_weights_zero_rejected():
+    with pytest.raises(NSTError, match="cannot both be 0"):
+        gatys.GatysConfig(content_weight=0, style_weight=0)
+
+
+def test_sizes_end_at_image_size():
+    assert gatys.GatysConfig().sizes() == [512]
+    assert gatys.GatysConfig(scales=(256, 512)).sizes() == [256, 512]
+    assert gatys.GatysConfig(image_size=1024, scales=[256, 512]).sizes() == [256, 512, 1024]
+    assert gatys.GatysConfig(image_size=1024, scales=[256], num_steps=7).total_steps() == 14
+
+
+def test_layers_by_index_and_name():
+    cfg = gatys.GatysConfig(content_layers=("9",), style_layers=(0, "block2_conv1"))
+    assert gatys.resolve_config_layers(cfg) == (["block4_conv2"], ["block1_conv1",
+                                                                   "block2_conv1"])
+    with pytest.raises(NSTError, match="style_layer_weights"):
+        gatys.resolve_config_layers(gatys.GatysConfig(style_layer_weights=(1.0, 2.0)))
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def test_objective_matches_weighted_terms_and_gradient(extractor, pair):
+    content, style = pair
+    cfg = config(content_weight=2.0, style_weight=30.0, tv_weight=5.0, laplacian_weight=0.5,
+                 style_layer_weights=(1, 1, 1, 1, 4))
+    objective = objective_for(extractor, content, style, cfg)
+    noise = np.random.default_rng(2).normal(0, 0.1, content.shape)
+    x = tf.constant(np.clip(content + noise, 0, 1)[None], tf.float32)
+    total, terms = objective.loss(x)
+    expected = (2.0 * terms["content"] + 30.0 * terms["style"] + 5.0 * terms["tv"]
+                + 0.5 * terms["laplacian"])
+    np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
+    value, gradient = objective.value_and_gradient(x)
+    np.testing.assert_allclose(float(value), float(total), rtol=1e-4)
+    assert gradient.shape == x.shape and float(tf.reduce_max(tf.abs(gradient))) > 0
+    # At the content image the content term vanishes.
+    assert float(objective.loss(tf.constant(content[None]))[1]["content"]) == 0.0
+
+
+def test_blended_styles_use_weighted_grams(extractor, pair):
+    content, style = pair
+    other = np.ascontiguousarray(style[::-1])
+    cfg = config(style_weights=(3.0, 1.0))
+    blended = gatys.make_objective(extractor, content, [style, other], cfg)
+    name = blended.style_layers[0]
+    first, second = (objective_for(extractor, content, s, config()).style_targets[name]
+                     for s in (style, other))
+    expected = 0.75 * first + 0.25 * second
+    np.testing.assert_allclose(blended.style_targets[name], expected, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- optimisers
+
+
+def test_lbfgs_lowers_the_loss(extractor, pair):
+    content, style = pair
+    cfg = config(optimizer="lbfgs", num_steps=15)
+    objective = objective_for(extractor, content, style, cfg)
+    initial = np.random.default_rng(0).random((1,) + content.shape).astype(np.float32)
+    start = float(objective.losses(initial)[0])
+    result = gatys.optimize(objective, initial, cfg)
+    assert float(tf.reduce_min(result)) >= 0.0 and float(tf.reduce_max(result)) <= 1.0
+    assert float(objective.losses(result)[0]) < 0.2 * start
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "step"), ("adamw", "exponential"),
+                                                 ("adam", "plateau")])
+def test_keras_optimizers_lower_the_loss(extractor, pair, optimizer, schedule):
+    content, style = pair
+    losses = []
+    cfg = config(optimizer=optimizer, lr_schedule=schedule, num_steps=12, lr_step_size=4,
+                 init="noise")
+    out = run(content, style, extractor, cfg, lambda done, total, v: losses.append(v["total"]))
+    assert len(losses) == 12 and out.min() >= 0 and out.max() <= 1
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_step_schedule_and_plateau_values():
+    schedule = gatys.learning_rate_schedule(config(lr_schedule="step", learning_rate=1.0,
+                                                   lr_step_size=50, lr_gamma=0.3))
+    np.testing.assert_allclose([float(schedule(s)) for s in (0, 49, 50, 100)],
+                               [1.0, 1.0, 0.3, 0.09], rtol=1e-6)
+    plateau = gatys.ReduceLROnPlateau(1.0, factor=0.5, patience=2)
+    rates = [plateau.update(loss) for loss in (10, 9, 9, 9, 9, 8, 8, 8, 8)]
+    assert rates == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]
+
+
+# --------------------------------------------------------------------------- init, reconstructions
+
+
+def test_initial_images(pair):
+    content, style = pair
+    rng = lambda: np.random.default_rng(3)  # noqa: E731
+    assert gatys.initial_image(content, [style], config(init="content"), rng()) is content
+    noise = gatys.initial_image(content, [style], config(init="noise"), rng())
+    assert noise.shape == content.shape and 0 <= noise.min() and noise.max() <= 1
+    np.testing.assert_array_equal(
+        noise, gatys.initial_image(content, [style], config(init="noise"), rng()))
+    blend = gatys.initial_image(content, [style], config(init="blend", noise_ratio=0.25), rng())
+    np.testing.assert_allclose(blend, 0.75 * content + 0.25 * noise, atol=1e-6)
+    assert gatys.initial_image(content, [style], config(init="style"), rng()).shape \
+        == content.shape
+
+
+def test_content_only_reconstruction_approaches_content(extractor, pair):
+    content, style = pair
+    terms = []
+    cfg = config(style_weight=0.0, init="noise", num_steps=10)
+    out = run(content, style, extractor, cfg, lambda d, t, v: terms.append(v))
+    assert terms[-1]["content"] < 0.5 * terms[0]["content"]
+    noise = gatys.initial_image(content, [style], cfg, np.random.default_rng(cfg.seed))
+    assert np.abs(out - content).mean() < np.abs(noise - content).mean()
+
+
+def test_style_only_synthesis_matches_grams(extractor, pair):
+    content, style = pair
+    terms = []
+    run(content, style, extractor, config(content_weight=0.0, init="noise", num_steps=10),
+        lambda d, t, v: terms.append(v))
+    assert terms[-1]["style"] < 0.5 * terms[0]["style"]
+
+
+# --------------------------------------------------------------------------- scales, seed, colour
+
+
+def test_multiscale_runs_every_scale(extractor, pair):
+    content, style = pair
+    done = []
+    cfg = config(scales=(32,), num_steps=3)
+    out = run(content, style, extractor, cfg, lambda d, total, v: done.append((d, total)))
+    assert out.shape == images.longest_side_shape(content.shape, SIZE) + (3,)
+    assert done == [(i, 6) for i in range(1, 7)]
+
+
+def test_seed_makes_runs_reproducible(extractor, pair):
+    content, style = pair
+    first = run(content, style, extractor, config(init="noise", num_steps=3, seed=5))
+    again = run(content, style, extractor, config(init="noise", num_steps=3, seed=5))
+    other = run(content, style, extractor, config(init="noise", num_steps=3, seed=6))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).mean() > 1e-3
+
+
+def test_histogram_mode_matches_style_colours_first(extractor, pair):
+    content, style = pair
+    cfg = dict(num_steps=2)
+    out = run(content, style, extractor, config(preserve_color="histogram", **cfg))
+    matched = images.match_color_histogram(style, content)
+    np.testing.assert_allclose(out, run(content, matched, extractor, config(**cfg)), atol=1e-6)
+
+
+def test_luminance_mode_keeps_content_chroma(extractor, pair):
+    content, style = pair
+    out = run(content, style, extractor, config(preserve_color="luminance", num_steps=2))
+    plain = run(content, style, extractor, config(num_steps=2))
+    np.testing.assert_allclose(out, images.transfer_luminance(plain, content), atol=1e-6)
+
+
+def test_bad_inputs(extractor, pair, tmp_path):
+    content, style = pair
+    with pytest.raises(NSTError, match="no such file"):
+        run(str(tmp_path / "missing.jpg"), style, extractor, config())
+    with pytest.raises(NSTError, match="style_weights: has 1 values for 2"):
+        run(content, [style, style], extractor, config(style_weights=(1.0,)))
+    with pytest.raises(NSTError, match="content: expected an"):
+        run(content[..., 0], style, extractor, config())
+
+
+# --------------------------------------------------------------------------- checkpoints, logs
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
+    content, style = pair
+    ckpt = str(tmp_path / "ckpt")
+    cfg = dict(scales=(32,), num_steps=4, checkpoint_every=2, checkpoint_dir=ckpt)
+
+    def stop_at_6(done, total, values):
+        if done == 6:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(content, style, extractor, config(**cfg), stop_at_6)
+    scale_index, step, image = gatys.load_checkpoint(ckpt, [32, SIZE])
+    assert (scale_index, step) == (1, 2) and image.shape[:2] == content.shape[:2]
+
+    done = []
+    out = run(content, style, extractor, config(resume=True, **cfg),
+              lambda d, t, v: done.append(d))
+    assert done == [7, 8]  # continues after the checkpointed step, not from scratch
+    assert out.shape == content.shape
+    assert gatys.load_checkpoint(ckpt, [32, SIZE])[:2] == (1, 4)
+    with pytest.raises(NSTError, match="checkpoint is for sizes"):
+        run(content, style, extractor, config(resume=True, **dict(cfg, scales=())))
+
+
+def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):
+    content, style = pair
+    run(content, style, extractor,
+        config(num_steps=4, log_every=2, image_every=2, log_dir=str(tmp_path / "logs")))
+    tags = {}
+    for name in os.listdir(tmp_path / "logs"):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    for tag in ("loss/total", "loss/content", "loss/style", "loss/tv"):
+        assert tags[tag] == [2, 4]
+    assert tags["image"] == [2, 4]
+
+
+# --------------------------------------------------------------------------- real weights
+
+
+@pytest.mark.integration
+def test_real_weights_stylize_chicago(assets, hed_weights):
+    content = images.load_image(assets / "images/content/chicago.jpg", max_side=128)
+    style = assets / "images/style/starry_night.jpg"
+    terms = []
+    cfg = gatys.GatysConfig(image_size=128, num_steps=30, feature_extractor="vgg16",
+                            weights=hed_weights, log_every=5)
+    out = gatys.stylize(content, str(style), cfg, progress=lambda d, t, v: terms.append(v))
+    assert terms[-1]["style"] < 0.2 * terms[0]["style"]
+    assert np.abs(out - content).mean() > 0.03
