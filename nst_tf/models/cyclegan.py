@@ -39,13 +39,24 @@ def init_normal(model, stddev=0.02):
             weight.assign(keras.ops.zeros(weight.shape, dtype=weight.dtype))
 
 
-def _build_chain(chain, channels):
-    """Build ``chain``'s layers in order for ``channels`` input channels."""
-    shape = (None, None, None, channels)
+def _set_chain(model, chain):
+    """Make the layer sequence ``chain`` the body of ``model`` and build it for RGB input.
+
+    Each layer becomes an attribute named after it, because ``tf.train.Checkpoint``
+    does not follow Keras' tracked lists; ``model.chain`` lists them in call order.
+    """
+    shape = (None, None, None, 3)
     for layer in chain:
+        setattr(model, layer.name, layer)
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
-    return shape[-1]
+    model._chain_names = tuple(layer.name for layer in chain)
+
+
+def _run_chain(model, x):
+    for name in model._chain_names:
+        x = getattr(model, name)(x)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="nst_tf")
@@ -73,19 +84,19 @@ class ResnetGenerator(keras.Model):
         self.n_blocks = int(n_blocks)
         self.upsampling = upsampling
         f = self.ngf
-        self.chain = [layers.ConvBlock(f, 7, name="c7s1")]
+        chain = [layers.ConvBlock(f, 7, name="c7s1")]
         for filters in (2 * f, 4 * f):
             # The authors zero-pad the stride-2 convolutions by 1 on every side.
-            self.chain += [
+            chain += [
                 keras.layers.ZeroPadding2D(1, name=f"d{filters}_pad"),
                 keras.layers.Conv2D(filters, 3, strides=2, use_bias=False, name=f"d{filters}_conv"),
                 layers.InstanceNormalization(name=f"d{filters}_norm"),
                 keras.layers.ReLU(name=f"d{filters}_relu"),
             ]
-        self.chain += [layers.ResidualBlock(4 * f, name=f"r{i + 1}") for i in range(self.n_blocks)]
+        chain += [layers.ResidualBlock(4 * f, name=f"r{i + 1}") for i in range(self.n_blocks)]
         for filters in (2 * f, f):
             if upsampling == "transpose":
-                self.chain += [
+                chain += [
                     keras.layers.Conv2DTranspose(
                         filters, 3, strides=2, padding="same", use_bias=False, name=f"u{filters}_conv"
                     ),
@@ -93,9 +104,9 @@ class ResnetGenerator(keras.Model):
                     keras.layers.ReLU(name=f"u{filters}_relu"),
                 ]
             else:
-                self.chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
-        self.chain += [layers.ReflectConv2D(3, 7, name="c7s1_3"), keras.layers.Activation("tanh", name="tanh")]
-        _build_chain(self.chain, 3)
+                chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
+        chain += [layers.ReflectConv2D(3, 7, name="c7s1_3"), keras.layers.Activation("tanh", name="tanh")]
+        _set_chain(self, chain)
         self.built = True
         init_normal(self)
 
@@ -103,11 +114,13 @@ class ResnetGenerator(keras.Model):
         # Weights already exist; accept Keras' build_from_config on load.
         self.built = True
 
+    @property
+    def chain(self):
+        return [getattr(self, name) for name in self._chain_names]
+
     def call(self, images):
-        x, size = pad_to_multiple(images, SIZE_MULTIPLE)
-        for layer in self.chain:
-            x = layer(x)
-        return crop_to(x, size)
+        padded, size = pad_to_multiple(images, SIZE_MULTIPLE)
+        return crop_to(_run_chain(self, padded), size)
 
     def get_config(self):
         return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks, "upsampling": self.upsampling}
@@ -127,30 +140,31 @@ class PatchDiscriminator(keras.Model):
         if int(ndf) < 1:
             raise ValueError(f"need ndf >= 1, got {ndf}")
         self.ndf = int(ndf)
-        self.chain = []
+        chain = []
         # (width multiplier, stride, instance norm) of C64, C128, C256, C512.
         for mult, stride, norm in ((1, 2, False), (2, 2, True), (4, 2, True), (8, 1, True)):
             name = f"C{self.ndf * mult}"
-            self.chain += [
+            chain += [
                 keras.layers.ZeroPadding2D(1, name=f"{name}_pad"),
                 keras.layers.Conv2D(self.ndf * mult, 4, strides=stride, use_bias=not norm, name=f"{name}_conv"),
             ]
             if norm:
-                self.chain.append(layers.InstanceNormalization(name=f"{name}_norm"))
-            self.chain.append(keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu"))
-        self.chain += [keras.layers.ZeroPadding2D(1, name="out_pad"), keras.layers.Conv2D(1, 4, name="out_conv")]
-        _build_chain(self.chain, 3)
+                chain.append(layers.InstanceNormalization(name=f"{name}_norm"))
+            chain.append(keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu"))
+        chain += [keras.layers.ZeroPadding2D(1, name="out_pad"), keras.layers.Conv2D(1, 4, name="out_conv")]
+        _set_chain(self, chain)
         self.built = True
         init_normal(self)
 
     def build(self, input_shape=None):
         self.built = True
 
+    @property
+    def chain(self):
+        return [getattr(self, name) for name in self._chain_names]
+
     def call(self, images):
-        x = images
-        for layer in self.chain:
-            x = layer(x)
-        return tf.cast(x, tf.float32)
+        return tf.cast(_run_chain(self, images), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "ndf": self.ndf}
