@@ -1,0 +1,438 @@
+"""SavedModel (and TFLite) export of our models, in the layout TF Serving reads.
+
+``export(config)`` writes ``<export_dir>/<version>/``, ``version`` one more
+than the largest integer folder already there, through a temporary directory
+renamed into place, so TF Serving and ``nst-serve`` never see a half-written
+version. Every model is a ``tf.Module`` whose ``tf.function`` s carry explicit
+input signatures; all tensors are float32 RGB in [0, 255], NHWC:
+
+=============  ==================  =============================================
+model_type     signature           inputs -> outputs
+=============  ==================  =============================================
+fast,          ``serving_default`` ``image_bytes`` [B] JPEG/PNG/GIF/BMP strings
+cyclegan                           -> ``image_bytes`` [B] PNG strings
+               ``stylize_tensor``  ``images`` [B, H, W, 3] -> ``images``
+multistyle     both of the above, each also taking ``style_weights`` [N]
+features       ``serving_default`` ``images`` -> ``<layer>`` feature maps and
+               = ``features``      ``<layer>_gram`` [B, C, C] Gram matrices
+               ``losses``          ``images``, ``content_images``,
+                                   ``style_images`` [1, H, W, 3] -> ``content``,
+                                   ``style``, ``tv``, ``total`` Gatys losses
+gatys          ``serving_default`` ``content_bytes``, ``style_bytes`` [B]
+                                   -> ``image_bytes`` [B]
+               ``stylize_tensor``  ``content``, ``style`` [1, H, W, 3]
+                                   -> ``images``
+=============  ==================  =============================================
+
+``max_side`` > 0 shrinks inputs whose longest side is larger, inside the graph,
+so a served model bounds its own cost. Outputs named ``*_bytes`` are what TF
+Serving's REST API returns base64-encoded. ``assets.extra/nst_tf.json`` in
+each version records how it was made (model type, style names, source).
+
+The Gatys model runs ``num_steps`` Adam steps from the content image inside
+the graph (a ``tf.while_loop``), with the loss of
+:class:`nst_tf.gatys.StyleTransferObjective`: slow, but one self-contained
+"any style" endpoint.
+
+TFLite (``format="tflite"``, fast and multistyle nets): ``model.tflite`` with
+a fixed ``[1, tflite_size, tflite_size, 3]`` input, because TFLite kernels are
+planned for static shapes; resize on the device.
+"""
+
+import dataclasses
+import errno
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+from tensorflow.python.framework import convert_to_constants  # pylint: disable=no-name-in-module
+
+from nst_tf import fileio
+from nst_tf import gatys
+from nst_tf import losses
+from nst_tf.errors import NSTError
+
+MODEL_TYPES = ("fast", "multistyle", "cyclegan", "features", "gatys")
+FORMATS = ("saved_model", "tflite")
+DIRECTIONS = ("a2b", "b2a")
+# model_type -> the "method" a training output dir must record in model_config.json.
+_TRAINED_METHODS = {"fast": "fast", "multistyle": "multistyle", "cyclegan": "cyclegan"}
+TFLITE_FILE = "model.tflite"
+INFO_FILE = os.path.join("assets.extra", "nst_tf.json")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What to export and where; the ``nst-export`` flags map onto these fields.
+
+    ``checkpoint`` is a training output directory (fast, multistyle, cyclegan).
+    ``gatys_config`` holds the feature network, layers and loss weights of the
+    ``features`` and ``gatys`` models, and ``num_steps`` / ``learning_rate`` of
+    the in-graph Adam loop (its ``optimizer`` must be ``adam``).
+    """
+
+    model_type: str
+    export_dir: str
+    checkpoint: Optional[str] = None
+    direction: str = "a2b"
+    max_side: int = 0
+    format: str = "saved_model"
+    tflite_size: int = 256
+    gatys_config: gatys.GatysConfig = dataclasses.field(
+        default_factory=lambda: gatys.GatysConfig(optimizer="adam", num_steps=100))
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise NSTError(f"--model_type: must be one of {', '.join(MODEL_TYPES)}, not {self.model_type!r}")
+        if self.format not in FORMATS:
+            raise NSTError(f"--format: must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.direction not in DIRECTIONS:
+            raise NSTError(f"--direction: must be a2b or b2a, not {self.direction!r}")
+        if self.max_side < 0:
+            raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
+        if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
+            raise NSTError(f"--format=tflite: only fast and multistyle nets, not {self.model_type}")
+        if self.tflite_size < 8:
+            raise NSTError(f"--tflite_size: must be at least 8, not {self.tflite_size}")
+        if self.model_type == "gatys" and self.gatys_config.optimizer != "adam":
+            raise NSTError("--optimizer: the in-graph Gatys model runs Adam only")
+
+
+# ------------------------------------------------------------------ graph helpers
+
+
+def cap_longest_side(images, max_side):
+    """Shrink ``[B, H, W, C]`` images so that max(H, W) <= ``max_side`` (aspect kept).
+
+    Smaller images pass unchanged. Antialiased bilinear resizing, so that
+    downscaled inputs do not alias.
+    """
+    shape = tf.shape(images)
+    size = shape[1:3]
+    longest = tf.reduce_max(size)
+    scale = tf.cast(max_side, tf.float32) / tf.cast(longest, tf.float32)
+    new_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
+    return tf.cond(longest > max_side,
+                   lambda: tf.image.resize(images, new_size, antialias=True),
+                   lambda: images)
+
+
+def decode_image(data):
+    """One encoded JPEG/PNG/GIF/BMP string -> ``[1, H, W, 3]`` float32 in [0, 255]."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    return tf.cast(image, tf.float32)[tf.newaxis]
+
+
+def encode_png(image):
+    """``[1, H, W, 3]`` float in [0, 255] -> PNG string (rounded, clipped)."""
+    pixels = tf.cast(tf.round(tf.clip_by_value(image[0], 0.0, 255.0)), tf.uint8)
+    return tf.io.encode_png(pixels)
+
+
+def _images_spec(name="images", batch=None, size=None):
+    return tf.TensorSpec([batch, size, size, 3], tf.float32, name=name)
+
+
+_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
+def _graph_function(fn, *input_signature):
+    """``tf.function`` with a fixed signature (none: traced per call), without autograph.
+
+    The graphs use explicit ``tf.cond`` / ``tf.while_loop`` / ``tf.map_fn``,
+    so there is nothing to convert, and tracing is faster without it.
+    """
+    return tf.function(fn, input_signature=list(input_signature) if input_signature else None, autograph=False)
+
+
+# ------------------------------------------------------------------------ modules
+
+
+class StylizeModule(tf.Module):
+    """A feed-forward image-to-image model with ``serving_default`` and ``stylize_tensor``.
+
+    Args:
+      model: a Keras model taking and returning RGB in ``model_range``, any
+        H, W; called as ``model((images, style_weights))`` when ``num_styles``.
+      num_styles: N of a multi-style net (adds the ``style_weights`` [N] input); 0 otherwise.
+      model_range: (low, high) of the model's pixel values: (0, 1) for our
+        style nets, (-1, 1) for the CycleGAN generators.
+      max_side: if > 0, the longest side inputs are shrunk to in the graph.
+    """
+
+    def __init__(self, model, num_styles=0, model_range=(0.0, 1.0), max_side=0, name=None):
+        super().__init__(name=name)
+        self.model = model
+        self.num_styles = int(num_styles)
+        self._low, self._high = (float(v) for v in model_range)
+        self._max_side = int(max_side)
+        if self.num_styles:
+            weights = tf.TensorSpec([self.num_styles], tf.float32, name="style_weights")
+
+            def stylize_tensor(images, style_weights):
+                return {"images": self.stylize(images, style_weights)}
+
+            def serving_default(image_bytes, style_weights):
+                return {"image_bytes": self.stylize_encoded(image_bytes, style_weights)}
+
+            self._tensor_fn = stylize_tensor
+            self.stylize_tensor = _graph_function(stylize_tensor, _images_spec(), weights)
+            self.serving_default = _graph_function(serving_default, _BYTES_SPEC, weights)
+        else:
+
+            def stylize_tensor(images):  # pylint: disable=function-redefined
+                return {"images": self.stylize(images)}
+
+            def serving_default(image_bytes):  # pylint: disable=function-redefined
+                return {"image_bytes": self.stylize_encoded(image_bytes)}
+
+            self._tensor_fn = stylize_tensor
+            self.stylize_tensor = _graph_function(stylize_tensor, _images_spec())
+            self.serving_default = _graph_function(serving_default, _BYTES_SPEC)
+
+    def stylize(self, images, style_weights=None):
+        """[B, H, W, 3] in [0, 255] -> the model's output in [0, 255] (traceable)."""
+        if self._max_side:
+            images = cap_longest_side(images, self._max_side)
+        x = images / 255.0 * (self._high - self._low) + self._low
+        y = self.model((x, style_weights)) if self.num_styles else self.model(x)
+        return (tf.cast(y, tf.float32) - self._low) / (self._high - self._low) * 255.0
+
+    def stylize_encoded(self, image_bytes, style_weights=None):
+        """[B] encoded images -> [B] PNG strings; images may differ in size, so one at a time."""
+        return tf.map_fn(lambda data: encode_png(self.stylize(decode_image(data), style_weights)),
+                         image_bytes, fn_output_signature=tf.string)
+
+    def signatures(self):
+        return {"serving_default": self.serving_default, "stylize_tensor": self.stylize_tensor}
+
+    def tflite_function(self, size):
+        """``stylize_tensor`` traced for one fixed ``[1, size, size, 3]`` input.
+
+        A separate trace (not ``self.stylize_tensor``, whose signature is
+        dynamic) so every shape in the graph is static, which TFLite's builtin
+        kernels need.
+        """
+        specs = [_images_spec(batch=1, size=size)]
+        if self.num_styles:
+            specs.append(tf.TensorSpec([self.num_styles], tf.float32, name="style_weights"))
+        return _graph_function(self._tensor_fn).get_concrete_function(*specs)
+
+
+class FeaturesModule(tf.Module):
+    """The frozen feature network and the Gatys loss, for reuse from any TF code.
+
+    ``features(images)`` returns every requested layer's feature map and its
+    un-normalised Gram matrix G = F^T F (``losses.gram_matrix``; divide by
+    C*H*W for Johnson's normalisation). ``losses(images, content_images,
+    style_images)`` returns the Gatys loss terms of ``config`` for one image
+    against one content and one style image.
+    """
+
+    def __init__(self, extractor, config, name=None):
+        super().__init__(name=name)
+        self.extractor = extractor
+        self.config = config
+        self.features = _graph_function(self._features, _images_spec())
+        self.losses = _graph_function(self._losses, _images_spec(batch=1), _images_spec("content_images", batch=1),
+                                      _images_spec("style_images", batch=1))
+
+    def _features(self, images):
+        maps = self.extractor(images / 255.0)
+        outputs = {}
+        for name, value in maps.items():
+            outputs[name] = tf.cast(value, tf.float32)
+            outputs[name + "_gram"] = losses.gram_matrix(value)
+        return outputs
+
+    def _losses(self, images, content_images, style_images):
+        objective = gatys.make_objective(self.extractor, content_images[0] / 255.0, [style_images[0] / 255.0],
+                                         self.config)
+        total, terms = objective.loss(images / 255.0)
+        return {"total": total, "content": terms["content"], "style": terms["style"], "tv": terms["tv"]}
+
+    def signatures(self):
+        return {"serving_default": self.features, "features": self.features, "losses": self.losses}
+
+
+def adam_update(x, m, v, gradient, step, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """One Adam step (Kingma & Ba 2015, Alg. 1, with the bias correction folded into the rate).
+
+        m_t = m + (1 - β1)(g - m),   v_t = v + (1 - β2)(g² - v)
+        x_t = x - α m_t / (√v_t + ε),   α = lr √(1 - β2^t) / (1 - β1^t)
+
+    Written as Keras' ``Adam`` computes it, so the in-graph loop follows
+    :func:`nst_tf.gatys.optimize` step for step. ``step`` counts from 1.
+    """
+    step = tf.cast(step, tf.float32)
+    m = m + (gradient - m) * (1.0 - beta_1)
+    v = v + (tf.square(gradient) - v) * (1.0 - beta_2)
+    alpha = learning_rate * tf.sqrt(1.0 - tf.pow(beta_2, step)) / (1.0 - tf.pow(beta_1, step))
+    return x - m * alpha / (tf.sqrt(v) + epsilon), m, v
+
+
+class GatysModule(tf.Module):
+    """Gatys et al. style transfer of (content, style) pairs, Adam inside the graph.
+
+    Starts from the content image (``init="content"``) and runs
+    ``config.num_steps`` Adam steps at a constant ``config.learning_rate``,
+    clipping pixels to [0, 1] after each, on the loss of
+    :func:`nst_tf.gatys.make_objective`. The style image is used at its own size
+    (capped by ``max_side``, like the content).
+    """
+
+    def __init__(self, extractor, config, max_side=0, name=None):
+        super().__init__(name=name)
+        self.extractor = extractor
+        self.config = config
+        self._max_side = int(max_side)
+        self.stylize_tensor = _graph_function(self._stylize_tensor, _images_spec("content", batch=1),
+                                              _images_spec("style", batch=1))
+        self.serving_default = _graph_function(self._serving_default,
+                                               tf.TensorSpec([None], tf.string, name="content_bytes"),
+                                               tf.TensorSpec([None], tf.string, name="style_bytes"))
+
+    def stylize(self, content, style):
+        """[1, H, W, 3] content and style in [0, 255] -> the optimised image in [0, 255]."""
+        if self._max_side:
+            content = cap_longest_side(content, self._max_side)
+            style = cap_longest_side(style, self._max_side)
+        objective = gatys.make_objective(self.extractor, content[0] / 255.0, [style[0] / 255.0], self.config)
+
+        def step(t, x, m, v):
+            _, _, gradient = objective.terms_and_gradient(x)
+            x, m, v = adam_update(x, m, v, gradient, t, self.config.learning_rate)
+            return t + 1, tf.clip_by_value(x, 0.0, 1.0), m, v
+
+        x = content / 255.0
+        _, x, _, _ = tf.while_loop(lambda t, *_: t <= self.config.num_steps, step,
+                                   (tf.constant(1), x, tf.zeros_like(x), tf.zeros_like(x)))
+        return x * 255.0
+
+    def _stylize_tensor(self, content, style):
+        return {"images": self.stylize(content, style)}
+
+    def _serving_default(self, content_bytes, style_bytes):
+        def one(pair):
+            return encode_png(self.stylize(decode_image(pair[0]), decode_image(pair[1])))
+
+        return {"image_bytes": tf.map_fn(one, (content_bytes, style_bytes), fn_output_signature=tf.string)}
+
+    def signatures(self):
+        return {"serving_default": self.serving_default, "stylize_tensor": self.stylize_tensor}
+
+
+# ------------------------------------------------------------------------- export
+
+
+def next_version(export_dir):
+    """One more than the largest integer-named folder in ``export_dir`` (1 when none)."""
+    try:
+        entries = os.listdir(export_dir)
+    except FileNotFoundError:
+        return 1
+    return max((int(e) for e in entries if e.isdigit()), default=0) + 1
+
+
+def load_model(config):
+    """The trained Keras model ``config.checkpoint`` holds, checked against ``model_type``.
+
+    Returns ``(model, model_config_json)``.
+    """
+    from nst_tf.training import base  # pylint: disable=import-outside-toplevel  # pulls in tf.data machinery
+
+    if not config.checkpoint:
+        raise NSTError(f"--checkpoint: required for --model_type={config.model_type}")
+    if not os.path.isfile(os.path.join(config.checkpoint, base.MODEL_CONFIG)):
+        raise NSTError(f"{config.checkpoint}: not a training output directory (no {base.MODEL_CONFIG})")
+    description = base.read_model_config(config.checkpoint)
+    method = description.get("method")
+    if method != _TRAINED_METHODS[config.model_type]:
+        raise NSTError(f"{config.checkpoint}: trained with method {method!r}, not {config.model_type!r}")
+    name = f"generator_{config.direction}" if config.model_type == "cyclegan" else "model"
+    return base.load_trained_model(config.checkpoint, name), description
+
+
+def build_module(config, model=None):
+    """The ``tf.Module`` to export for ``config``.
+
+    ``model`` replaces the Keras model otherwise loaded from the checkpoint
+    (or, for ``features`` and ``gatys``, the feature extractor otherwise built
+    from ``config.gatys_config``).
+    """
+    if config.model_type in ("features", "gatys"):
+        extractor = model if model is not None else gatys.build_extractor(config.gatys_config)
+        if config.model_type == "features":
+            return FeaturesModule(extractor, config.gatys_config)
+        return GatysModule(extractor, config.gatys_config, max_side=config.max_side)
+    if model is None:
+        model, _ = load_model(config)
+    if config.model_type == "multistyle":
+        return StylizeModule(model, num_styles=model.num_styles, max_side=config.max_side)
+    model_range = (-1.0, 1.0) if config.model_type == "cyclegan" else (0.0, 1.0)
+    return StylizeModule(model, model_range=model_range, max_side=config.max_side)
+
+
+def _info(config, module, description):
+    info = {
+        "model_type": config.model_type,
+        "format": config.format,
+        "signatures": sorted(module.signatures()),
+        "max_side": config.max_side,
+        "checkpoint": os.path.abspath(config.checkpoint) if config.checkpoint else None,
+    }
+    if config.model_type == "cyclegan":
+        info["direction"] = config.direction
+    if description and description.get("style_names"):
+        info["style_names"] = list(description["style_names"])
+    if config.model_type in ("features", "gatys"):
+        info["gatys_config"] = {k: v for k, v in dataclasses.asdict(config.gatys_config).items()
+                         if k not in ("log_dir", "checkpoint_dir", "resume")}
+    if config.format == "tflite":
+        info["tflite_input_shape"] = [1, config.tflite_size, config.tflite_size, 3]
+    return info
+
+
+def tflite_bytes(module, size):
+    """The flatbuffer of ``module.stylize_tensor`` at a fixed ``size`` x ``size`` input."""
+    # Freeze the weights into constants first: converted with the module as
+    # trackable object, the flatbuffer keeps resource variables that the
+    # interpreter never initialises (READ_VARIABLE fails, XNNPACK gives NaN).
+    frozen = convert_to_constants.convert_variables_to_constants_v2(module.tflite_function(size))
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+
+
+def save(module, config, description=None):
+    """Write ``module`` as the next version under ``config.export_dir``; returns its path."""
+    version = next_version(config.export_dir)
+    path = os.path.join(config.export_dir, str(version))
+    with fileio.atomic_directory(path) as tmp:
+        if config.format == "tflite":
+            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
+                f.write(tflite_bytes(module, config.tflite_size))
+        else:
+            tf.saved_model.save(module, tmp, signatures=module.signatures())
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, INFO_FILE), "w", encoding="utf-8") as f:
+            json.dump(_info(config, module, description), f, indent=2, default=str)
+    return path
+
+
+def export(config, model=None):
+    """Build the model ``config`` describes and write it as a new version; returns its path.
+
+    ``model`` (a Keras model) replaces loading ``config.checkpoint`` or
+    building the feature extractor, for library use and tests.
+    """
+    description = None
+    if model is None and config.model_type in _TRAINED_METHODS:
+        model, description = load_model(config)
+    module = build_module(config, model)
+    try:
+        return save(module, config, description)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            # Another export took the same version number between listing and rename.
+            raise NSTError(f"{config.export_dir}: a version appeared during the export; export again") from None
+        raise

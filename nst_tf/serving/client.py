@@ -1,0 +1,152 @@
+"""Clients for our exported models behind TF Serving or ``nst-serve``.
+
+:class:`RestClient` speaks the REST API (stdlib ``urllib`` only, no TensorFlow
+import), so it works against ``tensorflow/serving`` on port 8501 and against
+``nst-serve`` alike. :class:`GrpcClient` uses TF Serving's gRPC API on port
+8500 through the optional ``tensorflow-serving-api`` package
+(``pip install nst_tf[grpc]``), imported only when a GrpcClient is created.
+
+>>> client = RestClient("http://127.0.0.1:8501", "candy")
+>>> [png] = client.stylize([open("photo.jpg", "rb").read()])
+"""
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+from nst_tf.errors import NSTError
+
+
+class ServingError(NSTError):
+    """The server refused or failed a request; ``status`` is the HTTP status (gRPC: the code name)."""
+
+    def __init__(self, status, message):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _b64(data):
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+class RestClient:
+    """One model on a TF Serving-compatible REST endpoint."""
+
+    def __init__(self, url="http://127.0.0.1:8501", model="default", version=None, timeout=120.0):
+        self.url = url.rstrip("/")
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+
+    @property
+    def model_url(self):
+        base = f"{self.url}/v1/models/{self.model}"
+        return base if self.version is None else f"{base}/versions/{int(self.version)}"
+
+    def _request(self, url, payload=None):
+        data = None if payload is None else json.dumps(payload).encode("utf-8")
+        request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                message = json.loads(body)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = body.decode("utf-8", errors="replace") or exc.reason
+            raise ServingError(exc.code, message) from None
+        except urllib.error.URLError as exc:
+            raise ServingError("unreachable", f"{url}: {exc.reason}") from None
+
+    def status(self):
+        """``GET /v1/models/<name>``: ``{"model_version_status": [...]}``."""
+        return self._request(self.model_url)
+
+    def metadata(self):
+        """``GET .../metadata``: the model's signature defs."""
+        return self._request(self.model_url + "/metadata")
+
+    def predict(self, instances=None, inputs=None, signature_name=None):
+        """Raw ``:predict`` with ``instances`` (row) or ``inputs`` (columnar) JSON; returns the response JSON."""
+        if (instances is None) == (inputs is None):
+            raise ValueError("give exactly one of instances or inputs")
+        payload = {"instances": instances} if instances is not None else {"inputs": inputs}
+        if signature_name:
+            payload["signature_name"] = signature_name
+        return self._request(self.model_url + ":predict", payload)
+
+    def stylize(self, images, style_weights=None):
+        """Encoded JPEG/PNG images -> stylized PNG bytes, through ``serving_default``.
+
+        ``style_weights`` (multi-style models) apply to the whole batch, so the
+        request uses the columnar format where inputs may differ in batch size.
+        """
+        encoded = [_b64(data) for data in images]
+        if style_weights is None:
+            outputs = self.predict(instances=encoded)["predictions"]
+        else:
+            outputs = self.predict(inputs={"image_bytes": encoded,
+                                           "style_weights": [float(w) for w in style_weights]})["outputs"]
+        return [base64.b64decode(out["b64"]) for out in outputs]
+
+    def stylize_tensor(self, images, style_weights=None):
+        """Float NHWC images in [0, 255] (nested lists or an array) -> the same, via ``stylize_tensor``."""
+        images = images.tolist() if hasattr(images, "tolist") else images
+        inputs = {"images": images}
+        if style_weights is not None:
+            inputs["style_weights"] = [float(w) for w in style_weights]
+        return self.predict(inputs=inputs, signature_name="stylize_tensor")["outputs"]
+
+
+class GrpcClient:
+    """One model on TF Serving's gRPC port (``tensorflow-serving-api`` needed)."""
+
+    def __init__(self, target="127.0.0.1:8500", model="default", version=None, timeout=120.0):
+        try:
+            # Optional extra: only gRPC users install it.
+            import grpc  # pylint: disable=import-outside-toplevel
+            from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+            from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            raise NSTError(f"gRPC client needs tensorflow-serving-api: pip install 'nst_tf[grpc]' ({exc})") from None
+        self._grpc = grpc
+        self._predict_pb2 = predict_pb2
+        self.channel = grpc.insecure_channel(target)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+
+    def predict(self, inputs, signature_name="serving_default"):
+        """``{input name: array-like}`` -> ``{output name: numpy array}``."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel  # make_tensor_proto / make_ndarray
+
+        request = self._predict_pb2.PredictRequest()
+        request.model_spec.name = self.model
+        request.model_spec.signature_name = signature_name
+        if self.version is not None:
+            request.model_spec.version.value = int(self.version)
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        try:
+            response = self.stub.Predict(request, timeout=self.timeout)
+        except self._grpc.RpcError as exc:
+            raise ServingError(exc.code().name, exc.details()) from None
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def stylize(self, images, style_weights=None):
+        """Encoded JPEG/PNG images -> stylized PNG bytes, through ``serving_default``."""
+        import numpy as np  # pylint: disable=import-outside-toplevel
+
+        inputs = {"image_bytes": np.array(list(images), dtype=object)}
+        if style_weights is not None:
+            inputs["style_weights"] = np.asarray(style_weights, dtype=np.float32)
+        return list(self.predict(inputs)["image_bytes"])
+
+    def close(self):
+        self.channel.close()

@@ -1,0 +1,247 @@
+"""SavedModel / TFLite export: layout, versions, signatures, and round trips outside nst_tf."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst_tf import export
+from nst_tf import gatys
+from nst_tf import losses
+from nst_tf import models
+from nst_tf.errors import NSTError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+VENV_BIN = pathlib.Path(sys.executable).parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# Largest |SavedModel - Keras| on the models' own [0, 1] pixel scale.
+ROUND_TRIP_TOL = 1e-5
+# Largest |TFLite - SavedModel| on the [0, 255] scale: 1/100 of an 8-bit level.
+TFLITE_TOL = 0.01
+
+# Loads each SavedModel with TensorFlow alone and runs one signature on saved inputs.
+_LOADER = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+for job in json.load(open(sys.argv[1])):
+    fn = tf.saved_model.load(job["dir"]).signatures[job["signature"]]
+    inputs = dict(np.load(job["inputs"]))
+    outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+    np.savez(job["outputs"], **{k: v.numpy() for k, v in outputs.items()})
+assert not [m for m in sys.modules if m.split(".")[0] == "nst_tf"], "nst_tf was imported"
+print("loaded", len(json.load(open(sys.argv[1]))))
+"""
+
+GATYS = gatys.GatysConfig(optimizer="adam", num_steps=3, learning_rate=0.02, weights=None,
+                          content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))
+
+
+def write_training_dir(path, method, named_models, style_names=()):
+    """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
+    checkpoint = tf.train.Checkpoint(**named_models)
+    tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
+    description = {
+        "method": method,
+        "models": {n: {"class_name": type(m).__name__, "config": m.get_config()} for n, m in named_models.items()},
+        "style_names": list(style_names),
+    }
+    with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
+        json.dump(description, f)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    keras.utils.set_random_seed(1)
+    fast = models.TransformNet(width=0.125, num_residual_blocks=1)
+    multi = models.MultiStyleNet(3, width=0.125, num_residual_blocks=1)
+    gen_a2b = models.ResnetGenerator(ngf=4, n_blocks=1)
+    gen_b2a = models.ResnetGenerator(ngf=4, n_blocks=1)
+    for gen in (gen_a2b, gen_b2a):
+        gen(tf.zeros([1, 16, 16, 3]))  # create the weights before checkpointing
+    return {"fast": fast, "multistyle": multi, "a2b": gen_a2b, "b2a": gen_b2a}
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return gatys.build_extractor(GATYS)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, nets, extractor):
+    """One export of every model type; fast and cyclegan go through training dirs."""
+    root = tmp_path_factory.mktemp("export")
+    fast_run = write_training_dir(root / "fast_run", "fast", {"model": nets["fast"]})
+    cycle_run = write_training_dir(root / "cycle_run", "cyclegan",
+                                   {"generator_a2b": nets["a2b"], "generator_b2a": nets["b2a"]})
+    out = root / "models"
+    paths = {
+        "fast": export.export(export.ExportConfig("fast", str(out / "fast"), checkpoint=fast_run)),
+        "multistyle": export.export(export.ExportConfig("multistyle", str(out / "multi")), model=nets["multistyle"]),
+        "cyclegan": export.export(export.ExportConfig("cyclegan", str(out / "cycle"), checkpoint=cycle_run,
+                                                      direction="b2a")),
+        "features": export.export(export.ExportConfig("features", str(out / "features"), gatys_config=GATYS),
+                                  model=extractor),
+        "gatys": export.export(export.ExportConfig("gatys", str(out / "gatys"), gatys_config=GATYS),
+                               model=extractor),
+    }
+    return paths
+
+
+def test_layout_and_info(exported):
+    for model_type, path in exported.items():
+        assert os.path.basename(path) == "1"
+        assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+        with open(os.path.join(path, export.INFO_FILE), encoding="utf-8") as f:
+            info = json.load(f)
+        assert info["model_type"] == model_type
+    assert not [e for e in os.listdir(os.path.dirname(exported["fast"])) if e.startswith(".tmp")]
+
+
+def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, tmp_path):
+    images = (rng.random((2, 20, 28, 3)) * 255).astype(np.float32)
+    style = (rng.random((1, 36, 32, 3)) * 255).astype(np.float32)
+    weights = np.array([0.5, 0.3, 0.2], np.float32)
+    x01 = images / 255.0
+    objective = gatys.make_objective(extractor, x01[0], [style[0] / 255.0], GATYS)
+    expected = {
+        "fast": ({"images": images}, {"images": nets["fast"](x01).numpy()}, 255.0),
+        "multistyle": ({"images": images, "style_weights": weights},
+                       {"images": nets["multistyle"]((x01, weights)).numpy()}, 255.0),
+        "gatys": ({"content": images[:1], "style": style},
+                  {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS).numpy()}, 255.0),
+    }
+    feature_maps = extractor(x01)
+    expected["features"] = ({"images": images}, {
+        **{n: v.numpy() for n, v in feature_maps.items()},
+        **{n + "_gram": losses.gram_matrix(v).numpy() for n, v in feature_maps.items()}}, None)
+    total, terms = objective.loss(tf.constant(x01[:1]))
+    expected["losses"] = ({"images": images[:1], "content_images": images[:1], "style_images": style},
+                          {"total": total.numpy(), **{k: v.numpy() for k, v in terms.items()}}, None)
+    expected["cyclegan"] = ({"images": images}, {"images": (nets["b2a"](x01 * 2 - 1).numpy() + 1) / 2}, 255.0)
+    jobs = []
+    for name, (inputs, _, _) in expected.items():
+        np.savez(tmp_path / f"{name}_in.npz", **inputs)
+        directory = exported["features" if name == "losses" else name]
+        jobs.append({"dir": directory, "signature": "losses" if name == "losses" else
+                     ("serving_default" if name == "features" else "stylize_tensor"),
+                     "inputs": str(tmp_path / f"{name}_in.npz"), "outputs": str(tmp_path / f"{name}_out.npz")})
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    (tmp_path / "loader.py").write_text(_LOADER)
+    run = subprocess.run([sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name, (_, want, scale) in expected.items():
+        got = dict(np.load(tmp_path / f"{name}_out.npz"))
+        assert set(want) <= set(got), name
+        for key, value in want.items():
+            if scale is not None:  # images: absolute, on the model's [0, 1] scale
+                np.testing.assert_allclose(got[key] / scale, value, rtol=0, atol=ROUND_TRIP_TOL, err_msg=name)
+            else:  # features, Grams and losses: relative to each tensor's magnitude
+                atol = ROUND_TRIP_TOL * max(1.0, float(np.abs(value).max()))
+                np.testing.assert_allclose(got[key], value, rtol=ROUND_TRIP_TOL, atol=atol, err_msg=f"{name}/{key}")
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    run = subprocess.run([str(VENV_BIN / "saved_model_cli"), "show", "--dir", exported["multistyle"], "--all"],
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for needle in ("signature_def['serving_default']", "signature_def['stylize_tensor']",
+                   "inputs['image_bytes']", "inputs['style_weights']", "outputs['image_bytes']",
+                   "inputs['images']", "DT_STRING"):
+        assert needle in run.stdout
+
+
+def test_serving_default_is_png_of_stylize_tensor(exported, rng):
+    loaded = tf.saved_model.load(exported["fast"])
+    image = (rng.random((18, 26, 3)) * 255).astype(np.uint8)
+    pngs = loaded.signatures["serving_default"](
+        image_bytes=tf.stack([tf.io.encode_png(image), tf.io.encode_jpeg(image)]))["image_bytes"].numpy()
+    assert [p[:8] for p in pngs] == [b"\x89PNG\r\n\x1a\n"] * 2
+    want = loaded.signatures["stylize_tensor"](images=tf.constant(image[None], tf.float32))["images"].numpy()[0]
+    got = tf.io.decode_png(pngs[0]).numpy().astype(np.float32)
+    assert got.shape == image.shape
+    assert np.abs(got - want).max() <= 0.5 + 1e-3  # rounding to uint8 only
+
+
+def test_max_side_caps_in_graph(tmp_path, nets):
+    path = export.export(export.ExportConfig("fast", str(tmp_path / "capped"), max_side=16), model=nets["fast"])
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["stylize_tensor"]
+    assert fn(images=tf.zeros([1, 32, 24, 3]))["images"].shape == (1, 16, 12, 3)
+    assert fn(images=tf.zeros([1, 12, 8, 3]))["images"].shape == (1, 12, 8, 3)
+
+
+def test_versions_increase_and_failed_export_leaves_nothing(tmp_path, nets, monkeypatch):
+    base = tmp_path / "m"
+    for entry in ("1", "7", "notes", ".tmp-8-x"):
+        (base / entry).mkdir(parents=True)
+    assert export.next_version(str(base)) == 8
+    assert export.next_version(str(tmp_path / "missing")) == 1
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(RuntimeError):
+        export.export(export.ExportConfig("fast", str(base)), model=nets["fast"])
+    assert sorted(os.listdir(base)) == [".tmp-8-x", "1", "7", "notes"]
+
+
+@pytest.mark.parametrize("kind", ["fast", "multistyle"])
+def test_tflite_matches_saved_model(tmp_path, nets, rng, kind):
+    size = 32
+    config = export.ExportConfig(kind, str(tmp_path / kind), format="tflite", tflite_size=size)
+    path = export.export(config, model=nets[kind])
+    interpreter = tf.lite.Interpreter(model_path=os.path.join(path, export.TFLITE_FILE))
+    interpreter.allocate_tensors()
+    images = (rng.random((1, size, size, 3)) * 255).astype(np.float32)
+    feed = {"images": images, "style_weights": np.array([0.1, 0.6, 0.3], np.float32)}
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], feed[detail["name"]])
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    module = export.build_module(export.ExportConfig(kind, str(tmp_path / "unused")), model=nets[kind])
+    args = [tf.constant(images)] + ([tf.constant(feed["style_weights"])] if kind == "multistyle" else [])
+    want = module.stylize_tensor(*args)["images"].numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= TFLITE_TOL
+
+
+def test_config_validation():
+    with pytest.raises(NSTError, match="--format=tflite"):
+        export.ExportConfig("cyclegan", "x", format="tflite")
+    with pytest.raises(NSTError, match="--model_type"):
+        export.ExportConfig("pix2pix", "x")
+    with pytest.raises(NSTError, match="--checkpoint"):
+        export.export(export.ExportConfig("fast", "x"))
+
+
+def test_cli_exports_from_training_dir_and_rejects_wrong_method(tmp_path, nets):
+    run_dir = write_training_dir(tmp_path / "multi_run", "multistyle", {"model": nets["multistyle"]},
+                                 style_names=["a", "b", "c"])
+    out = tmp_path / "models" / "multi"
+    cmd = [str(VENV_BIN / "nst-export"), f"--checkpoint={run_dir}", f"--export_dir={out}"]
+    bad = subprocess.run(cmd + ["--model_type=fast"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("nst-export: error: ") and "not 'fast'" in last
+    assert not out.exists() or not os.listdir(out)
+    good = subprocess.run(cmd + ["--model_type=multistyle", "--max_side=64"], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert good.stdout.strip() == f"exported multistyle model to {out / '1'}"
+    info = json.loads((out / "1" / export.INFO_FILE).read_text())
+    assert info["style_names"] == ["a", "b", "c"] and info["max_side"] == 64
