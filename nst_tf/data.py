@@ -209,3 +209,126 @@ def describe_source(config):
     if config.train_dir:
         return os.path.normpath(config.train_dir)
     return f"tfds {config.tfds_name}:{config.tfds_split}"
+
+
+# ----------------------------------------------------------------- unpaired data (CycleGAN)
+
+UNPAIRED_DOMAINS = ("A", "B")
+
+
+@dataclasses.dataclass
+class UnpairedDataConfig:
+    """Two unpaired image domains, as the CycleGAN authors lay them out.
+
+    ``data_dir`` holds ``trainA``, ``trainB``, ``testA`` and ``testB`` folders;
+    otherwise ``tfds_name`` (``cycle_gan/monet2photo``, ...) has those splits.
+    Training images are resized to ``load_size`` squared (ignoring the aspect,
+    as the authors do), randomly cropped to ``image_size`` and randomly flipped;
+    test images get a plain resize to ``image_size``. Images are RGB in [-1, 1].
+    """
+
+    data_dir: Optional[str] = None
+    tfds_name: str = "cycle_gan/monet2photo"
+    tfds_data_dir: Optional[str] = None
+    image_size: int = 256
+    load_size: int = 286
+    max_train_images: int = 0  # per domain; 0 keeps them all
+    seed: int = 0
+
+
+def _domain_source(config, split):
+    """``(finite dataset of items, count, item -> encoded bytes)`` of one split (``trainA``, ``testB``, ...)."""
+    if config.data_dir:
+        folder = os.path.join(config.data_dir, split)
+        if not os.path.isdir(folder):
+            raise NSTError(f"--data_dir: {config.data_dir}: no {split} folder (expected trainA, trainB, testA, testB)")
+        paths = images.list_images(folder)
+        if not paths:
+            raise NSTError(f"--data_dir: {folder}: no image files (empty domain)")
+        return tf.data.Dataset.from_tensor_slices(paths), len(paths), tf.io.read_file
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    try:
+        ds = tfds.load(
+            config.tfds_name,
+            split=split,
+            data_dir=config.tfds_data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except Exception as exc:  # tfds raises assorted types for a missing dataset
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NSTError(
+            f"--tfds_name: cannot load {config.tfds_name}:{split} ({first_line}); "
+            f"prepare it with `tfds build {config.tfds_name}` or pass --data_dir=FOLDER"
+        ) from None
+    items = ds.map(lambda example: example["image"])
+    count = int(items.cardinality())
+    if count < 0:  # prepared tfds splits know their size; mock ones may not
+        count = int(items.reduce(0, lambda n, _: n + 1))
+    if count == 0:
+        raise NSTError(f"--tfds_name: {config.tfds_name}:{split} is empty")
+    return items, count, tf.identity
+
+
+def unpaired_counts(config):
+    """``{"A": n, "B": n}``: training images per domain after ``max_train_images``."""
+    counts = {}
+    for domain in UNPAIRED_DOMAINS:
+        _, count, _ = _domain_source(config, "train" + domain)
+        counts[domain] = min(count, config.max_train_images) if config.max_train_images else count
+    return counts
+
+
+def _domain_stream(config, domain, start, num_shards, shard_index):
+    source, count, to_bytes = _domain_source(config, "train" + domain)
+    if config.max_train_images:
+        # The same subset every epoch and after a resume: the first N in source order.
+        source = source.take(config.max_train_images)
+        count = min(count, config.max_train_images)
+    buffer = min(count, TFDS_SHUFFLE_BUFFER) if not config.data_dir else count
+    salt = UNPAIRED_DOMAINS.index(domain) + 1
+
+    def load(index, item):
+        seed = element_seed(config.seed * 2 + salt, index)
+        image = tf.image.resize(decode_image(to_bytes(item)), [config.load_size, config.load_size], antialias=True)
+        image = random_crop(image, config.image_size, seed)
+        image = random_flip(image, tf.random.experimental.stateless_fold_in(seed, 1))
+        return image * 2.0 - 1.0
+
+    # A fixed Python seed makes the sequence of epoch orders the same in every
+    # run; resuming skips the items (names or encoded bytes) already used.
+    ds = source.shuffle(buffer, seed=config.seed * 2 + salt, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate().skip(start).shard(num_shards, shard_index)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+
+
+def unpaired_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
+    """Endless batches ``{"a": [B, S, S, 3], "b": [B, S, S, 3]}`` in [-1, 1], unpaired.
+
+    Each domain is its own endless, reshuffled stream, fixed by the seed; the
+    crop and flip of element ``i`` come from a stateless seed ``(seed, i)``.
+    So ``start`` (images already consumed per domain: step x global batch)
+    resumes exactly where a run stopped.
+    An unreadable file is dropped, which shifts its domain's stream by one.
+    """
+    streams = [_domain_stream(config, d, start, num_shards, shard_index) for d in UNPAIRED_DOMAINS]
+    ds = tf.data.Dataset.zip(tuple(streams)).map(lambda a, b: {"a": a, "b": b})
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def unpaired_test_images(config, domain, count):
+    """The first ``count`` test images of ``domain`` (source order), resized to ``image_size``: [N, S, S, 3] in [-1, 1].
+
+    A ``data_dir`` without a ``test<domain>`` folder falls back to the training images.
+    """
+    split = "test" + domain
+    if config.data_dir and not os.path.isdir(os.path.join(config.data_dir, split)):
+        split = "train" + domain
+    source, _, to_bytes = _domain_source(config, split)
+    size = [config.image_size, config.image_size]
+    ds = source.take(count).map(lambda item: tf.image.resize(decode_image(to_bytes(item)), size, antialias=True))
+    batch = list(ds.ignore_errors().batch(count).take(1))
+    if not batch:
+        raise NSTError(f"test{domain}: no readable test images")
+    return batch[0] * 2.0 - 1.0

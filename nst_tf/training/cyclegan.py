@@ -1,0 +1,372 @@
+"""CycleGAN training (Zhu et al. 2017) on the shared training base.
+
+The objective of the generators G: A -> B and F: B -> A (eq. 3 and sec. 5.2)::
+
+    L_G = L_gan(G, D_B) + L_gan(F, D_A)
+          + lambda_cycle * (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)
+          + lambda_cycle * lambda_identity * (|G(b) - b|_1 + |F(a) - a|_1)
+
+and each discriminator minimises its LSGAN (default) or BCE loss on real
+images against generated ones drawn from a history pool of 50 (Shrivastava et
+al. 2017). One ``tf.function`` step updates both generators with one Adam
+optimiser, then both discriminators with another (the authors' order). The
+``a2b``/``b2a`` variant of seed 000 trains one generator and one discriminator,
+with no cycle term.
+
+Learning rate: Adam 2e-4, beta1 0.5, constant for ``epochs`` then linearly to 0
+over ``epochs_decay`` (:class:`LinearDecay`); or seed 000's reduce-on-plateau
+(:class:`PlateauTracker`), or constant.
+
+Every random choice (crops, flips, pool draws) is a stateless function of the
+seed and the step, and the pools are checkpointed, so an interrupted run
+resumes to exactly the variables of an uninterrupted one.
+"""
+
+import dataclasses
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from nst_tf import data, losses
+from nst_tf.errors import NSTError
+from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
+from nst_tf.training import base
+
+DIRECTIONS = ("both", "a2b", "b2a")
+LR_SCHEDULES = ("linear", "plateau", "constant")
+
+
+@dataclasses.dataclass
+class CycleGANConfig(base.TrainConfig):
+    """Every CycleGAN setting; the defaults are the paper's (256 px, 9 blocks).
+
+    ``max_steps`` only caps a run: the epochs define the length and the schedule.
+    ``image_every=None`` writes the translation grid at each epoch end.
+    """
+
+    data_dir: Optional[str] = None
+    tfds_name: str = "cycle_gan/monet2photo"
+    tfds_data_dir: Optional[str] = None
+    image_size: int = 256
+    load_size: int = 286
+    n_blocks: int = 9
+    ngf: int = 64
+    ndf: int = 64
+    upsampling: str = "transpose"
+    epochs: int = 100
+    epochs_decay: int = 100
+    steps_per_epoch: int = 0  # 0: one pass over the larger domain
+    max_train_images: int = 0
+    batch_size: int = 1
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    gan_loss: str = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    direction: str = "both"
+    lr_schedule: str = "linear"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    num_samples: int = 4
+    max_steps: int = 2**62
+    image_every: Optional[int] = None
+
+    def validate(self):
+        """Raise NSTError naming the first bad setting."""
+        checks = [
+            (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
+            (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
+            (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
+            (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
+            (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
+            (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
+            (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
+            (0 < self.plateau_factor < 1, "--plateau_factor", "must be in (0, 1)"),
+        ]
+        for ok, flag, reason in checks:
+            if not ok:
+                raise NSTError(f"{flag}: {reason}")
+
+    def data_config(self):
+        return data.UnpairedDataConfig(
+            data_dir=self.data_dir,
+            tfds_name=self.tfds_name,
+            tfds_data_dir=self.tfds_data_dir,
+            image_size=self.image_size,
+            load_size=self.load_size,
+            max_train_images=self.max_train_images,
+            seed=self.seed,
+        )
+
+
+@keras.saving.register_keras_serializable(package="nst_tf")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant, then linear decay to zero (Zhu et al. sec. 4)::
+
+        lr(t) = lr0 * min(1, max(0, (t_constant + t_decay - t) / t_decay))
+
+    with ``t`` the optimiser step: ``lr0`` for the first ``constant_steps``
+    (``epochs`` epochs), reaching 0 after ``decay_steps`` more.
+    """
+
+    def __init__(self, initial_learning_rate, constant_steps, decay_steps):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.constant_steps = int(constant_steps)
+        self.decay_steps = int(decay_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        end = float(self.constant_steps + self.decay_steps)
+        fraction = tf.clip_by_value((end - step) / max(self.decay_steps, 1), 0.0, 1.0)
+        return self.initial_learning_rate * fraction
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "constant_steps": self.constant_steps,
+            "decay_steps": self.decay_steps,
+        }
+
+
+class PlateauTracker(tf.Module):
+    """Reduce-on-plateau for a custom loop (seed 000), with checkpointable state.
+
+    At each epoch end, if the epoch's mean loss has not beaten the best so far
+    by a relative ``1e-4`` for ``patience`` epochs, the optimiser's learning
+    rate is multiplied by ``factor`` (PyTorch ``ReduceLROnPlateau`` defaults:
+    0.1 and 10). Runs inside the training ``tf.function``.
+    """
+
+    def __init__(self, factor=0.1, patience=10, threshold=1e-4, name=None):
+        super().__init__(name=name)
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.threshold = float(threshold)
+        # Replicas average the loss before updating, so they all write the same values.
+        kw = {"trainable": False, "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA}
+        self.best = tf.Variable(float("inf"), **kw)
+        self.bad_epochs = tf.Variable(0, **kw)
+        self.total = tf.Variable(0.0, **kw)
+        self.count = tf.Variable(0.0, **kw)
+
+    def record(self, loss, optimizer, end_of_epoch):
+        """Add this step's (replica-mean) ``loss``; at ``end_of_epoch`` maybe cut the LR."""
+        self.total.assign_add(loss)
+        self.count.assign_add(1.0)
+        if end_of_epoch:
+            mean = self.total / self.count
+            self.total.assign(0.0)
+            self.count.assign(0.0)
+            if mean < self.best * (1.0 - self.threshold):
+                self.best.assign(mean)
+                self.bad_epochs.assign(0)
+            else:
+                self.bad_epochs.assign_add(1)
+            if self.bad_epochs > self.patience:
+                optimizer.learning_rate.assign(optimizer.learning_rate * self.factor)
+                self.bad_epochs.assign(0)
+
+
+class ImagePool(tf.Module):
+    """History of generated images for the discriminator (Shrivastava et al. 2017).
+
+    Until it holds ``pool_size`` images, every query image is stored and
+    returned. After that, each image is, with probability 1/2, swapped for a
+    random stored one (which is returned), and otherwise returned itself. All
+    in TensorFlow, so it runs inside the training step; the draws come from a
+    stateless seed. Each replica keeps its own pool.
+    """
+
+    def __init__(self, pool_size, image_shape, name=None):
+        super().__init__(name=name)
+        self.pool_size = int(pool_size)
+        kw = {
+            "trainable": False,
+            "synchronization": tf.VariableSynchronization.ON_READ,
+            "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        }
+        self.images = tf.Variable(tf.zeros([max(self.pool_size, 1), *image_shape]), **kw)
+        self.count = tf.Variable(0, **kw)
+
+    def query(self, images, seed):
+        """``images`` [B, H, W, C] -> the images to show the discriminator."""
+        if self.pool_size == 0:
+            return images
+        n = tf.shape(images)[0]
+        coins = tf.random.stateless_uniform([n], seed)
+        slots = tf.random.stateless_uniform(
+            [n], tf.random.experimental.stateless_fold_in(seed, 1), maxval=self.pool_size, dtype=tf.int32
+        )
+        chosen = tf.TensorArray(images.dtype, size=n)
+        for i in tf.range(n):
+            image = images[i]
+            if self.count < self.pool_size:
+                self._store(self.count, image)
+                self.count.assign_add(1)
+                picked = image
+            elif coins[i] > 0.5:
+                picked = tf.gather(self.images, slots[i])
+                self._store(slots[i], image)
+            else:
+                picked = image
+            chosen = chosen.write(i, picked)
+        return chosen.stack()
+
+    def _store(self, slot, image):
+        # A whole-variable assign (not scatter_nd_update) works on the
+        # per-replica variables of a distribution strategy too.
+        self.images.assign(tf.tensor_scatter_nd_update(self.images, [[slot]], image[None]))
+
+
+class CycleGANTrainer(base.Trainer):
+    """Trains the CycleGAN of ``config`` (a :class:`CycleGANConfig`).
+
+    Checkpoint attributes: ``generator_a2b``, ``generator_b2a``,
+    ``discriminator_a`` (judges domain A), ``discriminator_b``; a one-direction
+    run has only its generator and the target domain's discriminator.
+    """
+
+    method = "cyclegan"
+
+    def __init__(self, config, strategy=None):
+        config.validate()
+        self.data_config = config.data_config()
+        counts = data.unpaired_counts(self.data_config)
+        self.steps_per_epoch = config.steps_per_epoch or max(1, max(counts.values()) // config.batch_size)
+        self.total_steps = (config.epochs + config.epochs_decay) * self.steps_per_epoch
+        config = dataclasses.replace(
+            config,
+            max_steps=min(config.max_steps, self.total_steps),
+            image_every=self.steps_per_epoch if config.image_every is None else config.image_every,
+        )
+        self.gan_losses = losses.GAN_LOSSES[config.gan_loss]
+        keras.utils.set_random_seed(config.seed)  # the initial weights
+        super().__init__(config, strategy)
+        self._samples = None
+
+    # -- base hooks ----------------------------------------------------------
+    def build(self):
+        c = self.config
+        directions = ("a2b", "b2a") if c.direction == "both" else (c.direction,)
+        self.generators = {
+            d: ResnetGenerator(c.ngf, c.n_blocks, c.upsampling, name=f"generator_{d}") for d in directions
+        }
+        # The discriminator of a direction judges its target domain.
+        self.discriminators = {
+            d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions
+        }
+        self.pools = {d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions}
+        schedule = c.learning_rate
+        if c.lr_schedule == "linear":
+            schedule = LinearDecay(c.learning_rate, c.epochs * self.steps_per_epoch, c.epochs_decay * self.steps_per_epoch)
+        self.g_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
+        self.d_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
+        # Create the optimiser slots now, so a restore fills them in place.
+        self.g_optimizer.build(self._variables(self.generators))
+        self.d_optimizer.build(self._variables(self.discriminators))
+        self.models = {f"generator_{d}": g for d, g in self.generators.items()}
+        self.models.update({f"discriminator_{d[-1]}": net for d, net in self.discriminators.items()})
+        objects = dict(self.models, g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer)
+        objects.update({f"pool_{d[-1]}": pool for d, pool in self.pools.items()})
+        self.plateaus = {}
+        if c.lr_schedule == "plateau":
+            self.plateaus = {
+                name: PlateauTracker(c.plateau_factor, c.plateau_patience, name=f"plateau_{name}") for name in ("g", "d")
+            }
+            objects.update({f"plateau_{name}": tracker for name, tracker in self.plateaus.items()})
+        return objects
+
+    def make_dataset(self, input_context):
+        c = self.config
+        start = int(self.step.numpy()) * c.batch_size
+        return data.unpaired_dataset(
+            self.data_config,
+            input_context.get_per_replica_batch_size(c.batch_size),
+            start=start,
+            num_shards=input_context.num_input_pipelines,
+            shard_index=input_context.input_pipeline_id,
+        )
+
+    def checkpoint_due(self, step):
+        return super().checkpoint_due(step) or step % self.steps_per_epoch == 0
+
+    def train_step(self, batch):
+        real = {"a": batch["a"], "b": batch["b"]}
+        g = self.minimize(lambda: self._generator_losses(real), self.g_optimizer, self._variables(self.generators))
+        seed = self.step_seed()
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        fakes = {}
+        for i, (d, pool) in enumerate(self.pools.items()):
+            pool_seed = tf.random.experimental.stateless_fold_in(seed, 2 * i + 1000 * tf.cast(replica, tf.int64))
+            fakes[d] = pool.query(tf.stop_gradient(tf.cast(g["fake_" + d], tf.float32)), pool_seed)
+        disc = self.minimize(
+            lambda: self._discriminator_losses(real, fakes), self.d_optimizer, self._variables(self.discriminators)
+        )
+        metrics = {name: value for name, value in g.items() if not name.startswith("fake_")}
+        metrics["d_loss"] = disc["loss"]
+        if self.plateaus:
+            context = tf.distribute.get_replica_context()
+            end_of_epoch = (self.step + 1) % self.steps_per_epoch == 0
+            for name, optimizer, value in (("g", self.g_optimizer, g["loss"]), ("d", self.d_optimizer, disc["loss"])):
+                mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.cast(value, tf.float32))
+                self.plateaus[name].record(mean, optimizer, end_of_epoch)
+        metrics["learning_rate"] = self.g_optimizer.learning_rate
+        return metrics
+
+    def sample_images(self):
+        """One grid per direction: rows of real | translated | reconstructed, in [0, 1]."""
+        if self._samples is None:
+            self._samples = {
+                d: data.unpaired_test_images(self.data_config, d[0].upper(), self.config.num_samples)
+                for d in self.generators
+            }
+        return {
+            (d + d[0] if d[::-1] in self.generators else d): self._translation_grid(d, images)
+            for d, images in self._samples.items()
+        }
+
+    # -- the maths --------------------------------------------------------------
+    @staticmethod
+    def _variables(nets):
+        return [v for net in nets.values() for v in net.trainable_variables]
+
+    def _generator_losses(self, real):
+        """The generator objective of the module docstring, for both or one direction."""
+        c = self.config
+        generator_loss, _ = self.gan_losses
+        out = {"gan_g": 0.0, "cycle": 0.0, "identity": 0.0}
+        for d, generator in self.generators.items():
+            source, target = real[d[0]], real[d[-1]]
+            fake = generator(source)
+            out["fake_" + d] = fake
+            out["gan_g"] += generator_loss(self.discriminators[d](fake))
+            inverse = self.generators.get(d[::-1])
+            if inverse is not None:
+                out["cycle"] += losses.cycle_consistency_loss(source, inverse(fake))
+            if c.lambda_identity > 0:
+                out["identity"] += losses.identity_loss(target, generator(target))
+        out["loss"] = out["gan_g"] + c.lambda_cycle * (out["cycle"] + c.lambda_identity * out["identity"])
+        return out
+
+    def _discriminator_losses(self, real, fakes):
+        _, discriminator_loss = self.gan_losses
+        total = 0.0
+        for d, net in self.discriminators.items():
+            total += discriminator_loss(net(real[d[-1]]), net(fakes[d]))
+        return {"loss": total}
+
+    def _translation_grid(self, direction, images):
+        forward = self.generators[direction](images, training=False)
+        row = [images, forward]
+        inverse = self.generators.get(direction[::-1])
+        if inverse is not None:
+            row.append(inverse(forward, training=False))
+        return (tf.concat(row, axis=2) + 1.0) / 2.0
+
+
+def train(config, flags_text=None, strategy=None):
+    """Train a CycleGAN into ``config.output_dir`` (resuming it); returns the base TrainResult."""
+    trainer = CycleGANTrainer(config, strategy)
+    return trainer.train(flags_text=flags_text, desc="cyclegan")
