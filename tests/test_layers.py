@@ -153,3 +153,25 @@ def test_layer_config_round_trip(make, apply, features, rng, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(args), out)
+
+
+@pytest.mark.parametrize("k, c_out", [(9, 3), (3, 2)])
+def test_row_convolution_matches_plain_convolution(rng, k, c_out):
+    x = tf.constant(rng.normal(size=(2, 13, 11, 5)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(k, k, 5, c_out)).astype(np.float32))
+    np.testing.assert_allclose(
+        layers.conv2d_valid_by_rows(x, kernel), tf.nn.conv2d(x, kernel, 1, "VALID"), rtol=1e-4, atol=1e-4
+    )
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        ours = tf.reduce_sum(tf.sin(layers.conv2d_valid_by_rows(x, kernel)))
+        plain = tf.reduce_sum(tf.sin(tf.nn.conv2d(x, kernel, 1, "VALID")))
+    for a, b in zip(tape.gradient(ours, [x, kernel]), tape.gradient(plain, [x, kernel])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_narrow_output_reflect_conv_uses_row_convolution():
+    assert isinstance(layers.ReflectConv2D(3, 9).conv, layers.NarrowConv2D)
+    assert type(layers.ReflectConv2D(32, 9).conv) is keras.layers.Conv2D
+    with pytest.raises(ValueError):
+        layers.NarrowConv2D(3, 9, strides=2)
