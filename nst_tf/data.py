@@ -17,7 +17,7 @@ The decode / resize / crop / flip helpers are shared by the CycleGAN data code.
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -25,7 +25,7 @@ from nst_tf import images
 from nst_tf.errors import NSTError
 
 # tfds elements are whole encoded photos (~160 kB for COCO): a few hundred MB of
-# shuffle buffer. Folder sources shuffle only file names, so they shuffle fully.
+# shuffle buffer. Folder sources are permuted by index, so they shuffle fully.
 TFDS_SHUFFLE_BUFFER = 1000
 PROBE_FILES = 20
 
@@ -83,12 +83,32 @@ def random_flip(image, seed):
 # ----------------------------------------------------------------- photo pipeline
 
 
-def _folder_source(train_dir):
-    paths = images.list_images(train_dir)
+class PhotoSource(NamedTuple):
+    """Where the photos come from: a fixed-order listing and the shuffled endless stream."""
+
+    items: tf.data.Dataset  # finite, fixed order (used to probe readability)
+    stream: Callable[[int], tf.data.Dataset]  # start -> endless (index, item), shuffled
+    to_bytes: Callable[[tf.Tensor], tf.Tensor]  # item -> encoded image bytes
+
+
+def _folder_source(config):
+    paths = images.list_images(config.train_dir)
     if not paths:
-        raise NSTError(f"--train_dir: {train_dir}: no image files found")
-    names = tf.data.Dataset.from_tensor_slices(paths)
-    return names, len(paths), len(paths), tf.io.read_file
+        raise NSTError(f"--train_dir: {config.train_dir}: no image files found")
+    count = len(paths)
+    table = tf.constant(paths)
+
+    def path_at(index):
+        # A stateless permutation per epoch: any stream position is computed
+        # directly, so resuming far into training costs nothing.
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index // count])
+        order = tf.random.experimental.index_shuffle(index % count, seed=seed, max_index=count - 1)
+        return index, tf.gather(table, order)
+
+    def stream(start):
+        return tf.data.Dataset.range(start, 2**62).map(path_at)
+
+    return PhotoSource(tf.data.Dataset.from_tensor_slices(table), stream, tf.io.read_file)
 
 
 def _tfds_source(config):
@@ -110,43 +130,43 @@ def _tfds_source(config):
             f"--tfds_name: cannot load {config.tfds_name}:{config.tfds_split} ({first_line}); "
             f"prepare it with `tfds build {config.tfds_name}` or pass --train_dir=FOLDER"
         ) from None
-    ds = ds.map(lambda example: example["image"])
-    count = int(ds.cardinality())
-    if count < 0:  # prepared tfds splits know their size; generated (mock) ones may not
-        count = int(ds.reduce(0, lambda n, _: n + 1))
-    if count == 0:
-        raise NSTError(f"--tfds_name: {config.tfds_name}:{config.tfds_split} is empty")
-    return ds, count, min(count, TFDS_SHUFFLE_BUFFER), tf.identity
+    items = ds.map(lambda example: example["image"])
+
+    def stream(start):
+        # Records can only be read in order, so a resumed run re-reads (but
+        # does not decode) the records before its position.
+        shuffled = items.shuffle(TFDS_SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True)
+        return shuffled.repeat().enumerate().skip(start)
+
+    return PhotoSource(items, stream, tf.identity)
 
 
-def _check_readable(items, to_bytes, where, probes=PROBE_FILES):
+def _check_readable(source, where, probes=PROBE_FILES):
     """Fail now if none of the first ``probes`` items decodes.
 
     ``ignore_errors`` would otherwise spin for ever on a source with no
     readable image at all, without a single batch or message.
     """
-    for item in items.take(probes):
+    for item in source.items.take(probes):
         try:
-            decode_image(to_bytes(item))
+            decode_image(source.to_bytes(item))
             return
         except tf.errors.OpError:
             continue
-    raise NSTError(f"{where}: none of the first {probes} images can be decoded")
+    raise NSTError(f"{where}: no readable image among the first {probes} (or the source is empty)")
 
 
 def photo_source(config):
-    """``(finite dataset of items, item count, shuffle buffer, item -> encoded bytes)``.
+    """The :class:`PhotoSource` of ``config``.
 
     Raises NSTError up front for an empty folder, a missing tfds dataset, or a
     source whose first images are all unreadable.
     """
     if config.train_dir:
-        source = _folder_source(config.train_dir)
-        where = f"--train_dir: {config.train_dir}"
+        source, where = _folder_source(config), f"--train_dir: {config.train_dir}"
     else:
-        source = _tfds_source(config)
-        where = f"--tfds_name: {config.tfds_name}"
-    _check_readable(source[0], source[3], where)
+        source, where = _tfds_source(config), f"--tfds_name: {config.tfds_name}"
+    _check_readable(source, where)
     return source
 
 
@@ -160,17 +180,11 @@ def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
       num_shards, shard_index: this input pipeline's share of the stream
         (every ``num_shards``-th element), as ``tf.distribute.InputContext`` gives.
     """
-    source, count, buffer, to_bytes = photo_source(config)
+    source = photo_source(config)
     size = int(config.image_size)
-    first_epoch = start // count
-
-    def epoch(number):
-        # A seed per epoch lets a resumed run start at its epoch without
-        # replaying the shuffles of all the epochs before it.
-        return source.shuffle(buffer, seed=config.seed * 1_000_003 + number)
 
     def load(index, item):
-        image = decode_image(to_bytes(item))
+        image = decode_image(source.to_bytes(item))
         image = resize_shorter_side(image, size)
         return index, random_crop(image, size, element_seed(config.seed, index))
 
@@ -180,9 +194,7 @@ def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
         skipped = (index - previous) // num_shards - 1
         return index, {"images": image, "skipped": skipped}
 
-    ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
-    ds = ds.enumerate(start=first_epoch * count).skip(start - first_epoch * count)
-    ds = ds.shard(num_shards, shard_index)
+    ds = source.stream(start).shard(num_shards, shard_index)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors()
     ds = ds.scan(tf.constant(start + shard_index - num_shards, tf.int64), count_skipped)

@@ -81,7 +81,7 @@ def test_real_photos_folder(assets):
 def test_no_readable_image_is_an_error(tmp_path):
     for i in range(3):
         (tmp_path / f"bad{i}.jpg").write_bytes(b"\xff\xd8 garbage")
-    with pytest.raises(NSTError, match="none of the first"):
+    with pytest.raises(NSTError, match="no readable image among the first"):
         data.photo_dataset(data.PhotoDataConfig(train_dir=str(tmp_path)), 2)
 
 

@@ -223,7 +223,8 @@ class Trainer:
 
     def step_seed(self, salt=0):
         """A stateless-RNG seed for this step: random choices replay exactly on resume."""
-        return tf.stack([tf.constant(self.config.seed + salt, tf.int64), self.step.read_value()])
+        seed = tf.cast(self.config.seed, tf.int64) + tf.cast(salt, tf.int64)
+        return tf.stack([seed, self.step.read_value()])
 
     # -- the run --------------------------------------------------------------
     def train(self, flags_text=None, desc=None):
@@ -363,7 +364,10 @@ def load_trained_model(output_dir, name=None):
     cls = models.MODEL_CLASSES.get(entry["class_name"])
     if cls is None:
         raise NSTError(f"{output_dir}: unknown model class {entry['class_name']!r}")
-    model = cls.from_config(entry["config"])
+    # Inference runs in float32 whatever policy the run trained under: the
+    # variables are float32 either way, and float16 is slow off GPUs.
+    config = {k: v for k, v in entry["config"].items() if k != "dtype"}
+    model = cls.from_config(config)
     latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
     if latest is None:
         raise NSTError(f"{output_dir}: no checkpoint yet")

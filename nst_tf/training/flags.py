@@ -1,13 +1,18 @@
-"""absl flags every training command shares, and their conversion to a TrainConfig.
+"""absl flags of the training commands, and their conversion to config dataclasses.
 
-Scripts call :func:`define_common_flags` at import time (before ``cli.run``)
-and :func:`train_config_from_flags` in ``main``.
+Scripts call the ``define_*`` functions at import time (before ``cli.run``)
+and the ``*_from_flags`` functions in ``main``. The generic flags
+(:func:`define_common_flags`) are shared by every trainer.
 """
 
 import dataclasses
+import sys
 
 from absl import flags
 
+from nst_tf.data import PhotoDataConfig
+from nst_tf.errors import NSTError
+from nst_tf.training import feedforward
 from nst_tf.training.base import TrainConfig
 
 
@@ -30,3 +35,127 @@ def train_config_from_flags(values):
     """A TrainConfig from parsed flag values (absl FLAGS or any object with those attributes)."""
     names = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(values, f.name)]
     return TrainConfig(**{name: getattr(values, name) for name in names})
+
+
+def define_feedforward_flags(multistyle):
+    """Flags of nst-train-fast (``multistyle=False``) and nst-train-multistyle."""
+    loss = feedforward.PerceptualLossConfig()
+    ff = feedforward.FeedForwardConfig(style_images=[])
+    photos = ff.data
+    flags.DEFINE_multi_string("style", [], "Style image" + (" (repeat for each style)." if multistyle else "."))
+    flags.DEFINE_string("train_dir", None, "Folder of training photos (searched recursively); "
+                        "without it the photos come from tfds --tfds_name.")
+    flags.DEFINE_string("tfds_name", photos.tfds_name, "tfds dataset of training photos (when no --train_dir).")
+    flags.DEFINE_string("tfds_data_dir", None, "tfds data dir (default: tfds' own, ~/tensorflow_datasets).")
+    flags.DEFINE_string("tfds_split", photos.tfds_split, "tfds split to train on.")
+    flags.DEFINE_integer("image_size", photos.image_size, "Training crop size in pixels.", lower_bound=32)
+    flags.DEFINE_integer("batch_size", ff.batch_size, "Global batch size (split over replicas).", lower_bound=1)
+    flags.DEFINE_float("learning_rate", ff.learning_rate, "Adam learning rate.", lower_bound=0.0)
+    flags.DEFINE_float("content_weight", loss.content_weight, "Weight of the feature (content) loss.", lower_bound=0.0)
+    flags.DEFINE_float("style_weight", loss.style_weight, "Weight of the style (Gram) loss.", lower_bound=0.0)
+    flags.DEFINE_float("tv_weight", loss.tv_weight, "Weight of the total-variation loss (on 0-255 pixels).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("pixel_weight", loss.pixel_weight, "Weight of a per-pixel loss to the input photo.",
+                       lower_bound=0.0)
+    flags.DEFINE_enum("feature_extractor", loss.feature_extractor, ["vgg16", "vgg19", "resnet50"],
+                      "Loss network.")
+    flags.DEFINE_string("weights", loss.weights, "Loss-network weights: 'imagenet' (Keras cache), a Keras "
+                        "no-top .weights.h5 file, or 'none' (random, for tests).")
+    flags.DEFINE_list("content_layers", [], "Content layers (names or conv indices); default relu2_2 "
+                      "(block2_conv2) for VGG, the extractor's default otherwise.")
+    flags.DEFINE_list("style_layers", [], "Style layers; default relu1_2, relu2_2, relu3_3, relu4_3 for VGG.")
+    flags.DEFINE_list("style_layer_weights", [], "One weight per style layer (default all 1).")
+    flags.DEFINE_integer("style_size", loss.style_size, "Longest side of the style images for their Gram targets.",
+                         lower_bound=32)
+    flags.DEFINE_float("width", ff.width, "Width multiplier of the style net's channels.", lower_bound=0.01)
+    flags.DEFINE_integer("num_residual_blocks", ff.num_residual_blocks, "Residual blocks in the style net.",
+                         lower_bound=0)
+    flags.DEFINE_integer("warmup_steps", 0, "Staged schedule: content-only steps before the style loss starts.",
+                         lower_bound=0)
+    flags.DEFINE_integer("style_ramp_steps", 0, "Staged schedule: steps over which the style weight ramps to "
+                         "--style_weight after the warm-up.", lower_bound=0)
+    flags.DEFINE_integer("lr_halve_every", 0, "Staged schedule: halve the learning rate every N steps after "
+                         "the warm-up (0: constant).", lower_bound=0)
+    if multistyle:
+        flags.DEFINE_multi_string("add_style", [], "Style image to add to the trained multi-style net of "
+                                  "--base_dir; only its gamma/beta are trained (repeatable).")
+        flags.DEFINE_string("base_dir", None, "With --add_style: the output dir of a trained multi-style run "
+                            "(left unchanged; the result goes to --output_dir).")
+        flags.register_multi_flags_validator(
+            ["style", "add_style", "base_dir"],
+            lambda v: bool(v["add_style"]) == bool(v["base_dir"]) and (bool(v["style"]) != bool(v["add_style"])),
+            message="give either --style (train new styles) or --add_style with --base_dir (add styles)",
+        )
+    else:
+        flags.register_validator("style", lambda v: len(v) == 1, message="give exactly one --style image")
+
+
+def _weights(value):
+    return None if value is None or value.lower() == "none" else value
+
+
+def feedforward_config_from_flags(values, multistyle):
+    """A FeedForwardConfig from parsed flag values."""
+    try:
+        layer_weights = [float(w) for w in values.style_layer_weights] or None
+    except ValueError:
+        raise NSTError(f"--style_layer_weights: not numbers: {','.join(values.style_layer_weights)}") from None
+    loss = feedforward.PerceptualLossConfig(
+        feature_extractor=values.feature_extractor,
+        weights=_weights(values.weights),
+        content_layers=values.content_layers or None,
+        style_layers=values.style_layers or None,
+        style_layer_weights=layer_weights,
+        content_weight=values.content_weight,
+        style_weight=values.style_weight,
+        tv_weight=values.tv_weight,
+        pixel_weight=values.pixel_weight,
+        style_size=values.style_size,
+    )
+    photos = PhotoDataConfig(
+        train_dir=values.train_dir,
+        tfds_name=values.tfds_name,
+        tfds_data_dir=values.tfds_data_dir,
+        tfds_split=values.tfds_split,
+        image_size=values.image_size,
+        seed=values.seed,
+    )
+    adding = multistyle and bool(values.add_style)
+    return feedforward.FeedForwardConfig(
+        style_images=list(values.add_style if adding else values.style),
+        data=photos,
+        loss=loss,
+        multistyle=multistyle,
+        base_dir=values.base_dir if adding else None,
+        width=values.width,
+        num_residual_blocks=values.num_residual_blocks,
+        batch_size=values.batch_size,
+        learning_rate=values.learning_rate,
+        warmup_steps=values.warmup_steps,
+        style_ramp_steps=values.style_ramp_steps,
+        lr_halve_every=values.lr_halve_every,
+    )
+
+
+def flags_text():
+    """This program's own flags (not absl's) in --flagfile format, for ``flags.txt``."""
+    lines = []
+    for module, defined in sorted(flags.FLAGS.flags_by_module_dict().items()):
+        if module.startswith("nst_tf"):
+            lines += [flag.serialize() for flag in sorted(defined, key=lambda f: f.name) if flag.serialize()]
+    return "\n".join(lines) + "\n"
+
+
+def report(result, output_dir):
+    """The training commands' ending: one result line, or exit 130 after Ctrl-C."""
+    from nst_tf import cli  # pylint: disable=import-outside-toplevel
+
+    if result.interrupted:
+        sys.stderr.write(
+            f"interrupted at step {result.step}; checkpoint saved in {output_dir} "
+            "(run the same command again to resume)\n"
+        )
+        sys.exit(130)
+    losses = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k.endswith("loss"))
+    skipped = f", skipped {result.skipped_files} unreadable files" if result.skipped_files else ""
+    cli.result(f"step {result.step}: {losses}; model in {output_dir}{skipped}")

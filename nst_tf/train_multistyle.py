@@ -1,0 +1,41 @@
+"""nst-train-multistyle: train a Dumoulin et al. 2017 conditional-instance-norm net for N styles.
+
+    nst-train-multistyle --flagfile=configs/multistyle_monet_vangogh.flags
+
+Add styles to a trained net later, training only their gamma/beta (the old
+styles' outputs stay bit-identical; the base run is left unchanged):
+
+    nst-train-multistyle --base_dir=runs/multistyle_monet_vangogh \\
+        --add_style=data/styles/the_scream.jpg --output_dir=runs/multistyle_plus_scream
+"""
+
+from nst_tf import cli  # first: quiets TensorFlow's start-up logging
+
+from absl import flags
+
+from nst_tf.training import base, feedforward
+from nst_tf.training import flags as train_flags
+
+train_flags.define_common_flags(max_steps=40000, checkpoint_every=1000)
+train_flags.define_feedforward_flags(multistyle=True)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    strategy = base.make_strategy()  # before any other TF work (multi-worker collectives)
+    result = feedforward.train(
+        train_flags.train_config_from_flags(FLAGS),
+        train_flags.feedforward_config_from_flags(FLAGS, multistyle=True),
+        flags_text=train_flags.flags_text(),
+        strategy=strategy,
+    )
+    train_flags.report(result, FLAGS.output_dir)
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
