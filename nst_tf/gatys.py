@@ -186,7 +186,7 @@ class GatysConfig:
 
 
 def _fail(field, reason):
-    raise NSTError(f"{field}: {reason}")
+    raise NSTError(f"--{field}: {reason}")
 
 
 # ---------------------------------------------------------------------------
@@ -308,14 +308,19 @@ def _batched(image):
 def resolve_config_layers(config):
     """Return ``(content_layers, style_layers)`` as layer names for ``config``."""
     default_content, default_style = features.default_layers(config.feature_extractor)
-    content = features.resolve_layers(config.feature_extractor,
-                                      config.content_layers or default_content)
-    style = features.resolve_layers(config.feature_extractor,
-                                    config.style_layers or default_style)
+    content = _resolve_layers(config, "content_layers", config.content_layers or default_content)
+    style = _resolve_layers(config, "style_layers", config.style_layers or default_style)
     if config.style_layer_weights is not None and len(config.style_layer_weights) != len(style):
         _fail("style_layer_weights", f"has {len(config.style_layer_weights)} values for "
               f"{len(style)} style layers")
     return list(content), list(style)
+
+
+def _resolve_layers(config, field, layers):
+    try:
+        return features.resolve_layers(config.feature_extractor, layers)
+    except NSTError as exc:
+        _fail(field, str(exc))
 
 
 def build_extractor(config):
@@ -628,6 +633,10 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     try:
         for index, size in enumerate(sizes):
             content_s = images.resize_longest_side(content, size)
+            if min(content_s.shape[:2]) < images.MIN_SIDE:
+                _fail("scales" if index < len(sizes) - 1 else "image_size",
+                      f"{size} px makes the content {content_s.shape[1]}x{content_s.shape[0]}, "
+                      f"below the feature extractor's {images.MIN_SIDE} px minimum side")
             start_step = 0
             if resume is not None and resume[0] > index:
                 continue

@@ -1,0 +1,124 @@
+"""nst-stylize and the demo as the user runs them: subprocesses, flagfiles, exit codes.
+
+Script modules define absl flags on import, so they only run in subprocesses
+here: importing several tools into the test process would clash on flag names.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nst_tf import images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+TINY = ["--weights=none", "--image_size=48", "--num_steps=2"]
+
+
+def messages(stderr):
+    """stderr without TensorFlow 2.21's C++ start-up preamble.
+
+    That preamble is printed before absl::InitializeLog whatever
+    TF_CPP_MIN_LOG_LEVEL says; silencing it is nst_tf.cli's job, not this tool's.
+    """
+    return [line for line in stderr.strip().splitlines()
+            if not line.startswith(("I0000 ", "W0000 ", "WARNING: All log messages before"))]
+
+
+def tool(module, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd or REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64] / 64.0
+    images.save_image(folder / "photo.png", np.stack([x, y, 0.5 * (x + y)], -1))
+    images.save_image(folder / "art.png", rng.random((40, 40, 3)))
+    (folder / "notes.jpg").write_text("this is not an image\n")
+    return folder
+
+
+def test_stylize_writes_output_with_flagfile(inputs, tmp_path):
+    flagfile = tmp_path / "quick.flags"
+    flagfile.write_text("# a user's flagfile\n--optimizer=adam\n--learning_rate=0.05\n")
+    output = tmp_path / "result.png"
+    proc = tool("nst_tf.stylize", f"--flagfile={flagfile}", f"--content={inputs / 'photo.png'}",
+                f"--style={inputs / 'art.png'}", f"--style={inputs / 'art.png'}",
+                "--style_weights=0.5,0.5", f"--output={output}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{output} 48x36 ")
+    assert images.load_image(output).shape == (36, 48, 3)
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--content={d}/missing.jpg"], "missing.jpg: no such file"),
+    (["--content={d}/notes.jpg"], "notes.jpg: "),
+    (["--noise_ratio=2"], "noise_ratio: must be in [0, 1]"),
+    (["--style_layers=block1_conv1,99"], "layer index 99 out of range"),
+    (["--output={out}.gif"], "--output: "),
+    (["--scales=16"], "--scales: 16 px makes the content 16x12"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(inputs, tmp_path, args, message):
+    output = tmp_path / "result.png"
+    defaults = [f"--content={inputs / 'photo.png'}", f"--style={inputs / 'art.png'}",
+                f"--output={output}", *TINY]
+    args = [a.format(d=inputs, out=output) for a in args]
+    proc = tool("nst_tf.stylize", *defaults, *args)
+    assert proc.returncode == 1
+    lines = messages(proc.stderr)
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_flag_value_exits_1(inputs, tmp_path):
+    output = tmp_path / "result.png"
+    proc = tool("nst_tf.stylize", f"--content={inputs / 'photo.png'}",
+                f"--style={inputs / 'art.png'}", f"--output={output}", "--optimizer=sgd")
+    assert proc.returncode == 1
+    assert "--optimizer" in messages(proc.stderr)[0]
+    assert "Traceback" not in proc.stderr and not output.exists()
+
+
+def test_shipped_flagfiles_parse_into_configs():
+    script = (
+        "import json, sys\n"
+        "import importlib\n"
+        "stylize = importlib.import_module('nst_tf.stylize')  # not the nst_tf.stylize API\n"
+        "out = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    stylize.FLAGS.unparse_flags()\n"
+        "    stylize.FLAGS(['nst-stylize', '--flagfile=configs/' + name, '--content=c.jpg',\n"
+        "                   '--style=s.jpg'])\n"
+        "    c = stylize.config_from_flags('o.png')\n"
+        "    out[name] = [c.sizes(), c.num_steps, c.pooling, c.init, c.checkpoint_dir]\n"
+        "print(json.dumps(out))\n")
+    names = ["gatys_paper.flags", "gatys_preview.flags", "gatys_hq_multiscale.flags"]
+    proc = subprocess.run([sys.executable, "-c", script, *names], capture_output=True,
+                          text=True, env=ENV, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    configs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert configs["gatys_paper.flags"] == [[512], 500, "avg", "noise", None]
+    assert configs["gatys_preview.flags"] == [[256], 100, "max", "content", None]
+    assert configs["gatys_hq_multiscale.flags"] == [[256, 512, 1024], 200, "max", "content",
+                                                    "o_checkpoint"]
+
+
+@pytest.mark.integration
+def test_demo_offline_detects_vgg16_weights(assets, hed_weights, tmp_path):
+    content = assets / "images/content/chicago.jpg"
+    style = assets / "images/style/starry_night.jpg"
+    proc = tool("nst_tf.demo", f"--content={content}", f"--style={style}",
+                f"--weights={hed_weights}", f"--output_dir={tmp_path}", "--image_size=64",
+                "--num_steps=3")
+    assert proc.returncode == 0, proc.stderr
+    assert " vgg16 " in proc.stdout
+    assert images.load_image(tmp_path / "chicago_starry_night.png").shape[1] == 64
