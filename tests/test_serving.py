@@ -24,6 +24,7 @@ from nst_tf import models
 from nst_tf.serving.client import RestClient, ServingError
 from nst_tf.serving.server import ModelServer, ServerConfig
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 VENV_BIN = pathlib.Path(sys.executable).parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 MAX_REQUEST_BYTES = 256 * 1024
@@ -196,6 +197,8 @@ def _bad_cases(png):
         "string for floats": ("/v1/models/tiny:predict",
                               {"signature_name": "stylize_tensor", "inputs": {"images": "abc"}}, 400),
         "wrong shape": ("/v1/models/tiny:predict", {"signature_name": "stylize_tensor", "inputs": [[1.0, 2.0]]}, 400),
+        "image too small for the net": ("/v1/models/tiny:predict", {"signature_name": "stylize_tensor",
+                                                                    "inputs": [[[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]]]}, 400),
         "ragged": ("/v1/models/tiny:predict",
                    {"signature_name": "stylize_tensor", "inputs": [[[[1.0, 2.0, 3.0]], [[1.0, 2.0]]]]}, 400),
         "extra input": ("/v1/models/multi:predict",
@@ -212,6 +215,7 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(setup, case):
     status, answer = raw(setup["server"], "POST", path, data, {"Content-Type": "application/json"})
     assert status == want, answer
     assert set(answer) == {"error"} and isinstance(answer["error"], str) and answer["error"]
+    assert not answer["error"].startswith("Graph execution error")
     assert_tiny_answers(setup)
 
 
@@ -264,3 +268,46 @@ def test_nst_serve_cli(setup):
                              env=ENV, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("nst-serve: error: --model_base_path")
+
+
+def test_models_config_parses_as_tf_serving_config():
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    config_pb2 = pytest.importorskip("tensorflow_serving.config.model_server_config_pb2")
+    config = text_format.Parse((REPO / "export" / "models.config").read_text(), config_pb2.ModelServerConfig())
+    names = {c.name: c.base_path for c in config.model_config_list.config}
+    assert names["style"] == "/models/style" and len(names) == 5
+
+
+def test_grpc_client_against_a_prediction_service(setup):
+    """GrpcClient's requests, answered by a minimal PredictionService over our SavedModel."""
+    grpc = pytest.importorskip("grpc")
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    service_grpc = pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
+    from concurrent import futures  # pylint: disable=import-outside-toplevel
+
+    from nst_tf.serving.client import GrpcClient  # pylint: disable=import-outside-toplevel
+
+    servable = setup["server"].repository.get("multi")
+
+    class Service(service_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802  (gRPC method name)
+            assert request.model_spec.name == "multi"
+            fn = servable.signatures[request.model_spec.signature_name or "serving_default"]
+            outputs = fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+            response = predict_pb2.PredictResponse()
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            return response
+
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    service_grpc.add_PredictionServiceServicer_to_server(Service(), grpc_server)
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_server.start()
+    try:
+        client = GrpcClient(f"127.0.0.1:{port}", "multi")
+        [out] = client.stylize([setup["png"]], style_weights=[1.0, 0.0])
+        want = expected_png(setup["nets"]["multi"], setup["pixels"], [1.0, 0.0])
+        assert np.abs(decode_png(out) - want).max() <= 1
+        client.close()
+    finally:
+        grpc_server.stop(None)

@@ -496,8 +496,7 @@ class ModelServer:
             try:
                 result = fn(**{n: tf.constant(a, dtype=_input_specs(fn)[n].dtype) for n, a in inputs.items()})
             except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
-                message = getattr(exc, "message", None) or str(exc)
-                raise RequestError(HTTPStatus.BAD_REQUEST, message.strip().splitlines()[0]) from None
+                raise RequestError(HTTPStatus.BAD_REQUEST, _tf_error_message(exc)) from None
         return format_predict_response({k: v.numpy() for k, v in result.items()}, row_format)
 
     def metadata(self, name, version):
@@ -506,6 +505,14 @@ class ModelServer:
             "model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
             "metadata": {"signature_def": {"signature_def": servable.signature_defs}},
         }
+
+
+def _tf_error_message(exc):
+    """The line of a TensorFlow error that says what was wrong, without node names and stacks."""
+    lines = (getattr(exc, "message", None) or str(exc)).splitlines()
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ", "[[")
+    useful = [line for line in lines if line.strip() and not line.startswith(noise)]
+    return useful[-1].strip() if useful else type(exc).__name__
 
 
 def _parse_version(text):
