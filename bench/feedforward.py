@@ -5,15 +5,15 @@ Printed (issue 3):
 * inference at 256, 512 and 1024 px, batch 1, through a ``tf.function`` with the serving
   signature ``[None, None, None, 3]``: images/s, seconds per image, and achieved GFLOP/s as a
   fraction of the float32 sgemm rate measured in the same run (target >= 0.8 at 1024 px);
-* one training step at 256 px, batch 4: transform net forward, VGG16 perceptual loss up to
-  relu4_3 (content at block2_conv2, style at block1_conv2/2_conv2/3_conv3/4_conv3, TV),
-  backward, Adam update (target >= 0.85 of sgemm).
+* one training step at 256 px, batch 4, of the trainer's own objective
+  (``nst_tf.training.feedforward.PerceptualLoss``: VGG16 up to relu4_3, content at relu2_2,
+  style at relu1_2/2_2/3_3/4_3, TV): forward, backward, Adam update (target >= 0.85 of sgemm).
 
 FLOPs are the convolutions' multiply-adds (2 per MAC, ``bench.common.conv_forward_flops``).
 A training step counts 3x the transform net's forward FLOPs (forward, input gradients,
-weight gradients) plus 3x VGG16's forward FLOPs at the same batch (the content targets'
-forward, the stylized images' forward, and their input gradients; the frozen VGG needs no
-weight gradients). The time is the best of ``--repeats`` after a warm-up. The sgemm rate is
+weight gradients), 2x VGG16's forward FLOPs up to relu4_3 (the stylized images' forward and
+input gradients; the frozen VGG needs no weight gradients) and the photos' forward up to the
+content layer. The time is the best of ``--repeats`` after a warm-up. The sgemm rate is
 re-measured after each case and the ratio uses the best rate seen so far in the run, which
 is conservative when other load on a shared machine depresses some measurements.
 
@@ -28,14 +28,15 @@ from absl import app
 from absl import flags
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import best_time, conv_forward_flops, peak_memory_mib, sgemm_gflops  # noqa: E402
-from nst_tf import features, losses  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
+from nst_tf.training import feedforward  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512", "1024"], "Inference image sides in pixels (batch 1).")
 flags.DEFINE_integer("train_size", 256, "Training crop side in pixels.")
@@ -46,10 +47,6 @@ flags.DEFINE_bool("jit_compile", False, "Compile the inference and training func
 flags.DEFINE_string("weights", None, "VGG16 weights for the loss net (timing does not depend on them).")
 flags.DEFINE_bool("train", True, "Also time the training step.")
 FLAGS = flags.FLAGS
-
-CONTENT_LAYER = "block2_conv2"
-STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")
-
 
 _SGEMM_RATES = []
 
@@ -79,39 +76,29 @@ def bench_inference(model):
         report(f"inference {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ")
 
 
-def make_train_step(model, extractor, style_grams, optimizer):
-    """Johnson et al.'s perceptual loss (content + style + TV) and one Adam update."""
-
-    def step(content_images):
-        content_targets = extractor(content_images)[CONTENT_LAYER]
-        with tf.GradientTape() as tape:
-            stylized = model(content_images, training=True)
-            feats = extractor(stylized)
-            loss = (
-                losses.content_loss(feats[CONTENT_LAYER], content_targets, reduction="mean")
-                + 5.0 * losses.perceptual_style_loss({k: feats[k] for k in STYLE_LAYERS}, style_grams)
-                + 1e-6 * losses.total_variation_loss(stylized)
-            )
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    return tf.function(step, jit_compile=FLAGS.jit_compile)
-
-
 def bench_training(model):
-    extractor = features.build_feature_extractor(
-        "vgg16", layers=list(dict.fromkeys((CONTENT_LAYER,) + STYLE_LAYERS)), weights=FLAGS.weights
-    )
+    """One step of the trainer's real objective (training.feedforward.PerceptualLoss) and Adam."""
     shape = (FLAGS.train_batch, FLAGS.train_size, FLAGS.train_size, 3)
-    style = tf.random.uniform((1, FLAGS.train_size, FLAGS.train_size, 3), seed=1)
-    style_feats = extractor(style)
-    style_grams = {k: losses.gram_matrix(style_feats[k], normalize=True) for k in STYLE_LAYERS}
+    style = np.random.default_rng(1).random((FLAGS.train_size, FLAGS.train_size, 3)).astype(np.float32)
+    loss = feedforward.PerceptualLoss(feedforward.PerceptualLossConfig(weights=FLAGS.weights), [style])
     optimizer = keras.optimizers.Adam(1e-3)
-    step = make_train_step(model, extractor, style_grams, optimizer)
-    content = tf.random.uniform(shape, seed=2)
-    flops = 3 * conv_forward_flops(model, shape) + 3 * conv_forward_flops(extractor, shape)
-    seconds = best_time(lambda: step(content).numpy(), repeats=FLAGS.repeats)
+    style_index = tf.zeros([FLAGS.train_batch], tf.int32)
+
+    @tf.function(jit_compile=FLAGS.jit_compile)
+    def step(photos):
+        with tf.GradientTape() as tape:
+            terms = loss(model(photos, training=True), photos, style_index)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(terms["loss"], variables), variables))
+        return terms["loss"]
+
+    photos = tf.random.uniform(shape, seed=2)
+    flops = (
+        3 * conv_forward_flops(model, shape)
+        + 2 * conv_forward_flops(loss.extractor, shape)
+        + conv_forward_flops(loss.content_extractor, shape)
+    )
+    seconds = best_time(lambda: step(photos).numpy(), repeats=FLAGS.repeats)
     report(f"training step {FLAGS.train_size} px batch {FLAGS.train_batch}", seconds, flops)
 
 
