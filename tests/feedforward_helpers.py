@@ -1,0 +1,70 @@
+"""Tiny synthetic data and configs for the feed-forward training, distribution and inference tests."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from nst_tf import images
+from nst_tf.data import PhotoDataConfig
+from nst_tf.training import base
+from nst_tf.training import feedforward as ff
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def smooth_image(rng, height, width):
+    """A random smooth colour image: a few sinusoids, so photos and styles differ in texture."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(1, 12, size=3)
+        channels.append(0.5 + 0.45 * np.sin(2 * np.pi * (fx * x + fy * y) + phase))
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def make_photos(folder, count=8, seed=0, size=(40, 48)):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        images.save_image(os.path.join(folder, f"photo{i}.png"), smooth_image(rng, *size))
+    return str(folder)
+
+
+def make_styles(folder, count=2, seed=100):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = os.path.join(folder, f"style{i}.png")
+        pattern = smooth_image(rng, 48, 48)
+        images.save_image(path, np.clip(pattern * rng.uniform(0.3, 1.0, size=3), 0, 1))
+        paths.append(path)
+    return paths
+
+
+def tiny_config(photos, styles, **kwargs):
+    """A feed-forward config that trains in well under a second per step on one CPU core."""
+    settings = dict(width=0.125, num_residual_blocks=1, batch_size=2, learning_rate=1e-2)
+    settings.update(kwargs)
+    return ff.FeedForwardConfig(
+        style_images=list(styles),
+        data=PhotoDataConfig(train_dir=photos, image_size=32),
+        loss=ff.PerceptualLossConfig(weights=None, style_size=48),
+        **{"multistyle": len(styles) > 1, **settings},
+    )
+
+
+def tiny_train_config(output_dir, max_steps=4, **kwargs):
+    return base.TrainConfig(
+        output_dir=str(output_dir), max_steps=max_steps, checkpoint_every=100, log_every=2, image_every=0, **kwargs
+    )
+
+
+def run_python(code, env=None, timeout=300):
+    """Run ``code`` in a fresh quiet interpreter (TF device setup must precede TF's start)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.path.join(REPO, "tests"), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,185 @@
+"""Johnson (fast) and Dumoulin (multi-style) training on tiny nets, 32 px, random VGG16."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from feedforward_helpers import REPO, make_photos, make_styles, tiny_config, tiny_train_config
+from nst_tf import data
+from nst_tf.errors import NSTError
+from nst_tf.training import base
+from nst_tf.training import feedforward as ff
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def styles(tmp_path_factory):
+    return make_styles(tmp_path_factory.mktemp("styles"), count=3)
+
+
+@pytest.fixture(scope="module")
+def fixed_photos(photos):
+    return next(iter(data.photo_dataset(data.PhotoDataConfig(photos, image_size=32, seed=9), 4)))["images"]
+
+
+def weights(trainer):
+    return [v.numpy() for v in trainer.model.weights + trainer.optimizer.variables]
+
+
+def test_fast_loss_falls_and_model_reloads(tmp_path, photos, styles, fixed_photos):
+    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=25), tiny_config(photos, styles[:1]))
+    index = tf.zeros([4], tf.int32)
+    before = trainer.loss(trainer.model(fixed_photos), fixed_photos, index)
+    result = trainer.train()
+    after = trainer.loss(trainer.model(fixed_photos), fixed_photos, index)
+    assert result.step == 25 and not result.interrupted
+    assert float(after["loss"]) < 0.75 * float(before["loss"])
+    assert float(after["style_loss"]) < float(before["style_loss"])
+
+    description = json.loads((tmp_path / "model_config.json").read_text())
+    assert description["method"] == "fast" and description["style_names"] == ["style0"]
+    reloaded = base.load_trained_model(str(tmp_path))
+    np.testing.assert_array_equal(reloaded(fixed_photos).numpy(), trainer.model(fixed_photos).numpy())
+
+
+def test_resume_continues_with_identical_variables(tmp_path, photos, styles):
+    config = tiny_config(photos, styles[:2], learning_rate=1e-3)
+    straight = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "a", max_steps=6), config)
+    straight.train()
+    ff.FeedForwardTrainer(tiny_train_config(tmp_path / "b", max_steps=3), config).train()
+    resumed = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "b", max_steps=6), config)
+    assert int(resumed.step.numpy()) == 3 and int(resumed.data_position.numpy()) == 6
+    resumed.train()
+    for a, b in zip(weights(straight), weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def multistyle_run(tmp_path_factory, photos, styles):
+    out = tmp_path_factory.mktemp("multistyle")
+    ff.FeedForwardTrainer(tiny_train_config(out, max_steps=12), tiny_config(photos, styles[:2])).train()
+    return str(out)
+
+
+def test_interpolation_lies_between_the_pure_styles(multistyle_run, fixed_photos):
+    model = base.load_trained_model(multistyle_run)
+    outputs = [model((fixed_photos, tf.constant([1.0 - t, t]))).numpy() for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    to_a = [np.abs(o - outputs[0]).mean() for o in outputs]
+    to_b = [np.abs(o - outputs[-1]).mean() for o in outputs]
+    assert to_a[-1] > 1e-3  # the two trained styles really differ
+    assert np.all(np.diff(to_a) > 0) and np.all(np.diff(to_b) < 0)
+    assert max(to_a[2], to_b[2]) < to_a[-1]
+
+
+def test_adding_a_style_leaves_the_old_ones_bit_identical(tmp_path, multistyle_run, photos, styles, fixed_photos):
+    config = tiny_config(photos, styles[2:], base_dir=multistyle_run, multistyle=True)
+    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=4), config)
+    start = [v.numpy() for v in trainer.train_variables]
+    trainer.train()
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(start, trainer.train_variables))
+
+    old = base.load_trained_model(multistyle_run)
+    new = base.load_trained_model(str(tmp_path))
+    assert new.num_styles == 3
+
+    def stylize(model, style):
+        return model((fixed_photos, tf.one_hot(style, model.num_styles))).numpy()
+
+    for i in range(2):
+        np.testing.assert_array_equal(stylize(new, i), stylize(old, i))
+    assert not np.array_equal(stylize(new, 2), stylize(new, 0))
+    description = json.loads((tmp_path / "model_config.json").read_text())
+    assert description["style_names"] == ["style0", "style1", "style2"]
+
+
+def test_add_style_refuses_a_fast_base_or_the_same_dir(tmp_path, multistyle_run, photos, styles):
+    with pytest.raises(NSTError, match="must differ from --base_dir"):
+        ff.FeedForwardTrainer(
+            tiny_train_config(multistyle_run), tiny_config(photos, styles[2:], base_dir=multistyle_run)
+        )
+    fast = tmp_path / "fast"
+    fast.mkdir()
+    (fast / "model_config.json").write_text(json.dumps({"method": "fast", "models": {}}))
+    with pytest.raises(NSTError, match="not a multi-style run"):
+        ff.FeedForwardTrainer(tiny_train_config(tmp_path / "x"), tiny_config(photos, styles[2:], base_dir=str(fast)))
+
+
+def test_staged_schedule():
+    scale = [float(ff.style_weight_scale(t, warmup_steps=4, ramp_steps=4)) for t in range(10)]
+    assert scale == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert [float(ff.style_weight_scale(t, 2, 0)) for t in range(4)] == [0, 0, 1, 1]
+    schedule = ff.HalvingSchedule(1e-3, start=100, every=50)
+    lrs = [float(schedule(t)) for t in (0, 100, 149, 150, 250)]
+    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-3, 5e-4, 1.25e-4])
+    assert ff.HalvingSchedule.from_config(schedule.get_config()).every == 50
+
+
+def test_staged_training_is_content_only_during_warmup(tmp_path, photos, styles):
+    config = tiny_config(photos, styles[:1], warmup_steps=3, style_ramp_steps=2, lr_halve_every=2)
+    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=3), config)
+    result = trainer.train()
+    assert result.metrics["style_scale"] == 0.0
+    content_and_tv = result.metrics["content_loss"] + 1e-6 * result.metrics["tv_loss"]
+    np.testing.assert_allclose(result.metrics["loss"], content_and_tv, rtol=1e-5)
+
+
+def test_loss_layers_and_weights(styles):
+    assert ff.loss_layers(ff.PerceptualLossConfig()) == (
+        ["block2_conv2"], ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+    )
+    assert ff.loss_layers(ff.PerceptualLossConfig(content_layers=["3"], style_layers=["0"])) == (
+        ["block2_conv2"], ["block1_conv1"]
+    )
+    with pytest.raises(NSTError, match="--style_layer_weights"):
+        ff.PerceptualLoss(ff.PerceptualLossConfig(weights=None, style_layer_weights=[1.0]), [np.zeros((32, 32, 3))])
+
+
+def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
+    with pytest.raises(NSTError, match="no such file"):
+        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(photos, [str(tmp_path / "nope.jpg")]))
+    with pytest.raises(NSTError, match="no image files"):
+        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(str(tmp_path), styles[:1]))
+    with pytest.raises(NSTError, match="one style image"):
+        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(photos, styles[:2], multistyle=False))
+
+
+def run_cli(module, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(
+        f"# a tiny run\n--style={styles[0]}\n--train_dir={photos}\n--image_size=32\n--batch_size=2\n"
+        "--width=0.125\n--num_residual_blocks=1\n--weights=none\n--max_steps=2\n"
+    )
+    out = tmp_path / "run"
+    done = run_cli("nst_tf.train_fast", f"--flagfile={flagfile}", f"--output_dir={out}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("step 2: loss=") and done.stdout.count("\n") == 1
+    assert f"--style={styles[0]}" in (out / "flags.txt").read_text()
+    assert "--helpfull" not in (out / "flags.txt").read_text()
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-2")
+
+    missing = run_cli("nst_tf.train_fast", "--style=/no/such.jpg", f"--train_dir={photos}", "--weights=none",
+                      f"--output_dir={out}2")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1].endswith("/no/such.jpg: no such file")
+    assert not (tmp_path / "run2").exists()
+
+
+def test_train_multistyle_flag_combinations(tmp_path, styles):
+    both = run_cli("nst_tf.train_multistyle", f"--style={styles[0]}", f"--add_style={styles[1]}",
+                   f"--base_dir={tmp_path}", f"--output_dir={tmp_path}/o")
+    assert both.returncode != 0 and "either --style" in both.stderr
