@@ -62,9 +62,13 @@ def tiny_train_config(output_dir, max_steps=4, **kwargs):
     )
 
 
-def run_python(code, env=None, timeout=300):
-    """Run ``code`` in a fresh quiet interpreter (TF device setup must precede TF's start)."""
+def python_command(code, *args, env=None):
+    """``(argv, env)`` running ``code`` in a fresh quiet interpreter that can import these helpers."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.path.join(REPO, "tests"), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=full_env, cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+    return [sys.executable, "-c", code, *map(str, args)], full_env
+
+
+def run_python(code, *args, timeout=300):
+    """Run ``code`` with ``args`` in a fresh interpreter (TF device setup must precede TF's start)."""
+    argv, env = python_command(code, *args)
+    return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,120 @@
+"""tf.distribute: MirroredStrategy on two logical CPUs, MultiWorkerMirroredStrategy with two local workers.
+
+Both run in subprocesses: logical devices and the multi-worker cluster must be
+configured before TensorFlow initialises its runtime.
+"""
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from feedforward_helpers import REPO, make_photos, make_styles, python_command, run_python
+
+SETUP = """
+import json, sys
+import numpy as np
+from feedforward_helpers import tiny_config, tiny_train_config
+from nst_tf.training import base, feedforward as ff
+photos, style, out = sys.argv[1:]
+config = tiny_config(photos, [style], batch_size=4, learning_rate=1e-3)
+"""
+
+MIRRORED = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + SETUP + """
+strategy = base.make_strategy()
+assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
+
+def trained(name, strategy, steps):
+    trainer = ff.FeedForwardTrainer(tiny_train_config(f"{out}/{name}", max_steps=steps), config, strategy=strategy)
+    trainer.train()
+    return trainer, [np.array(w.numpy()) for w in trainer.model.weights]
+
+_, start = trained("init", tf.distribute.get_strategy(), 0)
+single, one = trained("single", tf.distribute.get_strategy(), 3)
+mirrored, two = trained("mirrored", strategy, 3)
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
+    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
+    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+}))
+"""
+
+WORKER = """
+from nst_tf.training import base
+strategy = base.make_strategy()  # first, before other TF work
+""" + SETUP + """
+trainer = ff.FeedForwardTrainer(tiny_train_config(out, max_steps=3), config, strategy=strategy)
+result = trainer.train()
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "chief": trainer.chief,
+    "step": result.step,
+    "checksum": float(sum(np.abs(w.numpy()).sum() for w in trainer.model.weights)),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("distribute")
+    return make_photos(folder / "photos"), make_styles(folder / "styles", count=1)[0], folder
+
+
+def last_json_line(done):
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device(inputs):
+    photos, style, folder = inputs
+    report = last_json_line(run_python(MIRRORED, photos, style, folder / "mirrored"))
+    assert report["replicas"] == 2
+    assert report["position"] == [12, 12]  # 3 global batches of 4: the same photos
+    # Same global batches, per-replica means averaged: the same training up to float error.
+    assert report["update"] > 1e-4
+    assert report["difference"] < 0.02 * report["update"]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_with_two_local_workers(inputs):
+    photos, style, folder = inputs
+    out = folder / "multiworker"
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        argv, env = python_command(WORKER, photos, style, out, env={"TF_CONFIG": json.dumps(tf_config)})
+        processes.append(subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ))
+    reports = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr[-3000:]
+            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [r["replicas"] for r in reports] == [2, 2]
+    assert [r["chief"] for r in reports] == [True, False]
+    assert [r["step"] for r in reports] == [3, 3]
+    assert reports[0]["checksum"] == reports[1]["checksum"]  # replicas stay in sync
+    assert (out / "checkpoints" / "ckpt-3.index").is_file()
+    assert (out / "model_config.json").is_file()
