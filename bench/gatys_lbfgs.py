@@ -1,0 +1,262 @@
+"""Time to quality of our L-BFGS against torch.optim.LBFGS on the same problem.
+
+The problem (issue 2): the HED VGG16 stand-in weights, chicago x starry_night
+at 192 px, content start, style layers block1..5_conv1, content block4_conv2,
+the Gatys loss with nst_tf's default weights (alpha = 1, beta = 1e3). Ours is
+the production objective (``gatys.make_objective``) minimised by
+``nst_tf.lbfgs.minimize`` with its defaults; the reference is
+``torch.optim.LBFGS`` (history 100, no line search, 100 iterations) on a torch
+VGG16 stack loaded with the same Keras weights and the identical loss.
+
+Printed: evaluations, wall time and final loss of each run, the time ours
+needs to reach the reference's 100-iteration loss, and the ratio of that time
+to the reference's wall time (target <= 1, aim 0.8). Both final losses are of
+the returned image clipped to [0, 1].
+
+    .venv/bin/pip install -r bench/requirements.txt
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python bench/gatys_lbfgs.py
+
+``--line_searches=backtracking,hager_zhang`` also runs the tfp path.
+"""
+
+import collections
+import os
+import pathlib
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+import numpy as np
+import tensorflow as tf
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nst_tf import gatys  # noqa: E402
+from nst_tf import images  # noqa: E402
+from nst_tf import lbfgs  # noqa: E402
+
+ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
+
+flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
+                    "Keras VGG16 no-top weights file (the HED stand-in).")
+flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
+flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
+flags.DEFINE_integer("image_size", 192, "Longest side in pixels.")
+flags.DEFINE_integer("iterations", 100, "Reference L-BFGS iterations.")
+flags.DEFINE_integer("max_iterations", 200, "Iteration cap for our runs.")
+flags.DEFINE_integer("threads", 0, "Threads for both frameworks (0: their defaults).")
+flags.DEFINE_list("line_searches", ["backtracking"],
+                  "nst_tf.lbfgs line searches to run (backtracking, hager_zhang).")
+FLAGS = flags.FLAGS
+
+STYLE_LAYERS = tuple(f"block{b}_conv1" for b in range(1, 6))
+CONTENT_LAYERS = ("block4_conv2",)
+
+
+def build_problem():
+    config = gatys.GatysConfig(
+        image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
+        content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
+    content = images.resize_longest_side(images.load_image(FLAGS.content), FLAGS.image_size)
+    style = gatys.prepare_styles([images.load_image(FLAGS.style)], content, config)[0]
+    objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)
+    return config, content, style, objective
+
+
+# ---------------------------------------------------------------------------
+# The PyTorch reference
+
+
+Reference = collections.namedtuple(
+    "Reference", "trace seconds loss clipped_loss torch_eval_s tf_eval_s")
+
+
+def torch_reference(config, content, style, objective, iterations):
+    """Run torch.optim.LBFGS on the same loss; also time one evaluation of each framework."""
+    import torch  # pylint: disable=import-outside-toplevel
+
+    if FLAGS.threads:
+        torch.set_num_threads(FLAGS.threads)
+    net = TorchVGG16(torch, FLAGS.weights, CONTENT_LAYERS + STYLE_LAYERS)
+    to_torch = lambda a: torch.from_numpy(np.ascontiguousarray(a[None]))  # noqa: E731
+    with torch.no_grad():
+        content_t = net(to_torch(content))
+        style_t = net(to_torch(style))
+        targets = {n: content_t[n] for n in CONTENT_LAYERS}
+        grams = {n: torch_gram(style_t[n]) for n in STYLE_LAYERS}
+
+    def loss_fn(x):
+        feats = net(x)
+        content_loss = sum(0.5 * ((feats[n] - targets[n]) ** 2).sum() for n in CONTENT_LAYERS)
+        style_loss = 0.0
+        for n in STYLE_LAYERS:
+            _, c, h, w = feats[n].shape
+            e = ((torch_gram(feats[n]) - grams[n]) ** 2).sum() / (4.0 * c**2 * (h * w) ** 2)
+            style_loss = style_loss + e / len(STYLE_LAYERS)
+        return config.content_weight * content_loss + config.style_weight * style_loss
+
+    image = to_torch(content).clone().requires_grad_(True)
+
+    def torch_eval():
+        image.grad = None
+        loss_fn(image).backward()
+
+    tf_image = tf.constant(content[None])
+    torch_times, tf_times = [], []
+    for _ in range(3):  # interleaved, so both see the same machine load
+        torch_times.append(_timed(torch_eval))
+        tf_times.append(_timed(lambda: objective.value_and_gradient(tf_image)[0].numpy()))
+
+    optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=iterations,
+                                  max_eval=2 * iterations, history_size=100,
+                                  tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None)
+    trace = []
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(image)
+        loss.backward()
+        trace.append((time.perf_counter() - start, len(trace) + 1, loss.item()))
+        return loss
+
+    start = time.perf_counter()
+    optimizer.step(closure)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        loss = float(loss_fn(image))
+        clipped_loss = float(loss_fn(image.clamp(0.0, 1.0)))
+    # The last step's loss, evaluated outside the timing, completes the trace.
+    trace.append((seconds, len(trace), loss))
+    return Reference(trace, seconds, loss, clipped_loss, min(torch_times), min(tf_times))
+
+
+class TorchVGG16:
+    """VGG16's conv stack in torch with weights read from a Keras weights file.
+
+    Input: NHWC RGB in [0, 1], preprocessed as Keras's ``caffe`` mode (BGR,
+    0..255, ImageNet mean subtracted), exactly as nst_tf's extractor does.
+    """
+
+    BLOCKS = (2, 2, 3, 3, 3)
+
+    def __init__(self, torch, weights_path, wanted):
+        import keras  # pylint: disable=import-outside-toplevel
+
+        self.torch = torch
+        self.wanted = set(wanted)
+        keras_model = keras.applications.VGG16(include_top=False, weights=weights_path)
+        self.convs = []
+        for b, n in enumerate(self.BLOCKS, start=1):
+            for c in range(1, n + 1):
+                kernel, bias = keras_model.get_layer(f"block{b}_conv{c}").get_weights()
+                self.convs.append((f"block{b}_conv{c}",
+                                   torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
+                                   torch.from_numpy(bias.copy())))
+        self.mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+    def __call__(self, images_nhwc):
+        torch = self.torch
+        x = images_nhwc.permute(0, 3, 1, 2).flip(1) * 255.0 - self.mean
+        out = {}
+        index = 0
+        for n in self.BLOCKS:
+            for _ in range(n):
+                name, kernel, bias = self.convs[index]
+                index += 1
+                x = torch.relu(torch.nn.functional.conv2d(x, kernel, bias, padding=1))
+                if name in self.wanted:
+                    out[name] = x
+                if len(out) == len(self.wanted):
+                    return out
+            x = torch.nn.functional.max_pool2d(x, 2)
+        return out
+
+
+def torch_gram(features):
+    _, c, h, w = features.shape
+    flat = features.reshape(c, h * w)
+    return flat @ flat.T
+
+
+# ---------------------------------------------------------------------------
+# Our runs
+
+
+def run_ours(objective, initial, max_iterations, **options):
+    """Run nst_tf.lbfgs.minimize; return (trace of (seconds, evaluations, loss), result, s)."""
+    trace = []
+    evaluations = tf.Variable(0)
+
+    @tf.function
+    def counted(image):
+        evaluations.assign_add(1)
+        return objective.value_and_gradient(image)
+
+    def callback(iteration, image, loss):
+        trace.append((time.perf_counter() - start, int(evaluations.numpy()), loss))
+
+    start = time.perf_counter()
+    result = lbfgs.minimize(counted, initial, max_iterations=max_iterations,
+                            callback=callback, callback_every=1, **options)
+    return trace, result, time.perf_counter() - start
+
+
+def first_below(trace, target):
+    """(seconds, evaluations) when a (seconds, evaluations, loss) trace first reaches target."""
+    for seconds, evaluations, loss in trace:
+        if loss <= target:
+            return seconds, evaluations
+    return float("nan"), float("nan")
+
+
+def main(argv):
+    del argv
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    config, content, style, objective = build_problem()
+    initial = tf.constant(content[None])
+    tf_loss0 = float(objective.value_and_gradient(initial)[0])  # traces outside the timing
+
+    ref = torch_reference(config, content, style, objective, FLAGS.iterations)
+    print(f"problem: {content.shape[1]}x{content.shape[0]} px, initial loss TF {tf_loss0:.6g}, "
+          f"torch {ref.trace[0][2]:.6g}")
+    print(f"one evaluation (best of 3, interleaved): TF {ref.tf_eval_s:.3f} s, "
+          f"torch {ref.torch_eval_s:.3f} s")
+    runs = []
+    for line_search in FLAGS.line_searches:
+        trace, result, seconds = run_ours(objective, initial, FLAGS.max_iterations,
+                                          line_search=line_search)
+        runs.append((f"nst_tf.lbfgs {line_search}", result.iterations, result.evaluations,
+                     seconds, result.loss, trace))
+
+    targets = (("torch's own (unclipped) loss", ref.loss),
+               ("loss of torch's image clipped to [0, 1]", ref.clipped_loss))
+    print(f"\n{'run':28s} {'iters':>5s} {'evals':>5s} {'wall s':>7s} {'final loss':>11s}")
+    print(f"{'torch.optim.LBFGS h=100 noLS':28s} {FLAGS.iterations:5d} {ref.trace[-1][1]:5d} "
+          f"{ref.seconds:7.1f} {ref.loss:11.6g}  (clipped image: {ref.clipped_loss:.6g})")
+    for name, iters, evals, seconds, loss, _ in runs:
+        print(f"{name:28s} {iters:5d} {evals:5d} {seconds:7.1f} {loss:11.6g}")
+    for label, target in targets:
+        ref_s, ref_evals = first_below(ref.trace, target)
+        print(f"\ntarget {target:.6g}: {label}; torch: {ref_s:.1f} s, {ref_evals} evaluations")
+        print(f"{'run':28s} {'s to target':>11s} {'wall ratio':>10s} {'evals':>5s} "
+              f"{'eval ratio':>10s}")
+        for name, _, _, _, _, trace in runs:
+            seconds, evals = first_below(trace, target)
+            print(f"{name:28s} {seconds:11.1f} {seconds / ref.seconds:10.2f} {evals:5} "
+                  f"{evals / ref.trace[-1][1]:10.2f}")
+    print("\nwall ratio: our time to the target / torch's 100-iteration wall time "
+          "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load.")
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    app.run(main)

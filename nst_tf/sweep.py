@@ -1,0 +1,265 @@
+"""nst-sweep: a labelled contact sheet of Gatys results over a grid of two settings.
+
+Recreates Gatys et al. 2016, Fig. 3 (style layers down, alpha/beta across):
+
+    nst-sweep --content=photo.jpg --style=painting.jpg --output=fig3.png \\
+        --rows="style_layers:0|0,2|0,2,4|0,2,4,8|0,2,4,8,12" \\
+        --cols="alpha_beta:1e-5|1e-4|1e-3|1e-2"
+
+``--rows`` and ``--cols`` each take ``FIELD:VALUE|VALUE|...``: a
+:class:`~nst_tf.gatys.GatysConfig` field (the same name as its
+``nst-stylize`` flag) and the values of that axis, separated by ``|`` so that
+list values keep their commas (quote the flag in a shell). Values are parsed
+as the field's type: numbers, booleans, ``none``, comma lists for layers and
+weights. The pseudo-field ``alpha_beta`` sets ``style_weight =
+content_weight / value``, the paper's content-to-style ratio. Either axis may
+be omitted. Every other ``nst-stylize`` flag sets the base configuration of
+all cells. One progress bar covers the whole grid; the sheet is written
+atomically once every cell is done.
+"""
+
+from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
+
+import collections.abc
+import dataclasses
+import os
+import time
+import typing
+
+import keras
+import numpy as np
+from absl import flags
+
+from nst_tf import features
+from nst_tf import gatys
+from nst_tf import images
+from nst_tf import progress as progress_lib
+from nst_tf.errors import NSTError
+# The nst-stylize module (not the nst_tf.stylize function): its flags define the base config.
+import nst_tf.stylize as stylize_cli  # noqa: E402  pylint: disable=wrong-import-order
+
+RATIO_FIELD = "alpha_beta"
+# Settings that belong to one run, not to a cell of a grid.
+NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "checkpoint_dir",
+                 "resume")
+
+flags.DEFINE_string("rows", None, "Row axis: FIELD:VALUE|VALUE|... (e.g. "
+                    "'style_layers:0|0,2|0,2,4').")
+flags.DEFINE_string("cols", None, "Column axis: FIELD:VALUE|VALUE|... (e.g. "
+                    "'alpha_beta:1e-4|1e-3|1e-2').")
+flags.DEFINE_integer("cell_size", None, "Longest side of each cell on the sheet "
+                     "(default: --image_size).", lower_bound=16)
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One axis of the grid: a config field, its values and their labels."""
+
+    field: str
+    values: tuple
+    labels: tuple
+
+    @classmethod
+    def single(cls):
+        """The axis of a grid with only one row (or column): no field, no label."""
+        return cls(field="", values=(None,), labels=("",))
+
+    def apply(self, config, index):
+        """``config`` with this axis's ``index``-th value set (and validated)."""
+        if not self.field:
+            return config
+        value = self.values[index]
+        if self.field == RATIO_FIELD:
+            return dataclasses.replace(config, style_weight=config.content_weight / value)
+        return dataclasses.replace(config, **{self.field: value})
+
+
+def parse_axis(text, flag="--rows"):
+    """Parse ``FIELD:VALUE|VALUE|...`` into an :class:`Axis`.
+
+    >>> parse_axis("style_weight:1e2|1e3").values
+    (100.0, 1000.0)
+    >>> parse_axis("style_layers:0|0,1").values
+    (('0',), ('0', '1'))
+    """
+    if not text:
+        return Axis.single()
+    field, sep, rest = text.partition(":")
+    field = field.strip()
+    if not sep or not rest.strip():
+        raise NSTError(f"{flag}: expected FIELD:VALUE|VALUE|..., got {text!r}")
+    known = {f.name: f for f in dataclasses.fields(gatys.GatysConfig)}
+    if field != RATIO_FIELD and (field not in known or field in NOT_SWEEPABLE):
+        sweepable = sorted(set(known) - set(NOT_SWEEPABLE)) + [RATIO_FIELD]
+        raise NSTError(f"{flag}: cannot sweep {field!r} (choose from {', '.join(sweepable)})")
+    labels = tuple(v.strip() for v in rest.split("|"))
+    kind = float if field == RATIO_FIELD else known[field].type
+    values = tuple(_parse_value(kind, v, f"{flag}: {field}") for v in labels)
+    if field == RATIO_FIELD and any(not v > 0 for v in values):
+        raise NSTError(f"{flag}: {RATIO_FIELD} values must be > 0")
+    return Axis(field=field, values=values, labels=tuple(f"{field}={v}" for v in labels))
+
+
+def _parse_value(kind, text, what):
+    """Parse ``text`` as the type annotation ``kind`` of a GatysConfig field."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:
+        if type(None) not in args:
+            return text  # Union[str, int]: a layer name or index, resolved later.
+        if text.lower() == "none":
+            return None
+        rest = tuple(a for a in args if a is not type(None))
+        return _parse_value(rest[0] if len(rest) == 1 else typing.Union[rest], text, what)
+    if origin in (collections.abc.Sequence, list, tuple):
+        return tuple(_parse_value(args[0], item.strip(), what) for item in text.split(","))
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise NSTError(f"{what}: expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise NSTError(f"{what}: expected {kind.__name__}, got {text!r}") from None
+    return text
+
+
+def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None):
+    """Stylize ``content`` once per grid cell; return the labelled contact sheet.
+
+    Args:
+      content, style: as for :func:`nst_tf.gatys.stylize` (paths or arrays;
+        ``style`` may be a list).
+      base_config: the :class:`~nst_tf.gatys.GatysConfig` every cell starts from.
+      rows, cols: :class:`Axis` objects (``Axis.single()`` for none).
+      progress: None, True (a progress bar on stderr) or a callable
+        ``progress(done, total, losses)`` over the whole grid.
+      cell_size: longest side of each cell on the sheet (default: the images').
+
+    Returns:
+      The sheet, ``[H, W, 3]`` float32 in [0, 1].
+    """
+    configs = [[cols.apply(rows.apply(base_config, r), c) for c in range(len(cols.values))]
+               for r in range(len(rows.values))]
+    flat = [config for row in configs for config in row]
+    extractors = _shared_extractors(flat)
+    total = sum(config.total_steps() for config in flat)
+    bar = progress_lib.ProgressBar(total, "sweep") if progress is True else None
+    report = (lambda done, _, values: bar.update(done, **values)) if bar else progress
+    cells = []
+    done = 0
+    try:
+        for config in flat:
+            offset = done
+            cell_progress = None
+            if report is not None:
+                cell_progress = (lambda d, _, values, o=offset:  # noqa: E731
+                                 report(o + d, total, _short(values)))
+            cells.append(gatys.stylize(content, style, config, progress=cell_progress,
+                                       extractor=extractors[_extractor_key(config)]))
+            done += config.total_steps()
+    finally:
+        if bar is not None:
+            bar.close()
+    shape = cells[0].shape[:2]
+    if cell_size:
+        shape = images.longest_side_shape(cells[0].shape, cell_size)[:2]
+    grid = [[images.resize_image(cells[r * len(cols.values) + c], shape)
+             for c in range(len(cols.values))] for r in range(len(rows.values))]
+    return contact_sheet(grid, rows.labels, cols.labels)
+
+
+def _extractor_key(config):
+    return config.feature_extractor, config.weights, config.pooling
+
+
+def _shared_extractors(configs):
+    """One feature network per (extractor, weights, pooling), with every layer the cells use."""
+    layers = {}
+    for config in configs:
+        content, style = gatys.resolve_config_layers(config)
+        layers.setdefault(_extractor_key(config), []).extend(content + style)
+    return {key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)),
+                                                  weights=key[1], pooling=key[2])
+            for key, names in layers.items()}
+
+
+def _short(values):
+    return {name: values[name] for name in ("loss",) if name in values}
+
+
+def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
+    """Lay out ``grid[r][c]`` (equal-size [H, W, 3] images) with labels; return [H, W, 3].
+
+    Row labels go in a left margin, column labels in a top margin, drawn with
+    Pillow's default font. Columns widen to fit their label.
+    """
+    from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
+
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_size(text):
+        if not text:
+            return 0, 0
+        left, top, right, bottom = measure.textbbox((0, 0), text, font=font)
+        return right - left, bottom - top
+
+    cell_h, cell_w = grid[0][0].shape[:2]
+    label_h = max(text_size(t)[1] for t in list(col_labels) + list(row_labels) + ["Ag"])
+    top = label_h + 2 * pad if any(col_labels) else pad
+    left = max(text_size(t)[0] for t in row_labels) + 2 * pad if any(row_labels) else pad
+    col_w = [max(cell_w, text_size(t)[0]) + pad for t in col_labels]
+    width = left + sum(col_w)
+    height = top + len(row_labels) * (cell_h + pad)
+    sheet = Image.new("RGB", (width, height), (background,) * 3)
+    draw = ImageDraw.Draw(sheet)
+    x = left
+    for c, label in enumerate(col_labels):
+        draw.text((x + (col_w[c] - pad - text_size(label)[0]) // 2, pad), label, fill=(0, 0, 0),
+                  font=font)
+        x += col_w[c]
+    for r, label in enumerate(row_labels):
+        y = top + r * (cell_h + pad)
+        draw.text((pad, y + (cell_h - label_h) // 2), label, fill=(0, 0, 0), font=font)
+        x = left
+        for c in range(len(col_labels)):
+            tile = np.clip(np.asarray(grid[r][c]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            sheet.paste(Image.fromarray(tile), (x + (col_w[c] - pad - cell_w) // 2, y))
+            x += col_w[c]
+    return np.asarray(sheet, dtype=np.float32) / 255.0
+
+
+def main(argv):
+    del argv
+    if not FLAGS.content:
+        raise NSTError("--content: required")
+    if not FLAGS.style:
+        raise NSTError("--style: required")
+    if FLAGS.model:
+        raise NSTError("--model: nst-sweep runs the optimisation method only")
+    for name in ("checkpoint_every", "resume", "log_dir"):
+        if FLAGS[name].present:
+            raise NSTError(f"--{name}: not supported by nst-sweep")
+    output = FLAGS.output or "sweep.png"
+    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
+    rows = parse_axis(FLAGS.rows, "--rows")
+    cols = parse_axis(FLAGS.cols, "--cols")
+    base = stylize_cli.config_from_flags(output)
+    keras.utils.set_random_seed(base.seed)
+    start = time.monotonic()
+    sheet = sweep(FLAGS.content, FLAGS.style, base, rows, cols, progress=True,
+                  cell_size=FLAGS.cell_size)
+    images.save_image(output, sheet)
+    cli.result(f"{output} {len(rows.values)}x{len(cols.values)} cells "
+               f"{sheet.shape[1]}x{sheet.shape[0]} {time.monotonic() - start:.1f}s")
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
