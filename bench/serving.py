@@ -92,7 +92,8 @@ def start_server(base):
 
 
 def post(url, body):
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as response:
         answer = json.loads(response.read())
     return base64.b64decode(answer["predictions"][0]["b64"])
@@ -148,7 +149,8 @@ def main(argv):
                       f"{local_rps:5.2f} req/s | nst-serve: p50 {served_p50 * 1e3:7.1f} ms  "
                       f"p95 {served_p95 * 1e3:7.1f} ms  {served_rps:5.2f} req/s | "
                       f"served/in-process p50 {served_p50 / local_p50:4.2f}  "
-                      f"net conv FLOPs / in-process p50 {gflops:5.1f} GFLOP/s = {gflops / sgemm:4.2f} x sgemm")
+                      f"net conv FLOPs / in-process p50 {gflops:5.1f} GFLOP/s = "
+                      f"{gflops / sgemm:4.2f} x sgemm")
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)

@@ -143,7 +143,8 @@ def _graph_function(fn, *input_signature):
     The graphs use explicit ``tf.cond`` / ``tf.while_loop`` / ``tf.map_fn``,
     so there is nothing to convert, and tracing is faster without it.
     """
-    return tf.function(fn, input_signature=list(input_signature) if input_signature else None, autograph=False)
+    signature = list(input_signature) if input_signature else None
+    return tf.function(fn, input_signature=signature, autograph=False)
 
 
 # ------------------------------------------------------------------------ modules
@@ -235,7 +236,8 @@ class FeaturesModule(tf.Module):
         self.extractor = extractor
         self.config = config
         self.features = _graph_function(self._features, _images_spec())
-        self.losses = _graph_function(self._losses, _images_spec(batch=1), _images_spec("content_images", batch=1),
+        self.losses = _graph_function(self._losses, _images_spec(batch=1),
+                                      _images_spec("content_images", batch=1),
                                       _images_spec("style_images", batch=1))
 
     def _features(self, images):
@@ -434,5 +436,6 @@ def export(config, model=None):
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
             # Another export took the same version number between listing and rename.
-            raise NSTError(f"{config.export_dir}: a version appeared during the export; export again") from None
+            raise NSTError(f"{config.export_dir}: a version appeared during the export; "
+                           "export again") from None
         raise

@@ -3,7 +3,8 @@
     nst-export --model_type=fast --checkpoint=runs/starry --export_dir=export/models/starry
     nst-export --model_type=multistyle --checkpoint=runs/four --export_dir=export/models/four --max_side=1024
     nst-export --model_type=cyclegan --checkpoint=runs/monet --direction=b2a --export_dir=export/models/monet
-    nst-export --model_type=fast --checkpoint=runs/starry --format=tflite --tflite_size=384 --export_dir=tflite/starry
+    nst-export --model_type=fast --checkpoint=runs/starry --format=tflite --tflite_size=384 \
+        --export_dir=tflite/starry
     nst-export --model_type=gatys --weights=vgg19.h5 --num_steps=100 --export_dir=export/models/gatys
     nst-export --model_type=features --weights=vgg19.h5 --export_dir=export/models/vgg19_features
 
@@ -26,12 +27,14 @@ _E = export.ExportConfig.__dataclass_fields__
 
 flags.DEFINE_enum("model_type", None, export.MODEL_TYPES, "What to export.")
 flags.DEFINE_string("checkpoint", None,
-                    "Training output directory (fast, multistyle, cyclegan): model_config.json + checkpoints/.")
+                    "Training output directory (fast, multistyle, cyclegan): "
+                    "model_config.json + checkpoints/.")
 flags.DEFINE_enum("direction", _E["direction"].default, export.DIRECTIONS,
                   "CycleGAN generator to export: a2b (generator_a2b) or b2a.")
 flags.DEFINE_string("export_dir", None, "Model folder; the new version is written to <export_dir>/<n+1>/.")
 flags.DEFINE_integer("max_side", _E["max_side"].default,
-                     "Shrink inputs with a longer side than this inside the graph (0: no cap).", lower_bound=0)
+                     "Shrink inputs with a longer side than this inside the graph (0: no cap).",
+                     lower_bound=0)
 flags.DEFINE_enum("format", _E["format"].default, export.FORMATS,
                   "saved_model (TF Serving) or tflite (fast and multistyle nets only).")
 flags.DEFINE_integer("tflite_size", _E["tflite_size"].default,

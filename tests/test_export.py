@@ -49,7 +49,8 @@ def write_training_dir(path, method, named_models, style_names=()):
     tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
     description = {
         "method": method,
-        "models": {n: {"class_name": type(m).__name__, "config": m.get_config()} for n, m in named_models.items()},
+        "models": {name: {"class_name": type(model).__name__, "config": model.get_config()}
+                   for name, model in named_models.items()},
         "style_names": list(style_names),
     }
     with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
@@ -89,7 +90,8 @@ def exported(tmp_path_factory, nets, extractor):
     out = root / "models"
     paths = {
         "fast": export.export(export.ExportConfig("fast", str(out / "fast"), checkpoint=fast_run)),
-        "multistyle": export.export(export.ExportConfig("multistyle", str(out / "multi")), model=nets["multistyle"]),
+        "multistyle": export.export(export.ExportConfig("multistyle", str(out / "multi")),
+                                    model=nets["multistyle"]),
         "cyclegan": export.export(export.ExportConfig("cyclegan", str(out / "cycle"), checkpoint=cycle_run,
                                                       direction="b2a")),
         "features": export.export(export.ExportConfig("features", str(out / "features"), gatys_config=GATYS),
@@ -116,47 +118,51 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
     weights = np.array([0.5, 0.3, 0.2], np.float32)
     x01 = images / 255.0
     objective = gatys.make_objective(extractor, x01[0], [style[0] / 255.0], GATYS)
-    expected = {
-        "fast": ({"images": images}, {"images": nets["fast"](x01).numpy()}, 255.0),
-        "multistyle": ({"images": images, "style_weights": weights},
-                       {"images": nets["multistyle"]((x01, weights)).numpy()}, 255.0),
-        "gatys": ({"content": images[:1], "style": style},
-                  {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS).numpy()}, 255.0),
-    }
     feature_maps = extractor(x01)
-    expected["features"] = ({"images": images}, {
-        **{n: v.numpy() for n, v in feature_maps.items()},
-        **{n + "_gram": losses.gram_matrix(v).numpy() for n, v in feature_maps.items()}}, None)
+    grams = {f"{name}_gram": losses.gram_matrix(f) for name, f in feature_maps.items()}
     total, terms = objective.loss(tf.constant(x01[:1]))
-    expected["losses"] = ({"images": images[:1], "content_images": images[:1], "style_images": style},
-                          {"total": total.numpy(), **{k: v.numpy() for k, v in terms.items()}}, None)
-    expected["cyclegan"] = ({"images": images}, {"images": (nets["b2a"](x01 * 2 - 1).numpy() + 1) / 2}, 255.0)
+    # (SavedModel, signature, inputs, Keras-side result, pixel scale or None for non-images)
+    cases = {
+        "fast": ("fast", "stylize_tensor", {"images": images}, {"images": nets["fast"](x01)}, 255.0),
+        "multistyle": ("multistyle", "stylize_tensor", {"images": images, "style_weights": weights},
+                       {"images": nets["multistyle"]((x01, weights))}, 255.0),
+        "cyclegan": ("cyclegan", "stylize_tensor", {"images": images},
+                     {"images": (nets["b2a"](x01 * 2 - 1) + 1) / 2}, 255.0),
+        "gatys": ("gatys", "stylize_tensor", {"content": images[:1], "style": style},
+                  {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS)}, 255.0),
+        "features": ("features", "serving_default", {"images": images},
+                     {**feature_maps, **grams}, None),
+        "losses": ("features", "losses",
+                   {"images": images[:1], "content_images": images[:1], "style_images": style},
+                   {"total": total, **terms}, None),
+    }
     jobs = []
-    for name, (inputs, _, _) in expected.items():
+    for name, (model, signature, inputs, _, _) in cases.items():
         np.savez(tmp_path / f"{name}_in.npz", **inputs)
-        directory = exported["features" if name == "losses" else name]
-        jobs.append({"dir": directory, "signature": "losses" if name == "losses" else
-                     ("serving_default" if name == "features" else "stylize_tensor"),
-                     "inputs": str(tmp_path / f"{name}_in.npz"), "outputs": str(tmp_path / f"{name}_out.npz")})
+        jobs.append({"dir": exported[model], "signature": signature,
+                     "inputs": str(tmp_path / f"{name}_in.npz"),
+                     "outputs": str(tmp_path / f"{name}_out.npz")})
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     (tmp_path / "loader.py").write_text(_LOADER)
     run = subprocess.run([sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    for name, (_, want, scale) in expected.items():
+    for name, (_, _, _, want, scale) in cases.items():
         got = dict(np.load(tmp_path / f"{name}_out.npz"))
         assert set(want) <= set(got), name
         for key, value in want.items():
+            value = np.asarray(value)
             if scale is not None:  # images: absolute, on the model's [0, 1] scale
                 np.testing.assert_allclose(got[key] / scale, value, rtol=0, atol=ROUND_TRIP_TOL, err_msg=name)
             else:  # features, Grams and losses: relative to each tensor's magnitude
                 atol = ROUND_TRIP_TOL * max(1.0, float(np.abs(value).max()))
-                np.testing.assert_allclose(got[key], value, rtol=ROUND_TRIP_TOL, atol=atol, err_msg=f"{name}/{key}")
+                np.testing.assert_allclose(got[key], value, rtol=ROUND_TRIP_TOL, atol=atol,
+                                           err_msg=f"{name}/{key}")
 
 
 def test_saved_model_cli_lists_signatures(exported):
-    run = subprocess.run([str(VENV_BIN / "saved_model_cli"), "show", "--dir", exported["multistyle"], "--all"],
-                         env=ENV, capture_output=True, text=True, timeout=120)
+    cli = [str(VENV_BIN / "saved_model_cli"), "show", "--dir", exported["multistyle"], "--all"]
+    run = subprocess.run(cli, env=ENV, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     for needle in ("signature_def['serving_default']", "signature_def['stylize_tensor']",
                    "inputs['image_bytes']", "inputs['style_weights']", "outputs['image_bytes']",
@@ -170,14 +176,16 @@ def test_serving_default_is_png_of_stylize_tensor(exported, rng):
     pngs = loaded.signatures["serving_default"](
         image_bytes=tf.stack([tf.io.encode_png(image), tf.io.encode_jpeg(image)]))["image_bytes"].numpy()
     assert [p[:8] for p in pngs] == [b"\x89PNG\r\n\x1a\n"] * 2
-    want = loaded.signatures["stylize_tensor"](images=tf.constant(image[None], tf.float32))["images"].numpy()[0]
+    stylize = loaded.signatures["stylize_tensor"]
+    want = stylize(images=tf.constant(image[None], tf.float32))["images"].numpy()[0]
     got = tf.io.decode_png(pngs[0]).numpy().astype(np.float32)
     assert got.shape == image.shape
     assert np.abs(got - want).max() <= 0.5 + 1e-3  # rounding to uint8 only
 
 
 def test_max_side_caps_in_graph(tmp_path, nets):
-    path = export.export(export.ExportConfig("fast", str(tmp_path / "capped"), max_side=16), model=nets["fast"])
+    config = export.ExportConfig("fast", str(tmp_path / "capped"), max_side=16)
+    path = export.export(config, model=nets["fast"])
     loaded = tf.saved_model.load(path)
     fn = loaded.signatures["stylize_tensor"]
     assert fn(images=tf.zeros([1, 32, 24, 3]))["images"].shape == (1, 16, 12, 3)
@@ -200,6 +208,8 @@ def test_versions_increase_and_failed_export_leaves_nothing(tmp_path, nets, monk
     assert sorted(os.listdir(base)) == [".tmp-8-x", "1", "7", "notes"]
 
 
+# TF's own interpreter warns that it moves to ai_edge_litert; it runs the same flatbuffer.
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 @pytest.mark.parametrize("kind", ["fast", "multistyle"])
 def test_tflite_matches_saved_model(tmp_path, nets, rng, kind):
     size = 32

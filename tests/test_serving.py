@@ -119,7 +119,8 @@ def test_status_and_metadata(setup):
     signatures = meta["metadata"]["signature_def"]["signature_def"]
     assert signatures["serving_default"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
     assert signatures["stylize_tensor"]["outputs"]["images"]["tensor_shape"]["dim"][3]["size"] == "3"
-    assert RestClient(setup["server"].url, "tiny", version=1).status()["model_version_status"][0]["version"] == "1"
+    pinned = RestClient(setup["server"].url, "tiny", version=1).status()
+    assert pinned["model_version_status"][0]["version"] == "1"
 
 
 def test_predict_instances_row_format(setup):
@@ -196,9 +197,11 @@ def _bad_cases(png):
         "number for bytes": ("/v1/models/tiny:predict", {"instances": [3.5]}, 400),
         "string for floats": ("/v1/models/tiny:predict",
                               {"signature_name": "stylize_tensor", "inputs": {"images": "abc"}}, 400),
-        "wrong shape": ("/v1/models/tiny:predict", {"signature_name": "stylize_tensor", "inputs": [[1.0, 2.0]]}, 400),
-        "image too small for the net": ("/v1/models/tiny:predict", {"signature_name": "stylize_tensor",
-                                                                    "inputs": [[[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]]]}, 400),
+        "wrong shape": ("/v1/models/tiny:predict",
+                        {"signature_name": "stylize_tensor", "inputs": [[1.0, 2.0]]}, 400),
+        "image too small for the net": ("/v1/models/tiny:predict",
+                                        {"signature_name": "stylize_tensor",
+                                         "inputs": [[[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]]]}, 400),
         "ragged": ("/v1/models/tiny:predict",
                    {"signature_name": "stylize_tensor", "inputs": [[[[1.0, 2.0, 3.0]], [[1.0, 2.0]]]]}, 400),
         "extra input": ("/v1/models/multi:predict",
@@ -273,7 +276,8 @@ def test_nst_serve_cli(setup):
 def test_models_config_parses_as_tf_serving_config():
     text_format = pytest.importorskip("google.protobuf.text_format")
     config_pb2 = pytest.importorskip("tensorflow_serving.config.model_server_config_pb2")
-    config = text_format.Parse((REPO / "export" / "models.config").read_text(), config_pb2.ModelServerConfig())
+    text = (REPO / "export" / "models.config").read_text()
+    config = text_format.Parse(text, config_pb2.ModelServerConfig())
     names = {c.name: c.base_path for c in config.model_config_list.config}
     assert names["style"] == "/models/style" and len(names) == 5
 

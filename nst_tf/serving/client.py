@@ -72,7 +72,7 @@ class RestClient:
         return self._request(self.model_url + "/metadata")
 
     def predict(self, instances=None, inputs=None, signature_name=None):
-        """Raw ``:predict`` with ``instances`` (row) or ``inputs`` (columnar) JSON; returns the response JSON."""
+        """``:predict`` with ``instances`` (row) or ``inputs`` (columnar) JSON; returns the answer JSON."""
         if (instances is None) == (inputs is None):
             raise ValueError("give exactly one of instances or inputs")
         payload = {"instances": instances} if instances is not None else {"inputs": inputs}
@@ -109,11 +109,13 @@ class GrpcClient:
     def __init__(self, target="127.0.0.1:8500", model="default", version=None, timeout=120.0):
         try:
             # Optional extra: only gRPC users install it.
-            import grpc  # pylint: disable=import-outside-toplevel
-            from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
-            from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+            # pylint: disable=import-outside-toplevel
+            import grpc
+            from tensorflow_serving.apis import predict_pb2
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
         except ImportError as exc:
-            raise NSTError(f"gRPC client needs tensorflow-serving-api: pip install 'nst_tf[grpc]' ({exc})") from None
+            raise NSTError(f"gRPC client needs tensorflow-serving-api: pip install 'nst_tf[grpc]' "
+                           f"({exc})") from None
         self._grpc = grpc
         self._predict_pb2 = predict_pb2
         self.channel = grpc.insecure_channel(target)

@@ -312,7 +312,8 @@ def parse_predict_request(body, fn):
     if missing or extra:
         raise RequestError(HTTPStatus.BAD_REQUEST,
                            f"inputs must be {sorted(specs)}; missing {missing}, unexpected {extra}")
-    return {name: _to_array(columns[name], spec, f"input '{name}'") for name, spec in specs.items()}, row_format
+    arrays = {name: _to_array(columns[name], spec, f"input '{name}'") for name, spec in specs.items()}
+    return arrays, row_format
 
 
 def _rows_to_columns(instances, specs):
@@ -399,12 +400,14 @@ def check_limits(inputs, config):
                 pixels = _image_pixels(data, f"input '{name}'[{i}]")
                 if pixels > config.max_image_pixels:
                     raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                       f"input '{name}'[{i}]: {pixels} pixels exceeds {config.max_image_pixels}")
+                                       f"input '{name}'[{i}]: {pixels} pixels exceeds "
+                                       f"{config.max_image_pixels}")
         elif array.ndim == 4 and array.shape[-1] in (1, 3, 4):
             pixels = array.shape[1] * array.shape[2]
             if pixels > config.max_image_pixels:
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                   f"input '{name}': {pixels} pixels per image exceeds {config.max_image_pixels}")
+                                   f"input '{name}': {pixels} pixels per image exceeds "
+                                   f"{config.max_image_pixels}")
 
 
 # ----------------------------------------------------------------------- server
@@ -529,6 +532,8 @@ def _make_handler(server):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "nst-serve"
+        # Seconds a connection may sit idle or stall mid-request before its thread is freed.
+        timeout = 60
 
         def log_message(self, format, *args):  # pylint: disable=redefined-builtin
             logging.vlog(1, "%s " + format, self.address_string(), *args)
@@ -552,7 +557,8 @@ def _make_handler(server):
             if not match:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"Malformed request: {self.command} {path}")
             if match["label"] is not None:
-                raise RequestError(HTTPStatus.NOT_FOUND, "version labels are not supported; use /versions/<v>")
+                raise RequestError(HTTPStatus.NOT_FOUND,
+                                   "version labels are not supported; use /versions/<v>")
             return match["name"], _parse_version(match["version"]), match["suffix"] or ""
 
         def _content_length(self):
@@ -599,7 +605,8 @@ def _make_handler(server):
                 self._send_json(HTTPStatus.OK, respond())
             except RequestError as exc:
                 self._send_error(exc.status, str(exc))
-            except Exception as exc:  # pylint: disable=broad-except  # one bad request must not stop the server
+            # One failing request must not stop the server.
+            except Exception as exc:  # pylint: disable=broad-except
                 logging.exception("internal error on %s", self.path)
                 self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
 
@@ -619,7 +626,8 @@ def _make_handler(server):
                 body = self._read_body()
                 name, version, suffix = self._route()
                 if suffix in (":classify", ":regress"):
-                    raise RequestError(HTTPStatus.NOT_IMPLEMENTED, f"{suffix[1:]} is not supported; use :predict")
+                    raise RequestError(HTTPStatus.NOT_IMPLEMENTED,
+                                       f"{suffix[1:]} is not supported; use :predict")
                 if suffix != ":predict":
                     raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "POST is only for :predict")
                 return server.predict(name, version, body)
