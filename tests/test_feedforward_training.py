@@ -183,3 +183,23 @@ def test_train_multistyle_flag_combinations(tmp_path, styles):
     both = run_cli("nst_tf.train_multistyle", f"--style={styles[0]}", f"--add_style={styles[1]}",
                    f"--base_dir={tmp_path}", f"--output_dir={tmp_path}/o")
     assert both.returncode != 0 and "either --style" in both.stderr
+
+
+CHECK_FLAGFILES = """
+import glob, sys
+from absl import flags
+import nst_tf.train_multistyle  # defines every feed-forward training flag
+for path in sorted(glob.glob("configs/fast_*.flags") + glob.glob("configs/multistyle_*.flags")):
+    for arg in flags.FLAGS.read_flags_from_files([f"--flagfile={path}"]):
+        name = arg[2:].split("=", 1)[0]
+        assert name in flags.FLAGS, f"{path}: unknown flag {name}"
+    print(path)
+"""
+
+
+def test_shipped_flagfiles_use_known_flags():
+    done = subprocess.run([sys.executable, "-c", CHECK_FLAGFILES], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "configs/multistyle_monet_vangogh.flags" in done.stdout.split()
+    assert len(done.stdout.split()) >= 3
