@@ -203,3 +203,53 @@ def test_shipped_flagfiles_use_known_flags():
     assert done.returncode == 0, done.stderr
     assert "configs/multistyle_monet_vangogh.flags" in done.stdout.split()
     assert len(done.stdout.split()) >= 3
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights):
+    """300 steps at 128 px on the real photos with the HED VGG16 as loss network.
+
+    Style: the perceptual style loss of held-out outputs against The Starry Night
+    must fall to under half of the untrained net's. Content: SSIM of luminance
+    between output and input must stay above 0.3 and above three times the SSIM
+    of mismatched pairs (output vs another photo), which is what unrelated
+    images of these photos score: the scene stays recognisable under the style.
+
+    Measured: style loss 2997 (untrained net) and 6770 (the photos) -> 100;
+    SSIM 0.52 (min 0.37) vs 0.09 mismatched. With Johnson's style weight 5 and
+    no warm-up, 300 steps wipe the content (SSIM 0.16) with this loss net:
+    seed 004's trouble, hence the staged schedule and style weight 1 here.
+    """
+    from nst_tf.images import list_images, load_image, resize_image, rgb_to_yiq  # pylint: disable=import-outside-toplevel
+
+    photos = list_images(assets / "photos")
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for path in photos[:-8]:
+        os.symlink(path, train_dir / os.path.basename(path))
+    held_out = np.stack([resize_image(load_image(p), (128, 128)) for p in photos[-8:]])
+    config = ff.FeedForwardConfig(
+        style_images=[str(assets / "images" / "style" / "starry_night.jpg")],
+        data=data.PhotoDataConfig(train_dir=str(train_dir), image_size=128),
+        loss=ff.PerceptualLossConfig(feature_extractor="vgg16", weights=hed_weights, style_size=256, style_weight=1.0),
+        width=0.25, batch_size=2, learning_rate=2e-3, warmup_steps=60, style_ramp_steps=120,
+    )
+    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "run", max_steps=300), config)
+    index = tf.zeros([len(held_out)], tf.int32)
+
+    def style_loss():
+        return float(trainer.loss(trainer.model(held_out), held_out, index)["style_loss"])
+
+    untrained = style_loss()
+    photos_own = float(trainer.loss(tf.constant(held_out), held_out, index)["style_loss"])
+    trainer.train()
+    trained = style_loss()
+    luma_in = rgb_to_yiq(held_out)[..., :1]
+    luma_out = rgb_to_yiq(trainer.model(held_out).numpy())[..., :1]
+    ssim = tf.image.ssim(luma_out, luma_in, max_val=1.0).numpy()
+    mismatched = tf.image.ssim(luma_out, np.roll(luma_in, 1, axis=0), max_val=1.0).numpy()
+    print(f"\nstyle loss: untrained net {untrained:.4g}, photos {photos_own:.4g}, trained {trained:.4g}; "
+          f"SSIM(luma) {ssim.mean():.3f} (min {ssim.min():.3f}), mismatched {mismatched.mean():.3f}")
+    assert trained < 0.5 * untrained and trained < 0.5 * photos_own
+    assert ssim.mean() > 0.3 and ssim.mean() > 3 * mismatched.mean()
