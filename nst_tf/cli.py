@@ -1,9 +1,8 @@
 """Shared plumbing for the absl command-line tools.
 
 Every script starts with ``from nst_tf import cli`` *before* importing
-TensorFlow: importing this module silences TensorFlow's C++ start-up logging
-unless ``--verbosity``/``-v`` asks for more, because that logging is configured
-from the environment when TensorFlow loads and cannot be changed afterwards.
+TensorFlow: importing this module imports TensorFlow with its C++ start-up
+logging silenced, unless ``--verbosity``/``-v`` asks for more.
 
 A script's ``main`` parses flags into a config and calls the library; it raises
 :class:`~nst_tf.errors.NSTError` for bad input. :func:`run` turns that into one
@@ -38,31 +37,38 @@ def _as_int(text):
         return -1
 
 
-def _launched_as_tool():
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name.startswith("nst_tf."):
-        return True
-    return os.path.basename(sys.argv[0]).startswith("nst-")
+def _import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TF_CPP_MIN_LOG_LEVEL silences TensorFlow's C++ logging once it is set up,
+    but TF 2.19+ writes a few lines at import time, before absl's logging is
+    initialised, that no setting reaches (tensorflow/tensorflow#100442).
+    """
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
-# TensorFlow reads TF_CPP_MIN_LOG_LEVEL from the environment the process was
-# started with, so setting os.environ here is too late: a tool re-executes
-# itself once with the variable set, before TensorFlow is imported.
-if (
-    "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    and _requested_verbosity(sys.argv) < 1
-    and "tensorflow" not in sys.modules
-    and _launched_as_tool()
-):
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+# Scripts import this module before anything that imports TensorFlow, so the
+# quiet import below is the one that loads it.
+if _requested_verbosity(sys.argv) < 1 and "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _import_tensorflow_quietly()
 
 
 def _quiet_python_side():
     """Mute Python-side TF/Keras chatter unless --verbosity >= 1."""
     if logging.get_verbosity() >= 1:
         return
+    # absl.app leaves Python logging at INFO, which lets TensorFlow's Python
+    # INFO lines through; WARNING keeps the tools to their one result line.
+    logging.set_verbosity(logging.WARNING)
     warnings.filterwarnings("ignore")
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
