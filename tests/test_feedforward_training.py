@@ -253,3 +253,14 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
           f"SSIM(luma) {ssim.mean():.3f} (min {ssim.min():.3f}), mismatched {mismatched.mean():.3f}")
     assert trained < 0.5 * untrained and trained < 0.5 * photos_own
     assert ssim.mean() > 0.3 and ssim.mean() > 3 * mismatched.mean()
+
+
+def test_mixed_precision_multistyle(tmp_path, photos, styles, fixed_photos):
+    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=2, mixed_precision=True),
+                                    tiny_config(photos, styles[:2]))
+    assert trainer.model.compute_dtype == "float16"
+    result = trainer.train()
+    assert np.isfinite(result.metrics["loss"])
+    reloaded = base.load_trained_model(str(tmp_path))  # inference in float32
+    assert reloaded.compute_dtype == "float32"
+    assert np.isfinite(reloaded((fixed_photos, tf.constant([0.5, 0.5]))).numpy()).all()

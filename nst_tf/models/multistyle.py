@@ -36,7 +36,7 @@ class MultiStyleNet(StyleTrunk):
 
     def call(self, inputs):
         images, style_weights = inputs
-        style_weights = tf.convert_to_tensor(style_weights, tf.float32)
+        style_weights = tf.cast(style_weights, tf.float32)  # Keras autocasts inputs to float16 under mixed precision
         if style_weights.shape.rank == 1:
             style_weights = tf.broadcast_to(style_weights[None, :], [tf.shape(images)[0], self._num_styles])
         return self._trunk(images, style_weights)
