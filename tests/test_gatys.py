@@ -190,7 +190,7 @@ def test_style_only_synthesis_matches_grams(extractor, pair):
 def test_multiscale_runs_every_scale(extractor, pair):
     content, style = pair
     done = []
-    cfg = config(scales=(32,), num_steps=3)
+    cfg = config(scales=(40,), num_steps=3)
     out = run(content, style, extractor, cfg, lambda d, total, v: done.append((d, total)))
     assert out.shape == images.longest_side_shape(content.shape, SIZE) + (3,)
     assert done == [(i, 6) for i in range(1, 7)]
@@ -240,7 +240,7 @@ class Interrupt(Exception):
 def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
     content, style = pair
     ckpt = str(tmp_path / "ckpt")
-    cfg = dict(scales=(32,), num_steps=4, checkpoint_every=2, checkpoint_dir=ckpt)
+    cfg = dict(scales=(40,), num_steps=4, checkpoint_every=2, checkpoint_dir=ckpt)
 
     def stop_at_6(done, total, values):
         if done == 6:
@@ -248,7 +248,7 @@ def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
 
     with pytest.raises(Interrupt):
         run(content, style, extractor, config(**cfg), stop_at_6)
-    scale_index, step, image = gatys.load_checkpoint(ckpt, [32, SIZE])
+    scale_index, step, image = gatys.load_checkpoint(ckpt, [40, SIZE])
     assert (scale_index, step) == (1, 2) and image.shape[:2] == content.shape[:2]
 
     done = []
@@ -256,7 +256,7 @@ def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
               lambda d, t, v: done.append(d))
     assert done == [7, 8]  # continues after the checkpointed step, not from scratch
     assert out.shape == content.shape
-    assert gatys.load_checkpoint(ckpt, [32, SIZE])[:2] == (1, 4)
+    assert gatys.load_checkpoint(ckpt, [40, SIZE])[:2] == (1, 4)
     with pytest.raises(NSTError, match="checkpoint is for sizes"):
         run(content, style, extractor, config(resume=True, **dict(cfg, scales=())))
 
