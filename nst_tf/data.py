@@ -91,6 +91,31 @@ class PhotoSource(NamedTuple):
     to_bytes: Callable[[tf.Tensor], tf.Tensor]  # item -> encoded image bytes
 
 
+def _tfds_encoded_images(name, split, data_dir, folder_flag):
+    """The still-encoded ``image`` feature of a prepared tfds split.
+
+    ``download=False``: COCO is tens of gigabytes, so preparing it is an
+    explicit ``tfds build`` rather than a side effect of starting a run.
+    """
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    try:
+        ds = tfds.load(
+            name,
+            split=split,
+            data_dir=data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except Exception as exc:  # tfds raises assorted types for a missing dataset
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NSTError(
+            f"--tfds_name: cannot load {name}:{split} ({first_line}); "
+            f"prepare it with `tfds build {name}` or pass {folder_flag}=FOLDER"
+        ) from None
+    return ds.map(lambda example: example["image"])
+
+
 def _folder_source(config):
     paths = images.list_images(config.train_dir)
     if not paths:
@@ -112,25 +137,9 @@ def _folder_source(config):
 
 
 def _tfds_source(config):
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
     # Keep the photos encoded until after the shuffle, skip and shard: those
     # stages then move bytes, and only the photos used get decoded.
-    try:
-        ds = tfds.load(
-            config.tfds_name,
-            split=config.tfds_split,
-            data_dir=config.tfds_data_dir,
-            download=False,
-            decoders={"image": tfds.decode.SkipDecoding()},
-        )
-    except Exception as exc:  # tfds raises assorted types for a missing dataset
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NSTError(
-            f"--tfds_name: cannot load {config.tfds_name}:{config.tfds_split} ({first_line}); "
-            f"prepare it with `tfds build {config.tfds_name}` or pass --train_dir=FOLDER"
-        ) from None
-    items = ds.map(lambda example: example["image"])
+    items = _tfds_encoded_images(config.tfds_name, config.tfds_split, config.tfds_data_dir, "--train_dir")
 
     def stream(start):
         # Records can only be read in order, so a resumed run re-reads (but
@@ -258,23 +267,7 @@ def _domain_source(config, split):
         if not paths:
             raise NSTError(f"--data_dir: {folder}: no image files (empty domain)")
         return tf.data.Dataset.from_tensor_slices(paths), len(paths), tf.io.read_file
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
-    try:
-        ds = tfds.load(
-            config.tfds_name,
-            split=split,
-            data_dir=config.tfds_data_dir,
-            download=False,
-            decoders={"image": tfds.decode.SkipDecoding()},
-        )
-    except Exception as exc:  # tfds raises assorted types for a missing dataset
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NSTError(
-            f"--tfds_name: cannot load {config.tfds_name}:{split} ({first_line}); "
-            f"prepare it with `tfds build {config.tfds_name}` or pass --data_dir=FOLDER"
-        ) from None
-    items = ds.map(lambda example: example["image"])
+    items = _tfds_encoded_images(config.tfds_name, split, config.tfds_data_dir, "--data_dir")
     count = int(items.cardinality())
     if count < 0:  # prepared tfds splits know their size; mock ones may not
         count = int(items.reduce(0, lambda n, _: n + 1))

@@ -11,26 +11,11 @@ styles' outputs stay bit-identical; the base run is left unchanged):
 
 from nst_tf import cli  # first: quiets TensorFlow's start-up logging
 
-from absl import flags
-
-from nst_tf.training import base, feedforward
 from nst_tf.training import flags as train_flags
 
 train_flags.define_common_flags(max_steps=40000, checkpoint_every=1000)
 train_flags.define_feedforward_flags(multistyle=True)
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    del argv
-    strategy = base.make_strategy()  # before any other TF work (multi-worker collectives)
-    result = feedforward.train(
-        train_flags.train_config_from_flags(FLAGS),
-        train_flags.feedforward_config_from_flags(FLAGS, multistyle=True),
-        flags_text=train_flags.flags_text(),
-        strategy=strategy,
-    )
-    train_flags.report(result, FLAGS.output_dir)
+main = train_flags.feedforward_main(multistyle=True)
 
 
 def run():

@@ -13,6 +13,7 @@ from absl import flags
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import feedforward
+from nst_tf.training import base
 from nst_tf.training.base import TrainConfig
 
 
@@ -159,3 +160,20 @@ def report(result, output_dir):
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k.endswith("loss"))
     skipped = f", skipped {result.skipped_files} unreadable files" if result.skipped_files else ""
     cli.result(f"step {result.step}: {losses}; model in {output_dir}{skipped}")
+
+
+def feedforward_main(multistyle):
+    """The absl ``main`` of nst-train-fast (``multistyle=False``) or nst-train-multistyle."""
+
+    def main(argv):
+        del argv
+        strategy = base.make_strategy()  # before any other TF work (multi-worker collectives)
+        result = feedforward.train(
+            train_config_from_flags(flags.FLAGS),
+            feedforward_config_from_flags(flags.FLAGS, multistyle=multistyle),
+            flags_text=flags_text(),
+            strategy=strategy,
+        )
+        report(result, flags.FLAGS.output_dir)
+
+    return main
