@@ -39,28 +39,39 @@ def init_normal(model, stddev=0.02):
             weight.assign(keras.ops.zeros(weight.shape, dtype=weight.dtype))
 
 
-def _set_chain(model, chain):
-    """Make the layer sequence ``chain`` the body of ``model`` and build it for RGB input.
+class _LayerChain(keras.Model):
+    """A model whose body is a fixed sequence of layers, built for RGB input at construction.
 
     Each layer becomes an attribute named after it, because ``tf.train.Checkpoint``
-    does not follow Keras' tracked lists; ``model.chain`` lists them in call order.
+    does not follow Keras' tracked lists; :attr:`chain` lists them in call order.
     """
-    shape = (None, None, None, 3)
-    for layer in chain:
-        setattr(model, layer.name, layer)
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    model._chain_names = tuple(layer.name for layer in chain)
 
+    def _set_chain(self, chain):
+        shape = (None, None, None, 3)
+        for layer in chain:
+            setattr(self, layer.name, layer)
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self._chain_names = tuple(layer.name for layer in chain)
+        self.built = True
+        init_normal(self)
 
-def _run_chain(model, x):
-    for name in model._chain_names:
-        x = getattr(model, name)(x)
-    return x
+    def build(self, input_shape=None):
+        # Weights already exist; accept Keras' build_from_config on load.
+        self.built = True
+
+    @property
+    def chain(self):
+        return [getattr(self, name) for name in self._chain_names]
+
+    def _run_chain(self, x):
+        for name in self._chain_names:
+            x = getattr(self, name)(x)
+        return x
 
 
 @keras.saving.register_keras_serializable(package="nst_tf")
-class ResnetGenerator(keras.Model):
+class ResnetGenerator(_LayerChain):
     """CycleGAN generator: RGB [-1, 1] ``[B, H, W, 3]`` -> RGB [-1, 1], same H, W.
 
     Args:
@@ -106,28 +117,18 @@ class ResnetGenerator(keras.Model):
             else:
                 chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
         chain += [layers.ReflectConv2D(3, 7, name="c7s1_3"), keras.layers.Activation("tanh", name="tanh")]
-        _set_chain(self, chain)
-        self.built = True
-        init_normal(self)
-
-    def build(self, input_shape=None):
-        # Weights already exist; accept Keras' build_from_config on load.
-        self.built = True
-
-    @property
-    def chain(self):
-        return [getattr(self, name) for name in self._chain_names]
+        self._set_chain(chain)
 
     def call(self, images):
         padded, size = pad_to_multiple(images, SIZE_MULTIPLE)
-        return crop_to(_run_chain(self, padded), size)
+        return crop_to(self._run_chain(padded), size)
 
     def get_config(self):
         return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks, "upsampling": self.upsampling}
 
 
 @keras.saving.register_keras_serializable(package="nst_tf")
-class PatchDiscriminator(keras.Model):
+class PatchDiscriminator(_LayerChain):
     """70x70 PatchGAN: one real/fake score per overlapping 70x70 patch.
 
     Input RGB [-1, 1] ``[B, H, W, 3]``; output ``[B, H/8 - 2, W/8 - 2, 1]``
@@ -152,19 +153,10 @@ class PatchDiscriminator(keras.Model):
                 chain.append(layers.InstanceNormalization(name=f"{name}_norm"))
             chain.append(keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu"))
         chain += [keras.layers.ZeroPadding2D(1, name="out_pad"), keras.layers.Conv2D(1, 4, name="out_conv")]
-        _set_chain(self, chain)
-        self.built = True
-        init_normal(self)
-
-    def build(self, input_shape=None):
-        self.built = True
-
-    @property
-    def chain(self):
-        return [getattr(self, name) for name in self._chain_names]
+        self._set_chain(chain)
 
     def call(self, images):
-        return tf.cast(_run_chain(self, images), tf.float32)
+        return tf.cast(self._run_chain(images), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "ndf": self.ndf}
