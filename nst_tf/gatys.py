@@ -423,10 +423,9 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
 
 def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
     def callback(iteration, image, loss):
-        if on_step is not None:
-            # L-BFGS reports only the total; one forward pass recovers the terms.
-            _, terms = objective.losses(image)
-            on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
+        # L-BFGS reports only the total; one forward pass recovers the terms.
+        _, terms = objective.losses(image)
+        on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
 
     options = {}
     if config.lbfgs_history is not None:
