@@ -107,7 +107,15 @@ def run(main):
             sys.stderr.write("interrupted\n")
             sys.exit(130)
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse_flags_or_exit)
+
+
+def _parse_flags_or_exit(argv):
+    """absl's flag parsing, with a bad flag reported on one line like any other error."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as exc:
+        error(str(exc))
 
 
 def flags_as_text():

@@ -13,7 +13,9 @@ without writing anything.
 from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
 
 import os
+import sys
 import time
+import types
 
 import keras
 from absl import flags
@@ -213,6 +215,21 @@ def main(argv):
 
 def run():
     cli.run(main)
+
+
+class _StylizeModule(types.ModuleType):
+    """Keeps ``nst_tf.stylize(content, style, config)`` working once this module is imported.
+
+    Importing ``nst_tf.stylize`` rebinds the package attribute ``stylize`` from
+    the API function (:func:`nst_tf.gatys.stylize`) to this script module;
+    making the module callable keeps both names meaning what users expect.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return gatys.stylize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _StylizeModule
 
 
 if __name__ == "__main__":

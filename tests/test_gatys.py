@@ -288,3 +288,12 @@ def test_real_weights_stylize_chicago(assets, hed_weights):
     out = gatys.stylize(content, str(style), cfg, progress=lambda d, t, v: terms.append(v))
     assert terms[-1]["style"] < 0.2 * terms[0]["style"]
     assert np.abs(out - content).mean() > 0.03
+
+
+def test_package_stylize_stays_the_api_after_the_script_module_is_imported(tiny_image):
+    import nst_tf
+    import nst_tf.stylize  # rebinds the package attribute to the script module
+
+    cfg = gatys.GatysConfig(weights=None, image_size=48, num_steps=1, optimizer="adam")
+    out = nst_tf.stylize(tiny_image, tiny_image, cfg)
+    assert out.shape[2] == 3 and 0.0 <= out.min() and out.max() <= 1.0
