@@ -142,19 +142,19 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         alphas = tf.TensorArray(tf.float32, size=m)
         for j in tf.range(pairs - 1, oldest - 1, -1):
             slot = j % m
-            alpha = rho_history[slot] * tf.tensordot(s_history[slot], q, 1)
-            q -= alpha * y_history[slot]
+            alpha = rho_history.sparse_read(slot) * tf.tensordot(s_history.sparse_read(slot), q, 1)
+            q -= alpha * y_history.sparse_read(slot)
             alphas = alphas.write(slot, alpha)
         if pairs > 0:
             newest = (pairs - 1) % m
-            y_new = y_history[newest]
-            r = q / (rho_history[newest] * tf.tensordot(y_new, y_new, 1))
+            y_new = y_history.sparse_read(newest)
+            r = q / (rho_history.sparse_read(newest) * tf.tensordot(y_new, y_new, 1))
         else:
             r = q * (first_step / tf.reduce_max(tf.abs(q)))
         for j in tf.range(oldest, pairs):
             slot = j % m
-            beta = rho_history[slot] * tf.tensordot(y_history[slot], r, 1)
-            r += (alphas.read(slot) - beta) * s_history[slot]
+            beta = rho_history.sparse_read(slot) * tf.tensordot(y_history.sparse_read(slot), r, 1)
+            r += (alphas.read(slot) - beta) * s_history.sparse_read(slot)
         return tf.where(free, -r, 0.0), tf.reduce_max(tf.abs(tf.where(free, g, 0.0)))
 
     @tf.function

@@ -155,7 +155,7 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
             cell_progress = None
             if report is not None:
                 cell_progress = (lambda d, _, values, o=offset:  # noqa: E731
-                                 report(o + d, total, _short(values)))
+                                 report(o + d, total, values))
             cells.append(gatys.stylize(content, style, config, progress=cell_progress,
                                        extractor=extractors[_extractor_key(config)]))
             done += config.total_steps()
@@ -183,10 +183,6 @@ def _shared_extractors(configs):
     return {key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)),
                                                   weights=key[1], pooling=key[2])
             for key, names in layers.items()}
-
-
-def _short(values):
-    return {name: values[name] for name in ("loss",) if name in values}
 
 
 def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):

@@ -1,0 +1,104 @@
+"""Time to a fixed loss at 512 px: coarse-to-fine (256 -> 512) against single-scale.
+
+Both runs call the production pipeline, ``gatys.stylize`` with L-BFGS, on the
+HED VGG16 stand-in weights and chicago x starry_night (content start, style
+layers block1..5_conv1, content block4_conv2). The single-scale run takes
+``--steps`` iterations at 512 px; its final loss is the target. The
+multi-scale run takes ``--multiscale_steps`` iterations per scale at
+``--scales`` and then at 512 px, and stops as soon as its 512 px loss reaches
+the target. Times include building each scale's objective (tracing), as a
+user would see them; the feature network is built once and shared.
+
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python bench/gatys_multiscale.py
+
+Target (issue 2): multi-scale at least 3x faster to the same loss.
+"""
+
+import dataclasses
+import os
+import pathlib
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nst_tf import gatys  # noqa: E402
+from nst_tf import images  # noqa: E402
+
+ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
+
+flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
+                    "Keras VGG16 no-top weights file (the HED stand-in).")
+flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
+flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
+flags.DEFINE_integer("image_size", 512, "Final longest side in pixels.")
+flags.DEFINE_list("scales", ["256"], "Coarser sizes of the multi-scale run.")
+flags.DEFINE_integer("steps", 100, "Single-scale L-BFGS iterations; its final loss is the target.")
+flags.DEFINE_integer("multiscale_steps", 50, "Multi-scale L-BFGS iterations per scale.")
+flags.DEFINE_integer("report_every", 2, "Iterations between loss reports (resolution).")
+FLAGS = flags.FLAGS
+
+
+class _Reached(Exception):
+    """Raised from the progress callback to end a run once it reaches the target."""
+
+
+def timed_run(content, style, config, extractor, target=None):
+    """Run gatys.stylize; return [(seconds, loss)] of the final scale's reports."""
+    final_scale_from = config.num_steps * (len(config.sizes()) - 1)
+    trace = []
+
+    def progress(done, total, values):
+        if done > final_scale_from:
+            trace.append((time.perf_counter() - start, values["total"]))
+            if target is not None and values["total"] <= target:
+                raise _Reached()
+
+    start = time.perf_counter()
+    try:
+        gatys.stylize(content, style, config, progress=progress, extractor=extractor)
+    except _Reached:
+        pass
+    return trace
+
+
+def main(argv):
+    del argv
+    base = gatys.GatysConfig(
+        image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
+        content_layers=("block4_conv2",),
+        style_layers=tuple(f"block{b}_conv1" for b in range(1, 6)),
+        log_every=FLAGS.report_every)
+    content = images.load_image(FLAGS.content)
+    style = images.load_image(FLAGS.style)
+    extractor = gatys.build_extractor(base)
+
+    single = dataclasses.replace(base, num_steps=FLAGS.steps)
+    multi = dataclasses.replace(base, num_steps=FLAGS.multiscale_steps,
+                                scales=tuple(int(s) for s in FLAGS.scales))
+    single_trace = timed_run(content, style, single, extractor)
+    target_s, target = single_trace[-1]
+    multi_trace = timed_run(content, style, multi, extractor, target=target)
+    multi_s, multi_loss = multi_trace[-1]
+    reached = multi_loss <= target
+
+    sizes = "->".join(str(s) for s in multi.sizes())
+    print(f"target: the single-scale loss after {FLAGS.steps} iterations at "
+          f"{FLAGS.image_size} px = {target:.6g}")
+    print(f"{'run':28s} {'s to target':>11s} {'loss':>11s} {'speed-up':>8s}")
+    print(f"{'single-scale ' + str(FLAGS.image_size):28s} {target_s:11.1f} {target:11.6g} "
+          f"{1.0:8.2f}")
+    label = f"multi-scale {sizes} ({FLAGS.multiscale_steps}/scale)"
+    if reached:
+        print(f"{label:28s} {multi_s:11.1f} {multi_loss:11.6g} {target_s / multi_s:8.2f}")
+    else:
+        print(f"{label:28s} {'not reached':>11s} {multi_loss:11.6g} {'-':>8s}")
+    print("target (issue 2): speed-up >= 3")
+
+
+if __name__ == "__main__":
+    app.run(main)
