@@ -36,6 +36,7 @@ bench: install
 	export TF_CPP_MIN_LOG_LEVEL=3; \
 	$(PY) bench/gatys_step.py && \
 	$(PY) bench/gatys_lbfgs.py && \
+	$(PY) bench/gatys_multiscale.py && \
 	$(PY) bench/feedforward.py && \
 	$(PY) bench/cyclegan_step.py && \
 	$(PY) bench/serving.py

@@ -86,6 +86,9 @@ class GatysConfig:
     weight_decay: float = 0.004
     lbfgs_history: Optional[int] = None
     lbfgs_tolerance: Optional[float] = None
+    # "hager_zhang" runs tfp.optimizer.lbfgs_minimize; see nst_tf.lbfgs for why
+    # the one-evaluation backtracking search is the default.
+    lbfgs_line_search: str = "backtracking"
     jit_compile: bool = False
 
     # Losses.
@@ -131,6 +134,7 @@ class GatysConfig:
         """Raise :class:`NSTError` naming the first invalid field."""
         choices = {
             "optimizer": OPTIMIZERS,
+            "lbfgs_line_search": lbfgs.LINE_SEARCHES,
             "lr_schedule": LR_SCHEDULES,
             "init": INITS,
             "preserve_color": COLOR_MODES,
@@ -434,7 +438,8 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         options["tolerance"] = config.lbfgs_tolerance
     result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=remaining,
                             callback=callback if on_step else None,
-                            callback_every=report_every, **options)
+                            callback_every=report_every, line_search=config.lbfgs_line_search,
+                            **options)
     return tf.convert_to_tensor(result.image, tf.float32)
 
 

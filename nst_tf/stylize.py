@@ -23,6 +23,7 @@ from absl import flags
 from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
+from nst_tf import lbfgs
 from nst_tf.errors import NSTError
 
 _D = gatys.GatysConfig.__dataclass_fields__
@@ -73,6 +74,9 @@ flags.DEFINE_integer("lbfgs_history", _default("lbfgs_history"),
                      "L-BFGS correction pairs (default: nst_tf.lbfgs's).", lower_bound=1)
 flags.DEFINE_float("lbfgs_tolerance", _default("lbfgs_tolerance"),
                    "L-BFGS gradient tolerance (default: nst_tf.lbfgs's).")
+flags.DEFINE_enum("lbfgs_line_search", _default("lbfgs_line_search"), list(lbfgs.LINE_SEARCHES),
+                  "backtracking: one evaluation per iteration (default); hager_zhang: "
+                  "tfp.optimizer.lbfgs_minimize with its Wolfe line search.")
 flags.DEFINE_boolean("jit_compile", _default("jit_compile"), "Compile the loss with XLA.")
 
 # Losses.
@@ -162,6 +166,7 @@ def config_from_flags(output):
         weight_decay=FLAGS.weight_decay,
         lbfgs_history=FLAGS.lbfgs_history,
         lbfgs_tolerance=FLAGS.lbfgs_tolerance,
+        lbfgs_line_search=FLAGS.lbfgs_line_search,
         jit_compile=FLAGS.jit_compile,
         content_layers=FLAGS.content_layers,
         style_layers=FLAGS.style_layers,

@@ -116,9 +116,10 @@ def test_blended_styles_use_weighted_grams(extractor, pair):
 # --------------------------------------------------------------------------- optimisers
 
 
-def test_lbfgs_lowers_the_loss(extractor, pair):
+@pytest.mark.parametrize("line_search", ["backtracking", "hager_zhang"])
+def test_lbfgs_lowers_the_loss(extractor, pair, line_search):
     content, style = pair
-    cfg = config(optimizer="lbfgs", num_steps=15)
+    cfg = config(optimizer="lbfgs", num_steps=15, lbfgs_line_search=line_search)
     objective = objective_for(extractor, content, style, cfg)
     initial = np.random.default_rng(0).random((1,) + content.shape).astype(np.float32)
     start = float(objective.losses(initial)[0])
