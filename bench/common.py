@@ -5,11 +5,31 @@ multiply rate measured in the same run, because this machine is shared and
 absolute seconds drift from run to run.
 """
 
+import os
+import pathlib
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 import keras
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+def define_gatys_problem_flags(image_size):
+    """--weights, --content, --style, --image_size of the issue's Gatys problem.
+
+    chicago x starry_night on the HED VGG16 stand-in weights, so every Gatys
+    benchmark measures the same objective.
+    """
+    flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
+                        "Keras VGG16 no-top weights file (the HED stand-in).")
+    flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
+    flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
+    flags.DEFINE_integer("image_size", image_size, "Longest side in pixels.")
+
 
 def sgemm_gflops(n=2048, repeats=10):
     """Best-of-``repeats`` float32 ``n x n`` matmul rate through TensorFlow, in GFLOP/s."""

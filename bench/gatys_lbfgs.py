@@ -20,7 +20,6 @@ the returned image clipped to [0, 1].
 """
 
 import collections
-import os
 import pathlib
 import sys
 import time
@@ -34,17 +33,12 @@ import tensorflow as tf
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import common  # noqa: E402
 from nst_tf import gatys  # noqa: E402
 from nst_tf import images  # noqa: E402
 from nst_tf import lbfgs  # noqa: E402
 
-ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
-
-flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
-                    "Keras VGG16 no-top weights file (the HED stand-in).")
-flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
-flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
-flags.DEFINE_integer("image_size", 192, "Longest side in pixels.")
+common.define_gatys_problem_flags(image_size=192)
 flags.DEFINE_integer("iterations", 100, "Reference L-BFGS iterations.")
 flags.DEFINE_integer("max_iterations", 200, "Iteration cap for our runs.")
 flags.DEFINE_integer("threads", 0, "Threads for both frameworks (0: their defaults).")

@@ -15,7 +15,6 @@ Target (issue 2): multi-scale at least 3x faster to the same loss.
 """
 
 import dataclasses
-import os
 import pathlib
 import sys
 import time
@@ -26,16 +25,11 @@ from absl import flags
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import common  # noqa: E402
 from nst_tf import gatys  # noqa: E402
 from nst_tf import images  # noqa: E402
 
-ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
-
-flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
-                    "Keras VGG16 no-top weights file (the HED stand-in).")
-flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
-flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
-flags.DEFINE_integer("image_size", 512, "Final longest side in pixels.")
+common.define_gatys_problem_flags(image_size=512)
 flags.DEFINE_list("scales", ["256"], "Coarser sizes of the multi-scale run.")
 flags.DEFINE_integer("steps", 100, "Single-scale L-BFGS iterations; its final loss is the target.")
 flags.DEFINE_integer("multiscale_steps", 50, "Multi-scale L-BFGS iterations per scale.")
