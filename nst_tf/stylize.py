@@ -12,6 +12,7 @@ without writing anything.
 
 from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
 
+import dataclasses
 import os
 import sys
 import time
@@ -147,50 +148,23 @@ def default_output(content, styles):
 
 
 def config_from_flags(output):
-    """The :class:`~nst_tf.gatys.GatysConfig` the flags describe."""
-    checkpoint_dir = FLAGS.checkpoint_dir
-    if checkpoint_dir is None and (FLAGS.checkpoint_every or FLAGS.resume):
-        checkpoint_dir = os.path.splitext(output)[0] + "_checkpoint"
-    return gatys.GatysConfig(
-        image_size=FLAGS.image_size,
+    """The :class:`~nst_tf.gatys.GatysConfig` the flags describe.
+
+    Every config field has a flag of the same name; the few that need parsing
+    (number lists, ``--weights=none``, the default checkpoint folder) are
+    converted here.
+    """
+    values = {f.name: FLAGS[f.name].value
+              for f in dataclasses.fields(gatys.GatysConfig) if f.name in FLAGS}
+    values.update(
         scales=_numbers("scales", int) or (),
-        style_scale=FLAGS.style_scale,
-        style_crop=FLAGS.style_crop,
-        num_steps=FLAGS.num_steps,
-        optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate,
-        lr_schedule=FLAGS.lr_schedule,
-        lr_step_size=FLAGS.lr_step_size,
-        lr_gamma=FLAGS.lr_gamma,
-        lr_patience=FLAGS.lr_patience,
-        weight_decay=FLAGS.weight_decay,
-        lbfgs_history=FLAGS.lbfgs_history,
-        lbfgs_tolerance=FLAGS.lbfgs_tolerance,
-        lbfgs_line_search=FLAGS.lbfgs_line_search,
-        jit_compile=FLAGS.jit_compile,
-        content_layers=FLAGS.content_layers,
-        style_layers=FLAGS.style_layers,
         style_layer_weights=_numbers("style_layer_weights", float),
-        content_weight=FLAGS.content_weight,
-        style_weight=FLAGS.style_weight,
-        tv_weight=FLAGS.tv_weight,
-        laplacian_weight=FLAGS.laplacian_weight,
-        content_loss=FLAGS.content_loss,
-        feature_extractor=FLAGS.feature_extractor,
-        weights=_weights(),
-        pooling=FLAGS.pooling,
-        init=FLAGS.init,
-        noise_ratio=FLAGS.noise_ratio,
         style_weights=_numbers("style_weights", float),
-        preserve_color=FLAGS.preserve_color,
-        seed=FLAGS.seed,
-        log_dir=FLAGS.log_dir,
-        log_every=FLAGS.log_every,
-        image_every=FLAGS.image_every,
-        checkpoint_every=FLAGS.checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-        resume=FLAGS.resume,
+        weights=_weights(),
     )
+    if values["checkpoint_dir"] is None and (FLAGS.checkpoint_every or FLAGS.resume):
+        values["checkpoint_dir"] = os.path.splitext(output)[0] + "_checkpoint"
+    return gatys.GatysConfig(**values)
 
 
 def main(argv):
