@@ -73,10 +73,7 @@ def _quiet_python_side():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     tf.get_logger().setLevel("ERROR")
-    try:
-        tf.autograph.set_verbosity(0)
-    except AttributeError:
-        pass
+    tf.autograph.set_verbosity(0)
 
 
 def error(message):
@@ -116,8 +113,3 @@ def _parse_flags_or_exit(argv):
         return flags.FLAGS(argv)
     except flags.Error as exc:
         error(str(exc))
-
-
-def flags_as_text():
-    """The parsed flags of this program, in ``--flagfile`` format."""
-    return flags.FLAGS.flags_into_string()
