@@ -9,6 +9,7 @@ A script's ``main`` parses flags into a config and calls the library; it raises
 line on stderr and exit status 1, with nothing half-written.
 """
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -113,3 +114,39 @@ def _parse_flags_or_exit(argv):
         return flags.FLAGS(argv)
     except flags.Error as exc:
         error(str(exc))
+
+
+def dataclass_from_flags(cls, values, **overrides):
+    """An instance of dataclass ``cls`` whose fields take the flags of the same name.
+
+    ``values`` is absl's FLAGS (or any object with those attributes); fields
+    without a flag keep their defaults, and ``overrides`` set fields whose flag
+    needs parsing or is named differently.
+    """
+    kwargs = {f.name: getattr(values, f.name) for f in dataclasses.fields(cls) if _is_ours(values, f.name)}
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def _is_ours(values, name):
+    """Whether ``values`` has a flag ``name`` that is not one of absl's own (``--log_dir``...)."""
+    if not hasattr(values, name):
+        return False
+    if isinstance(values, flags.FlagValues):
+        return not (values.find_module_defining_flag(name) or "").startswith("absl")
+    return True
+
+
+def weights_flag(value):
+    """``--weights``: ``imagenet``, a weights file, or ``none``/``random`` for random weights."""
+    return None if (value or "").lower() in ("", "none", "random") else value
+
+
+def numbers_flag(name, values, cast=float):
+    """A comma-separated list flag as a tuple of numbers, or None when it is empty."""
+    if not values:
+        return None
+    try:
+        return tuple(cast(v) for v in values)
+    except ValueError:
+        raise NSTError(f"--{name}: expected comma-separated numbers, got {','.join(values)!r}") from None

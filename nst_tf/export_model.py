@@ -20,7 +20,6 @@ from absl import flags
 
 from nst_tf import export
 from nst_tf import gatys
-from nst_tf.errors import NSTError
 
 _G = gatys.GatysConfig.__dataclass_fields__
 _E = export.ExportConfig.__dataclass_fields__
@@ -60,43 +59,17 @@ flags.register_validator("checkpoint", lambda v: v is None or bool(v.strip()), "
 FLAGS = flags.FLAGS
 
 
-def _layers(values):
-    return tuple(int(v) if v.isdigit() else v for v in values) if values else None
-
-
-def _floats(name, values):
-    try:
-        return tuple(float(v) for v in values) if values else None
-    except ValueError:
-        raise NSTError(f"--{name}: expected comma-separated numbers, got {','.join(values)}") from None
-
-
 def config_from_flags():
-    weights = None if (FLAGS.weights or "").lower() in ("", "none") else FLAGS.weights
-    gatys_config = gatys.GatysConfig(
+    gatys_config = cli.dataclass_from_flags(
+        gatys.GatysConfig,
+        FLAGS,
         optimizer="adam",
-        num_steps=FLAGS.num_steps,
-        learning_rate=FLAGS.learning_rate,
-        feature_extractor=FLAGS.feature_extractor,
-        weights=weights,
-        pooling=FLAGS.pooling,
-        content_layers=_layers(FLAGS.content_layers),
-        style_layers=_layers(FLAGS.style_layers),
-        style_layer_weights=_floats("style_layer_weights", FLAGS.style_layer_weights),
-        content_weight=FLAGS.content_weight,
-        style_weight=FLAGS.style_weight,
-        tv_weight=FLAGS.tv_weight,
+        weights=cli.weights_flag(FLAGS.weights),
+        content_layers=FLAGS.content_layers or None,
+        style_layers=FLAGS.style_layers or None,
+        style_layer_weights=cli.numbers_flag("style_layer_weights", FLAGS.style_layer_weights),
     )
-    return export.ExportConfig(
-        model_type=FLAGS.model_type,
-        export_dir=FLAGS.export_dir,
-        checkpoint=FLAGS.checkpoint,
-        direction=FLAGS.direction,
-        max_side=FLAGS.max_side,
-        format=FLAGS.format,
-        tflite_size=FLAGS.tflite_size,
-        gatys_config=gatys_config,
-    )
+    return cli.dataclass_from_flags(export.ExportConfig, FLAGS, gatys_config=gatys_config)
 
 
 def main(argv):

@@ -12,7 +12,6 @@ without writing anything.
 
 from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
 
-import dataclasses
 import os
 import sys
 import time
@@ -126,22 +125,6 @@ flags.DEFINE_string("checkpoint_dir", None,
 flags.DEFINE_boolean("resume", False, "Continue from the checkpoint in --checkpoint_dir.")
 
 
-def _numbers(name, cast):
-    values = FLAGS[name].value
-    if values is None:
-        return None
-    try:
-        return tuple(cast(v) for v in values)
-    except ValueError:
-        raise NSTError(f"--{name}: expected comma-separated numbers, got "
-                       f"{','.join(values)!r}") from None
-
-
-def _weights():
-    value = FLAGS.weights
-    return None if value.lower() in ("none", "random", "") else value
-
-
 def default_output(content, styles):
     stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     return f"{stem(content)}_{'+'.join(stem(s) for s in styles)}.png"
@@ -154,17 +137,18 @@ def config_from_flags(output):
     (number lists, ``--weights=none``, the default checkpoint folder) are
     converted here.
     """
-    values = {f.name: FLAGS[f.name].value
-              for f in dataclasses.fields(gatys.GatysConfig) if f.name in FLAGS}
-    values.update(
-        scales=_numbers("scales", int) or (),
-        style_layer_weights=_numbers("style_layer_weights", float),
-        style_weights=_numbers("style_weights", float),
-        weights=_weights(),
+    checkpoint_dir = FLAGS.checkpoint_dir
+    if checkpoint_dir is None and (FLAGS.checkpoint_every or FLAGS.resume):
+        checkpoint_dir = os.path.splitext(output)[0] + "_checkpoint"
+    return cli.dataclass_from_flags(
+        gatys.GatysConfig,
+        FLAGS,
+        scales=cli.numbers_flag("scales", FLAGS.scales, int) or (),
+        style_layer_weights=cli.numbers_flag("style_layer_weights", FLAGS.style_layer_weights),
+        style_weights=cli.numbers_flag("style_weights", FLAGS.style_weights),
+        weights=cli.weights_flag(FLAGS.weights),
+        checkpoint_dir=checkpoint_dir,
     )
-    if values["checkpoint_dir"] is None and (FLAGS.checkpoint_every or FLAGS.resume):
-        values["checkpoint_dir"] = os.path.splitext(output)[0] + "_checkpoint"
-    return gatys.GatysConfig(**values)
 
 
 def main(argv):

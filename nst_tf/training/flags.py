@@ -10,8 +10,8 @@ import sys
 
 from absl import flags
 
+from nst_tf import cli
 from nst_tf.data import PhotoDataConfig
-from nst_tf.errors import NSTError
 from nst_tf.training import feedforward
 from nst_tf.training import base
 from nst_tf.training.base import TrainConfig
@@ -34,8 +34,7 @@ def define_common_flags(max_steps=TrainConfig.max_steps, checkpoint_every=TrainC
 
 def train_config_from_flags(values):
     """A TrainConfig from parsed flag values (absl FLAGS or any object with those attributes)."""
-    names = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(values, f.name)]
-    return TrainConfig(**{name: getattr(values, name) for name in names})
+    return cli.dataclass_from_flags(TrainConfig, values)
 
 
 def define_feedforward_flags(multistyle):
@@ -91,50 +90,25 @@ def define_feedforward_flags(multistyle):
         flags.register_validator("style", lambda v: len(v) == 1, message="give exactly one --style image")
 
 
-def _weights(value):
-    return None if value is None or value.lower() == "none" else value
-
-
 def feedforward_config_from_flags(values, multistyle):
     """A FeedForwardConfig from parsed flag values."""
-    try:
-        layer_weights = [float(w) for w in values.style_layer_weights] or None
-    except ValueError:
-        raise NSTError(f"--style_layer_weights: not numbers: {','.join(values.style_layer_weights)}") from None
-    loss = feedforward.PerceptualLossConfig(
-        feature_extractor=values.feature_extractor,
-        weights=_weights(values.weights),
+    loss = cli.dataclass_from_flags(
+        feedforward.PerceptualLossConfig,
+        values,
+        weights=cli.weights_flag(values.weights),
         content_layers=values.content_layers or None,
         style_layers=values.style_layers or None,
-        style_layer_weights=layer_weights,
-        content_weight=values.content_weight,
-        style_weight=values.style_weight,
-        tv_weight=values.tv_weight,
-        pixel_weight=values.pixel_weight,
-        style_size=values.style_size,
-    )
-    photos = PhotoDataConfig(
-        train_dir=values.train_dir,
-        tfds_name=values.tfds_name,
-        tfds_data_dir=values.tfds_data_dir,
-        tfds_split=values.tfds_split,
-        image_size=values.image_size,
-        seed=values.seed,
+        style_layer_weights=cli.numbers_flag("style_layer_weights", values.style_layer_weights),
     )
     adding = multistyle and bool(values.add_style)
-    return feedforward.FeedForwardConfig(
+    return cli.dataclass_from_flags(
+        feedforward.FeedForwardConfig,
+        values,
         style_images=list(values.add_style if adding else values.style),
-        data=photos,
+        data=cli.dataclass_from_flags(PhotoDataConfig, values),
         loss=loss,
         multistyle=multistyle,
         base_dir=values.base_dir if adding else None,
-        width=values.width,
-        num_residual_blocks=values.num_residual_blocks,
-        batch_size=values.batch_size,
-        learning_rate=values.learning_rate,
-        warmup_steps=values.warmup_steps,
-        style_ramp_steps=values.style_ramp_steps,
-        lr_halve_every=values.lr_halve_every,
     )
 
 
