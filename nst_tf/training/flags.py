@@ -5,7 +5,6 @@ and the ``*_from_flags`` functions in ``main``. The generic flags
 (:func:`define_common_flags`) are shared by every trainer.
 """
 
-import dataclasses
 import sys
 
 from absl import flags
