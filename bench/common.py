@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from nst_tf import layers as nst_layers
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
 
@@ -54,8 +56,11 @@ def conv_forward_flops(model, input_shape):
     captured = []
 
     def visit(layer):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)) or (
+            isinstance(layer, nst_layers.ReflectConv2D) and layer.subpixel
+        ):
             captured.append(layer)
+            return
         for sub in getattr(layer, "_layers", []) or []:
             visit(sub)
 
@@ -79,6 +84,9 @@ def conv_forward_flops(model, input_shape):
     for layer, (in_shape, out_shape) in outputs.items():
         if isinstance(layer, keras.layers.Dense):
             total += 2 * int(np.prod(out_shape[:-1])) * int(in_shape[-1]) * int(out_shape[-1])
+        elif isinstance(layer, nst_layers.ReflectConv2D):
+            # The sub-pixel form: a 3x3 kernel with scale² phases at the input's resolution.
+            total += 2 * int(np.prod(in_shape[:-1])) * 9 * int(in_shape[-1]) * layer.upsample**2 * layer.filters
         elif isinstance(layer, keras.layers.Conv2DTranspose):
             kh, kw = layer.kernel_size
             total += 2 * int(np.prod(in_shape[:-1])) * kh * kw * int(in_shape[-1]) * layer.filters

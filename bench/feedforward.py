@@ -13,7 +13,8 @@ FLOPs are the convolutions' multiply-adds (2 per MAC, ``bench.common.conv_forwar
 A training step counts 3x the transform net's forward FLOPs (forward, input gradients,
 weight gradients), 2x VGG16's forward FLOPs up to relu4_3 (the stylized images' forward and
 input gradients; the frozen VGG needs no weight gradients) and the photos' forward up to the
-content layer. The time is the best of ``--repeats`` after a warm-up. The sgemm rate is
+content layer, plus the Gram matrices of the style layers, forward and backward (2 B H W C²
+each way). The time is the best of ``--repeats`` after a warm-up. The sgemm rate is
 re-measured after each case and the ratio uses the best rate seen so far in the run, which
 is conservative when other load on a shared machine depresses some measurements.
 
@@ -93,10 +94,14 @@ def bench_training(model):
         return terms["loss"]
 
     photos = tf.random.uniform(shape, seed=2)
+    style_features = loss.extractor(tf.zeros(shape))
+    gram_flops = sum(2 * int(np.prod(style_features[name].shape)) * int(style_features[name].shape[-1])
+                     for name in loss.target_grams)
     flops = (
         3 * conv_forward_flops(model, shape)
         + 2 * conv_forward_flops(loss.extractor, shape)
         + conv_forward_flops(loss.content_extractor, shape)
+        + 2 * gram_flops
     )
     seconds = best_time(lambda: step(photos).numpy(), repeats=FLAGS.repeats)
     report(f"training step {FLAGS.train_size} px batch {FLAGS.train_batch}", seconds, flops)

@@ -173,6 +173,48 @@ def upsample_nearest(images, scale):
     return tf.reshape(expanded, [b, h * scale, w * scale, c])
 
 
+def _phase_taps(kernel_size, scale):
+    """``M[a, d, t] = 1`` when tap ``t`` of a ``kernel_size`` kernel, centred on output row
+    ``scale * i + a`` of a nearest-upsampled image, reads input row ``i + d - 1``."""
+    pad = kernel_size // 2
+    taps = [[[float((a + t - pad) // scale == d - 1) for t in range(kernel_size)] for d in range(3)]
+            for a in range(scale)]
+    return tf.constant(taps)
+
+
+def subpixel_kernel(kernel, scale):
+    """Fold ``kernel`` [k, k, C_in, C_out], applied after nearest upsampling by ``scale``,
+    into a 3 x 3 kernel [3, 3, C_in, scale² C_out] over the original image.
+
+    Output phase ``(a, b)`` (pixel ``(scale i + a, scale j + b)``) sees input pixel
+    ``(i + d - 1, j + e - 1)`` through every tap that lands on a copy of it, so its kernel
+    is ``K_ab[d, e] = sum_{t, u} M[a, d, t] M[b, e, u] K[t, u]``. The phases are ordered
+    ``(a, b, c)`` for ``tf.nn.depth_to_space``. Needs ``k // 2 < scale``.
+    """
+    k, _, c_in, c_out = kernel.shape
+    taps = tf.cast(_phase_taps(k, scale), kernel.dtype)
+    folded = tf.einsum("adt,beu,tuio->deiabo", taps, taps, kernel)
+    return tf.reshape(folded, [3, 3, c_in, scale * scale * c_out])
+
+
+def upsample_reflect_conv2d(images, kernel, scale):
+    """``conv(reflect_pad(upsample_nearest(images, scale), k // 2), kernel)`` without building
+    the upsampled image (Shi et al. 2016's sub-pixel convolution, with the folded kernel of
+    :func:`subpixel_kernel`).
+
+    For ``k // 2 < scale`` the reflected rows of the upsampled image are copies of the edge
+    rows, so a 1-pixel edge pad of the small image replaces the reflection. The convolution
+    then runs at the input's resolution with ``scale²`` times the output channels, and
+    ``depth_to_space`` interleaves the phases. The multiply-adds equal the plain path's; it
+    skips writing and padding the upsampled tensor and runs oneDNN on a wider output,
+    measured 1.3x faster forward and 1.5-1.9x faster forward plus backward for the
+    transform net's upsampling layers (``bench/feedforward.py``).
+    """
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    y = tf.nn.conv2d(padded, subpixel_kernel(kernel, scale), 1, "VALID")
+    return tf.nn.depth_to_space(y, scale)
+
+
 def conv2d_valid_by_rows(images, kernel):
     """Stride-1 "valid" convolution computed as one ``1 x k`` convolution per kernel row.
 
@@ -242,7 +284,16 @@ class ReflectConv2D(keras.layers.Layer):
     def build(self, input_shape):
         self.conv.build((None, None, None, int(input_shape[-1])))
 
+    @property
+    def subpixel(self):
+        """True when :func:`upsample_reflect_conv2d` computes this layer (see there)."""
+        return self.upsample > 1 and self.strides == 1 and self.kernel_size // 2 < self.upsample
+
     def call(self, inputs):
+        if self.subpixel:
+            x = tf.cast(inputs, self.compute_dtype)
+            y = upsample_reflect_conv2d(x, tf.cast(self.conv.kernel, x.dtype), self.upsample)
+            return y + tf.cast(self.conv.bias, y.dtype) if self.use_bias else y
         x = upsample_nearest(inputs, self.upsample)
         pad = self.kernel_size // 2
         return self.conv(reflection_pad(x, ((pad, pad), (pad, pad))))

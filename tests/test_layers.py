@@ -175,3 +175,30 @@ def test_narrow_output_reflect_conv_uses_row_convolution():
     assert type(layers.ReflectConv2D(32, 9).conv) is keras.layers.Conv2D
     with pytest.raises(ValueError):
         layers.NarrowConv2D(3, 9, strides=2)
+
+
+@pytest.mark.parametrize("scale, k", [(2, 3), (3, 5), (2, 1)])
+def test_subpixel_upsample_conv_matches_upsample_then_conv(rng, scale, k):
+    x = tf.constant(rng.normal(size=(2, 6, 5, 4)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(k, k, 4, 3)).astype(np.float32))
+
+    def plain(x, kernel):
+        pad = k // 2
+        upsampled = layers.upsample_nearest(x, scale)
+        return tf.nn.conv2d(layers.reflection_pad(upsampled, ((pad, pad), (pad, pad))), kernel, 1, "VALID")
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        ours = layers.upsample_reflect_conv2d(x, kernel, scale)
+        reference = plain(x, kernel)
+        ours_loss = tf.reduce_sum(tf.sin(ours))
+        reference_loss = tf.reduce_sum(tf.sin(reference))
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+    for a, b in zip(tape.gradient(ours_loss, [x, kernel]), tape.gradient(reference_loss, [x, kernel])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_upsample_conv_takes_the_subpixel_path_only_where_it_is_exact():
+    assert layers.UpsampleConv2D(4, 3, scale=2).subpixel
+    assert not layers.UpsampleConv2D(4, 5, scale=2).subpixel
+    assert not layers.ReflectConv2D(4, 3).subpixel
