@@ -34,11 +34,24 @@ def gram_matrix(features, normalize=False):
     """
     x = _as_float32(features)
     shape = tf.shape(x)
-    flat = tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]])
-    gram = tf.matmul(flat, flat, transpose_a=True)
+    gram = _flat_gram(tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]]))
     if normalize:
         gram /= tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
     return gram
+
+
+@tf.custom_gradient
+def _flat_gram(flat):
+    """``G = F^T F`` for ``F`` [B, M, C], with the one-matmul gradient ``dF = F (dG + dG^T)``.
+
+    Autodiff of ``matmul(F, F, transpose_a=True)`` treats the two operands as different
+    tensors and spends two ``M x C x C`` products on the gradient; this spends one.
+    """
+
+    def gradient(upstream):
+        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+
+    return tf.matmul(flat, flat, transpose_a=True), gradient
 
 
 def content_loss(features, target, reduction="sum"):

@@ -29,6 +29,17 @@ def test_gram_matrix_normalized_divides_by_chw(feats):
     np.testing.assert_allclose(got, np_gram(feats) / (h * w * c), rtol=1e-5, atol=1e-6)
 
 
+def test_gram_matrix_gradient_matches_autodiff_of_the_product(feats):
+    weights = tf.constant(np.random.default_rng(3).normal(size=(feats.shape[0], 4, 4)).astype(np.float32))
+    x = tf.constant(feats)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        flat = tf.reshape(x, [x.shape[0], -1, x.shape[-1]])
+        ours = tf.reduce_sum(losses.gram_matrix(x) * weights)
+        plain = tf.reduce_sum(tf.matmul(flat, flat, transpose_a=True) * weights)
+    np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(plain, x), rtol=1e-4, atol=1e-4)
+
+
 def test_gram_matrix_dynamic_shape_in_tf_function(feats):
     fn = tf.function(losses.gram_matrix, input_signature=[tf.TensorSpec([None, None, None, 4])])
     np.testing.assert_allclose(fn(feats).numpy(), np_gram(feats), rtol=1e-5, atol=1e-5)
