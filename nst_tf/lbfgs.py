@@ -8,9 +8,11 @@ iterations. :func:`minimize` offers two line searches:
 ``line_search="backtracking"`` (default): a compact projected L-BFGS in
 TensorFlow, one evaluation per iteration in the usual case.
 
-* Direction: the two-loop recursion (Nocedal & Wright, Algorithm 7.4) over the
-  last ``history_size`` pairs ``s_k = x_{k+1} - x_k``, ``y_k = g_{k+1} - g_k``,
-  with the initial inverse Hessian ``H_0 = (s'y / y'y) I``; a pair is stored
+* Direction: ``-H g`` with ``H`` the L-BFGS inverse Hessian of the last
+  ``history_size`` pairs ``s_k = x_{k+1} - x_k``, ``y_k = g_{k+1} - g_k`` and
+  ``H_0 = (s'y / y'y) I``, computed in the compact form of Byrd, Nocedal &
+  Schnabel (1994) rather than by the two-loop recursion (the same vector, a
+  few matrix products instead of a loop of small ops); a pair is stored
   only if ``s'y > 0`` so ``H`` stays positive definite.
 * Bounds (projected quasi-Newton, Bertsekas 1982): a pixel at 0 whose gradient
   points out of the box, or at 1 likewise, is *active*; its gradient entry is
@@ -127,10 +129,9 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
     shape = initial.shape
     m = history_size
     flat_size = shape.num_elements()
-    # The history lives in variables so that storing a pair updates one row in place.
+    # The history is a ring buffer of variables: storing a pair updates one row in place.
     s_history = tf.Variable(tf.zeros([m, flat_size]), trainable=False)
     y_history = tf.Variable(tf.zeros([m, flat_size]), trainable=False)
-    rho_history = tf.Variable(tf.zeros([m]), trainable=False)
 
     def evaluate(x):
         loss, grad = value_and_gradient(tf.reshape(x, shape))
@@ -140,23 +141,10 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         """-H g over the free pixels, with H from the stored pairs."""
         free = ~(((x <= 0.0) & (g > 0.0)) | ((x >= 1.0) & (g < 0.0)))
         q = tf.where(free, g, 0.0)
-        oldest = tf.maximum(pairs - m, 0)
-        alphas = tf.TensorArray(tf.float32, size=m)
-        for j in tf.range(pairs - 1, oldest - 1, -1):
-            slot = j % m
-            alpha = rho_history.sparse_read(slot) * tf.tensordot(s_history.sparse_read(slot), q, 1)
-            q -= alpha * y_history.sparse_read(slot)
-            alphas = alphas.write(slot, alpha)
         if pairs > 0:
-            newest = (pairs - 1) % m
-            y_new = y_history.sparse_read(newest)
-            r = q / (rho_history.sparse_read(newest) * tf.tensordot(y_new, y_new, 1))
+            r = _compact_product(s_history, y_history, pairs, q)
         else:
             r = q * (first_step / tf.reduce_max(tf.abs(q)))
-        for j in tf.range(oldest, pairs):
-            slot = j % m
-            beta = rho_history.sparse_read(slot) * tf.tensordot(y_history.sparse_read(slot), r, 1)
-            r += (alphas.read(slot) - beta) * s_history.sparse_read(slot)
         return tf.where(free, -r, 0.0), tf.reduce_max(tf.abs(tf.where(free, g, 0.0)))
 
     @tf.function
@@ -194,7 +182,6 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
                         slot = pairs % m
                         s_history[slot].assign(s)
                         y_history[slot].assign(y)
-                        rho_history[slot].assign(1.0 / sy)
                         pairs += 1
                     x, f, g = x_new, f_new, g_new
                     iteration += 1
@@ -221,6 +208,47 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
 
 
 _RUNNING, _CONVERGED, _FAILED = 0, 1, 2
+
+
+def _compact_product(s_history, y_history, pairs, q):
+    """``H q`` for the L-BFGS inverse Hessian of the stored pairs, in compact form.
+
+    Byrd, Nocedal & Schnabel (1994), eq. (3.1), with ``S``, ``Y`` the ``n x k`` matrices
+    of the pairs in chronological order, ``R`` the upper triangle of ``S'Y``, ``D`` its
+    diagonal and ``gamma = s'y / y'y`` of the newest pair:
+
+        H q = gamma q + S p1 + gamma Y p2,   u = R^-1 S'q,   p2 = -u,
+        p1 = R^-T ((D + gamma Y'Y) u - gamma Y'q)
+
+    This equals the two-loop recursion's result (Nocedal & Wright, Algorithm 7.4) with
+    four products over the history instead of 4k dependent vector operations, whose
+    per-op overhead cost 1.4 ms per pair, a quarter of an iteration of the Gatys
+    benchmark. ``s_history`` and ``y_history`` are ``[m, n]`` ring buffers holding
+    the last ``min(pairs, m)`` pairs; the k x k algebra runs in float64.
+    """
+    m = s_history.shape[0]
+    count = tf.minimum(pairs, m)
+    s_rows = s_history[:count]
+    y_rows = y_history[:count]
+    # Ring slot of the i-th oldest pair; the small matrices are put in that order.
+    order = (pairs - count + tf.range(count)) % m
+    sy = tf.gather(tf.gather(tf.matmul(s_rows, y_rows, transpose_b=True), order), order, axis=1)
+    yy = tf.gather(tf.gather(tf.matmul(y_rows, y_rows, transpose_b=True), order), order, axis=1)
+    sq = tf.gather(tf.linalg.matvec(s_rows, q), order)
+    yq = tf.gather(tf.linalg.matvec(y_rows, q), order)
+    sy, yy, sq, yq = (tf.cast(t, tf.float64) for t in (sy, yy, sq, yq))
+    gamma = sy[-1, -1] / yy[-1, -1]
+    upper = tf.linalg.band_part(sy, 0, -1)
+    u = tf.linalg.triangular_solve(upper, sq[:, tf.newaxis], lower=False)
+    w = tf.linalg.diag(tf.linalg.diag_part(sy)) @ u + gamma * (yy @ u) - gamma * yq[:, tf.newaxis]
+    p1 = tf.linalg.triangular_solve(upper, w, lower=False, adjoint=True)[:, 0]
+    p2 = -u[:, 0]
+    # Back to ring order for the products with the stored rows.
+    back = tf.math.invert_permutation(order)
+    coeffs_s = tf.cast(tf.gather(p1, back), tf.float32)
+    coeffs_y = tf.cast(gamma * tf.gather(p2, back), tf.float32)
+    return (tf.cast(gamma, tf.float32) * q + tf.linalg.matvec(s_rows, coeffs_s, transpose_a=True)
+            + tf.linalg.matvec(y_rows, coeffs_y, transpose_a=True))
 
 
 # ---------------------------------------------------------------------------

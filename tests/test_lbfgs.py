@@ -116,3 +116,34 @@ def test_tiny_style_objective_loss_falls(rng):
     assert result.loss < 0.5 * start_loss
     assert losses == sorted(losses, reverse=True)
     assert result.image.shape == initial.shape
+
+
+def two_loop(pairs, q):
+    """Nocedal & Wright, Algorithm 7.4, in NumPy: H q for pairs [(s, y)] oldest first."""
+    q = q.astype(np.float64).copy()
+    alphas = []
+    for s, y in reversed(pairs):
+        alpha = s @ q / (s @ y)
+        q -= alpha * y
+        alphas.append(alpha)
+    s, y = pairs[-1]
+    r = q * (s @ y) / (y @ y)
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        r += (alpha - y @ r / (s @ y)) * s
+    return r
+
+
+@pytest.mark.parametrize("stored", [1, 3, 5, 8])
+def test_compact_product_equals_the_two_loop_recursion(rng, stored):
+    m, n = 5, 40
+    s_history = np.zeros((m, n), np.float32)
+    y_history = np.zeros((m, n), np.float32)
+    pairs = []
+    for j in range(stored):
+        s = rng.normal(size=n)
+        y = s + 0.3 * rng.normal(size=n)  # s'y > 0, as every stored pair
+        s_history[j % m], y_history[j % m] = s, y
+        pairs.append((s_history[j % m].astype(np.float64), y_history[j % m].astype(np.float64)))
+    q = rng.normal(size=n).astype(np.float32)
+    got = lbfgs._compact_product(tf.Variable(s_history), tf.Variable(y_history), tf.constant(stored), q)
+    np.testing.assert_allclose(got, two_loop(pairs[-m:], q), rtol=1e-4, atol=1e-4)
