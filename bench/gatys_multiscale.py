@@ -96,6 +96,23 @@ def main(argv):
               f"{single_s:.1f} s, multi-scale {multi_s:.1f} s, speed-up "
               f"{single_s / multi_s:.2f}")
     print("target (issue 2): speed-up >= 3")
+    print_detail_floor(content, style, multi, extractor)
+
+
+def print_detail_floor(content, style, config, extractor):
+    """The content term an upsampled coarse image starts from: the detail it lacks.
+
+    Every coarse-to-fine run starts its last scale from an upsampled image, so its content
+    term starts at or above that of the upsampled coarse *content* image.
+    """
+    fine = images.resize_longest_side(content, config.image_size)
+    coarse = images.resize_longest_side(content, config.sizes()[-2])
+    objective = gatys.make_objective(extractor, fine, gatys.prepare_styles([style], fine, config),
+                                     config)
+    _, terms = objective.losses(images.resize_image(coarse, fine.shape[:2])[None])
+    print(f"content term of the {coarse.shape[1]}x{coarse.shape[0]} content upsampled to "
+          f"{fine.shape[1]}x{fine.shape[0]}: {float(terms['content']) * config.content_weight:.4g} "
+          f"(the floor the final scale starts above)")
 
 
 if __name__ == "__main__":
