@@ -21,7 +21,7 @@ install: $(PY)
 	$(PIP) install -q -e .
 
 install-test: $(PY)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,grpc]'
 
 # Stylize a sample pair into out/. Online it fetches the sample images and the
 # VGG19 weights once (Keras cache); offline pass CONTENT=, STYLE= and WEIGHTS=.
