@@ -216,8 +216,11 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
     of mismatched pairs (output vs another photo), which is what unrelated
     images of these photos score: the scene stays recognisable under the style.
 
-    Measured: style loss 2997 (untrained net) and 6770 (the photos) -> 100;
-    SSIM 0.52 (min 0.37) vs 0.09 mismatched. With Johnson's style weight 5 and
+    Measured: style loss 2997 (untrained net) and 6770 (the photos) -> 88-204;
+    SSIM 0.50-0.53 (min 0.34-0.39) vs 0.09 mismatched. The spread is over runs
+    that differ only in float rounding (the same net computed another way) or
+    in a 1e-5 relative change of the learning rate: 300 steps of this schedule
+    are that sensitive, which is why the bounds are loose. With Johnson's style weight 5 and
     no warm-up, 300 steps wipe the content (SSIM 0.16) with this loss net:
     seed 004's trouble, hence the staged schedule and style weight 1 here.
     """
