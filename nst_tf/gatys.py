@@ -277,7 +277,10 @@ class StyleTransferObjective(tf.Module):
                                   self.style_targets, layer_weights=self.style_layer_weights)
         tv = losses.total_variation_loss(image)
         terms = {"content": content, "style": style, "tv": tv}
-        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
+        total = self.content_weight * content + self.style_weight * style
+        if self.tv_weight:
+            # Only when weighted: a zero-weighted term would still cost its gradient.
+            total += self.tv_weight * tv
         if self.laplacian_weight:
             terms["laplacian"] = losses.laplacian_loss(image, self.content_image)
             total += self.laplacian_weight * terms["laplacian"]

@@ -127,11 +127,7 @@ def _chunks(max_iterations, every):
 def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, tolerance,
                   max_line_search_iterations, first_step, callback, callback_every):
     shape = initial.shape
-    m = history_size
-    flat_size = shape.num_elements()
-    # The history is a ring buffer of variables: storing a pair updates one row in place.
-    s_history = tf.Variable(tf.zeros([m, flat_size]), trainable=False)
-    y_history = tf.Variable(tf.zeros([m, flat_size]), trainable=False)
+    history = _History(history_size, shape.num_elements())
 
     def evaluate(x):
         loss, grad = value_and_gradient(tf.reshape(x, shape))
@@ -142,7 +138,7 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         free = ~(((x <= 0.0) & (g > 0.0)) | ((x >= 1.0) & (g < 0.0)))
         q = tf.where(free, g, 0.0)
         if pairs > 0:
-            r = _compact_product(s_history, y_history, pairs, q)
+            r = history.product(pairs, q)
         else:
             r = q * (first_step / tf.reduce_max(tf.abs(q)))
         return tf.where(free, -r, 0.0), tf.reduce_max(tf.abs(tf.where(free, g, 0.0)))
@@ -179,9 +175,7 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
                     y = g_new - g
                     sy = tf.tensordot(s, y, 1)
                     if sy > 1e-10 * tf.tensordot(y, y, 1):
-                        slot = pairs % m
-                        s_history[slot].assign(s)
-                        y_history[slot].assign(y)
+                        history.store(pairs, s, y)
                         pairs += 1
                     x, f, g = x_new, f_new, g_new
                     iteration += 1
@@ -210,45 +204,75 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
 _RUNNING, _CONVERGED, _FAILED = 0, 1, 2
 
 
-def _compact_product(s_history, y_history, pairs, q):
-    """``H q`` for the L-BFGS inverse Hessian of the stored pairs, in compact form.
+class _History:
+    """The last ``m`` correction pairs ``(s, y)`` and the L-BFGS product ``H q`` they define.
 
-    Byrd, Nocedal & Schnabel (1994), eq. (3.1), with ``S``, ``Y`` the ``n x k`` matrices
-    of the pairs in chronological order, ``R`` the upper triangle of ``S'Y``, ``D`` its
-    diagonal and ``gamma = s'y / y'y`` of the newest pair:
-
-        H q = gamma q + S p1 + gamma Y p2,   u = R^-1 S'q,   p2 = -u,
-        p1 = R^-T ((D + gamma Y'Y) u - gamma Y'q)
-
-    This equals the two-loop recursion's result (Nocedal & Wright, Algorithm 7.4) with
-    four products over the history instead of 4k dependent vector operations, whose
-    per-op overhead cost 1.4 ms per pair, a quarter of an iteration of the Gatys
-    benchmark. ``s_history`` and ``y_history`` are ``[m, n]`` ring buffers holding
-    the last ``min(pairs, m)`` pairs; the k x k algebra runs in float64.
+    ``s`` and ``y`` are ``[m, n]`` ring buffers: pair number ``j`` (from 0) lives in slot
+    ``j % m``. The inner products ``sy[i, j] = s_i'y_j`` and ``yy[i, j] = y_i'y_j`` between
+    slots are kept up to date a row and a column per stored pair (three matrix-vector
+    products), because recomputing ``S Y'`` each iteration is a ``[m, n] x [n, m]`` product
+    that oneDNN runs at a tenth of its matmul rate (3 ms at n = 74k, a third of an
+    iteration's overhead).
     """
-    m = s_history.shape[0]
-    count = tf.minimum(pairs, m)
-    s_rows = s_history[:count]
-    y_rows = y_history[:count]
-    # Ring slot of the i-th oldest pair; the small matrices are put in that order.
-    order = (pairs - count + tf.range(count)) % m
-    sy = tf.gather(tf.gather(tf.matmul(s_rows, y_rows, transpose_b=True), order), order, axis=1)
-    yy = tf.gather(tf.gather(tf.matmul(y_rows, y_rows, transpose_b=True), order), order, axis=1)
-    sq = tf.gather(tf.linalg.matvec(s_rows, q), order)
-    yq = tf.gather(tf.linalg.matvec(y_rows, q), order)
-    sy, yy, sq, yq = (tf.cast(t, tf.float64) for t in (sy, yy, sq, yq))
-    gamma = sy[-1, -1] / yy[-1, -1]
-    upper = tf.linalg.band_part(sy, 0, -1)
-    u = tf.linalg.triangular_solve(upper, sq[:, tf.newaxis], lower=False)
-    w = tf.linalg.diag(tf.linalg.diag_part(sy)) @ u + gamma * (yy @ u) - gamma * yq[:, tf.newaxis]
-    p1 = tf.linalg.triangular_solve(upper, w, lower=False, adjoint=True)[:, 0]
-    p2 = -u[:, 0]
-    # Back to ring order for the products with the stored rows.
-    back = tf.math.invert_permutation(order)
-    coeffs_s = tf.cast(tf.gather(p1, back), tf.float32)
-    coeffs_y = tf.cast(gamma * tf.gather(p2, back), tf.float32)
-    return (tf.cast(gamma, tf.float32) * q + tf.linalg.matvec(s_rows, coeffs_s, transpose_a=True)
-            + tf.linalg.matvec(y_rows, coeffs_y, transpose_a=True))
+
+    def __init__(self, m, n):
+        self.m = m
+        self.s = tf.Variable(tf.zeros([m, n]), trainable=False)
+        self.y = tf.Variable(tf.zeros([m, n]), trainable=False)
+        self.sy = tf.Variable(tf.zeros([m, m]), trainable=False)
+        self.yy = tf.Variable(tf.zeros([m, m]), trainable=False)
+
+    def store(self, index, s, y):
+        """Store pair number ``index`` (overwriting pair ``index - m``)."""
+        slot = index % self.m
+        self.s[slot].assign(s)
+        self.y[slot].assign(y)
+        self.sy[slot].assign(tf.linalg.matvec(self.y, s))
+        self.sy[:, slot].assign(tf.linalg.matvec(self.s, y))
+        y_dots = tf.linalg.matvec(self.y, y)
+        self.yy[slot].assign(y_dots)
+        self.yy[:, slot].assign(y_dots)
+
+    def product(self, pairs, q):
+        """``H q`` for the inverse Hessian of the newest ``min(pairs, m)`` pairs, in compact form.
+
+        Byrd, Nocedal & Schnabel (1994), eq. (3.1), with ``S``, ``Y`` the ``n x k`` matrices
+        of the pairs in chronological order, ``R`` the upper triangle of ``S'Y``, ``D`` its
+        diagonal and ``gamma = s'y / y'y`` of the newest pair:
+
+            H q = gamma q + S p1 + gamma Y p2,   u = R^-1 S'q,   p2 = -u,
+            p1 = R^-T ((D + gamma Y'Y) u - gamma Y'q)
+
+        This equals the two-loop recursion's result (Nocedal & Wright, Algorithm 7.4) with a
+        fixed handful of ops instead of 4k dependent vector operations, whose per-op
+        overhead cost 1.4 ms per pair, a quarter of an iteration of the Gatys benchmark.
+        The k x k algebra runs in float64.
+        """
+        count = tf.minimum(pairs, self.m)
+        s_rows = self.s[:count]
+        y_rows = self.y[:count]
+        # Ring slot of the i-th oldest pair; the small matrices are put in that order.
+        order = (pairs - count + tf.range(count)) % self.m
+
+        def chronological(matrix):
+            return tf.gather(tf.gather(matrix[:count, :count], order), order, axis=1)
+
+        sy, yy = chronological(self.sy), chronological(self.yy)
+        sq = tf.gather(tf.linalg.matvec(s_rows, q), order)
+        yq = tf.gather(tf.linalg.matvec(y_rows, q), order)
+        sy, yy, sq, yq = (tf.cast(t, tf.float64) for t in (sy, yy, sq, yq))
+        gamma = sy[-1, -1] / yy[-1, -1]
+        upper = tf.linalg.band_part(sy, 0, -1)
+        u = tf.linalg.triangular_solve(upper, sq[:, tf.newaxis], lower=False)
+        w = tf.linalg.diag(tf.linalg.diag_part(sy)) @ u + gamma * (yy @ u) - gamma * yq[:, tf.newaxis]
+        p1 = tf.linalg.triangular_solve(upper, w, lower=False, adjoint=True)[:, 0]
+        p2 = -u[:, 0]
+        # Back to ring order for the products with the stored rows.
+        back = tf.math.invert_permutation(order)
+        coeffs_s = tf.cast(tf.gather(p1, back), tf.float32)
+        coeffs_y = tf.cast(gamma * tf.gather(p2, back), tf.float32)
+        return (tf.cast(gamma, tf.float32) * q + tf.linalg.matvec(s_rows, coeffs_s, transpose_a=True)
+                + tf.linalg.matvec(y_rows, coeffs_y, transpose_a=True))
 
 
 # ---------------------------------------------------------------------------

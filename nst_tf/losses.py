@@ -34,7 +34,12 @@ def gram_matrix(features, normalize=False):
     """
     x = _as_float32(features)
     shape = tf.shape(x)
-    gram = _flat_gram(tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]]))
+    if x.shape[0] is not None:
+        # One 2-D product per image: oneDNN's batched matmul first copies the transposed
+        # operand, the 2-D one does not (about a third faster here).
+        gram = tf.stack([_flat_gram(tf.reshape(image, [-1, shape[3]])) for image in tf.unstack(x)])
+    else:
+        gram = _flat_gram(tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]]))
     if normalize:
         gram /= tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
     return gram
@@ -42,7 +47,7 @@ def gram_matrix(features, normalize=False):
 
 @tf.custom_gradient
 def _flat_gram(flat):
-    """``G = F^T F`` for ``F`` [B, M, C], with the one-matmul gradient ``dF = F (dG + dG^T)``.
+    """``G = F^T F`` for ``F`` [M, C] or [B, M, C], with the one-matmul gradient ``dF = F (dG + dG^T)``.
 
     Autodiff of ``matmul(F, F, transpose_a=True)`` treats the two operands as different
     tensors and spends two ``M x C x C`` products on the gradient; this spends one.

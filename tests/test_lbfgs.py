@@ -134,16 +134,16 @@ def two_loop(pairs, q):
 
 
 @pytest.mark.parametrize("stored", [1, 3, 5, 8])
-def test_compact_product_equals_the_two_loop_recursion(rng, stored):
+def test_history_product_equals_the_two_loop_recursion(rng, stored):
+    """The compact form, with the ring buffer and its inner products wrapped or not."""
     m, n = 5, 40
-    s_history = np.zeros((m, n), np.float32)
-    y_history = np.zeros((m, n), np.float32)
+    history = lbfgs._History(m, n)
     pairs = []
     for j in range(stored):
-        s = rng.normal(size=n)
-        y = s + 0.3 * rng.normal(size=n)  # s'y > 0, as every stored pair
-        s_history[j % m], y_history[j % m] = s, y
-        pairs.append((s_history[j % m].astype(np.float64), y_history[j % m].astype(np.float64)))
+        s = rng.normal(size=n).astype(np.float32)
+        y = (s + 0.3 * rng.normal(size=n)).astype(np.float32)  # s'y > 0, as every stored pair
+        history.store(tf.constant(j), s, y)
+        pairs.append((s.astype(np.float64), y.astype(np.float64)))
     q = rng.normal(size=n).astype(np.float32)
-    got = lbfgs._compact_product(tf.Variable(s_history), tf.Variable(y_history), tf.constant(stored), q)
+    got = history.product(tf.constant(stored), q)
     np.testing.assert_allclose(got, two_loop(pairs[-m:], q), rtol=1e-4, atol=1e-4)
