@@ -36,7 +36,7 @@ def instance_norm_affine(x, gamma, beta, epsilon):
         def per_image(param):
             if param is None:
                 return [None] * batch
-            return tf.split(tf.broadcast_to(tf.cast(param, tf.float32), [batch, x.shape[-1]]), batch)
+            return tf.split(tf.broadcast_to(tf.cast(param, tf.float32), [batch, tf.shape(x)[-1]]), batch)
 
         parts = zip(tf.split(x, batch), per_image(gamma), per_image(beta))
         return tf.concat([instance_norm_affine(*part, epsilon) for part in parts], 0)

@@ -30,6 +30,16 @@ def test_instance_norm_matches_numpy_per_instance_and_channel(features, rng):
     np.testing.assert_allclose(layer(features), numpy_instance_norm(features, gamma, beta, 1e-3), atol=2e-5)
 
 
+def test_instance_norm_per_image_path_equals_the_dynamic_batch_path(features, rng):
+    gamma = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))  # per instance, as in CIN
+    beta = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
+    spec = tf.TensorSpec([None, None, None, 4])
+    dynamic = tf.function(lambda x, g, b: layers.instance_norm_affine(x, g, b, 1e-5),
+                          input_signature=[spec, tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])])
+    static = layers.instance_norm_affine(tf.constant(features), gamma, beta, 1e-5)
+    np.testing.assert_allclose(static, dynamic(features, gamma, beta), atol=1e-5)
+
+
 def test_instance_norm_without_affine_has_no_weights(features):
     layer = layers.InstanceNormalization(center=False, scale=False)
     out = layer(features).numpy()
