@@ -34,10 +34,11 @@ def gram_matrix(features, normalize=False):
     """
     x = _as_float32(features)
     shape = tf.shape(x)
-    if x.shape[0] is not None:
-        # One 2-D product per image: oneDNN's batched matmul first copies the transposed
-        # operand, the 2-D one does not (about a third faster here).
-        gram = tf.stack([_flat_gram(tf.reshape(image, [-1, shape[3]])) for image in tf.unstack(x)])
+    if x.shape[0] == 1:
+        # A 2-D product: oneDNN's batched matmul first copies the transposed operand, the
+        # 2-D one does not (about a third faster). For larger batches, splitting into 2-D
+        # products costs as much again in the gradient's stacking copy.
+        gram = _flat_gram(tf.reshape(x, [-1, shape[3]]))[tf.newaxis]
     else:
         gram = _flat_gram(tf.reshape(x, [shape[0], shape[1] * shape[2], shape[3]]))
     if normalize:
@@ -165,8 +166,12 @@ def total_variation_loss(images, reduction="sum"):
     weight independent of the image size.
     """
     x = _as_float32(images)
-    dy = tf.square(x[:, 1:, :, :] - x[:, :-1, :, :])
-    dx = tf.square(x[:, :, 1:, :] - x[:, :, :-1, :])
+    # The differences as depthwise [-1, 1] convolutions: same values as shifted slices,
+    # and a gradient 4x faster than the slices' (which each build a zero-filled tensor).
+    step = tf.constant([-1.0, 1.0])[:, tf.newaxis, tf.newaxis]
+    channels = tf.ones([1, x.shape[-1], 1])
+    dy = tf.square(tf.nn.depthwise_conv2d(x, step[:, tf.newaxis] * channels, [1, 1, 1, 1], "VALID"))
+    dx = tf.square(tf.nn.depthwise_conv2d(x, step[tf.newaxis] * channels, [1, 1, 1, 1], "VALID"))
     if reduction == "sum":
         per_image = tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
     elif reduction == "mean":
