@@ -205,14 +205,6 @@ def run_ours(objective, initial, max_iterations, **options):
     return trace, result, time.perf_counter() - start
 
 
-def iterations_to(trace, target):
-    """Iterations until a trace (one entry per iteration) first reaches ``target``, or None."""
-    for iterations, (_, _, loss) in enumerate(trace, 1):
-        if loss <= target:
-            return iterations
-    return None
-
-
 def timed_run(objective, initial, iterations, **options):
     """Seconds and final loss of exactly ``iterations`` iterations, reporting every 10 as
     nst-stylize's progress bar does: the traced runs report every iteration, which costs a
@@ -224,11 +216,12 @@ def timed_run(objective, initial, iterations, **options):
 
 
 def first_below(trace, target):
-    """(seconds, evaluations) when a (seconds, evaluations, loss) trace first reaches target."""
-    for seconds, evaluations, loss in trace:
+    """``(entries, seconds, evaluations)`` when a (seconds, evaluations, loss) trace first
+    reaches ``target``, ``entries`` counting the trace's entries up to there; or None."""
+    for entries, (seconds, evaluations, loss) in enumerate(trace, 1):
         if loss <= target:
-            return seconds, evaluations
-    return float("nan"), float("nan")
+            return entries, seconds, evaluations
+    return None
 
 
 def main(argv):
@@ -253,12 +246,12 @@ def main(argv):
             trace, result, seconds = run_ours(objective, initial, FLAGS.max_iterations,
                                               line_search=line_search)
             ours[line_search].append((result, seconds))
-            for target in (ref.loss, ref.clipped_loss):
-                iterations = iterations_to(trace, target)
-                if iterations is not None:
-                    evals = first_below(trace, target)[1]
+            for index, target in enumerate((ref.loss, ref.clipped_loss)):
+                hit = first_below(trace, target)  # our trace has one entry per iteration
+                if hit is not None:
+                    iterations, _, evals = hit
                     run_s, loss = timed_run(objective, initial, iterations, line_search=line_search)
-                    to_target[line_search, target].append((run_s, evals, loss))
+                    to_target[line_search, index].append((run_s, evals, loss))
     ref = min(refs, key=lambda r: r.seconds)
     print(f"problem: {content.shape[1]}x{content.shape[0]} px, initial loss TF {tf_loss0:.6g}, "
           f"torch {ref.trace[0][2]:.6g}; best of {FLAGS.rounds} alternating rounds")
@@ -275,13 +268,13 @@ def main(argv):
         print(f"{'nst_tf.lbfgs ' + line_search:28s} {result.iterations:5d} {result.evaluations:5d} "
               f"{min(s for _, s in rounds):7.1f} {result.loss:11.6g}  (traced: reports every "
               f"iteration)")
-    for label, target in targets:
-        ref_s, ref_evals = first_below(ref.trace, target)
+    for index, (label, target) in enumerate(targets):
+        _, ref_s, ref_evals = first_below(ref.trace, target)
         print(f"\ntarget {target:.6g}: {label}; torch: {ref_s:.1f} s, {ref_evals} evaluations")
         print(f"{'run':28s} {'s to target':>11s} {'wall ratio':>10s} {'evals':>5s} "
               f"{'eval ratio':>10s} {'loss':>11s}")
         for line_search in FLAGS.line_searches:
-            hits = to_target.get((line_search, target))
+            hits = to_target.get((line_search, index))
             if not hits:
                 print(f"{'nst_tf.lbfgs ' + line_search:28s} {'not reached':>11s}")
                 continue
