@@ -8,6 +8,7 @@ run at any image size inside a ``tf.function`` with a ``[None, None, None, 3]`` 
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _PACKAGE = "nst_tf"
@@ -189,9 +190,10 @@ def _phase_taps(kernel_size, scale):
     """``M[a, d, t] = 1`` when tap ``t`` of a ``kernel_size`` kernel, centred on output row
     ``scale * i + a`` of a nearest-upsampled image, reads input row ``i + d - 1``."""
     pad = kernel_size // 2
-    taps = [[[float((a + t - pad) // scale == d - 1) for t in range(kernel_size)] for d in range(3)]
-            for a in range(scale)]
-    return tf.constant(taps)
+    return np.array(
+        [[[float((a + t - pad) // scale == d - 1) for t in range(kernel_size)] for d in range(3)] for a in range(scale)],
+        np.float32,
+    )
 
 
 def subpixel_kernel(kernel, scale):
@@ -202,10 +204,15 @@ def subpixel_kernel(kernel, scale):
     ``(i + d - 1, j + e - 1)`` through every tap that lands on a copy of it, so its kernel
     is ``K_ab[d, e] = sum_{t, u} M[a, d, t] M[b, e, u] K[t, u]``. The phases are ordered
     ``(a, b, c)`` for ``tf.nn.depth_to_space``. Needs ``k // 2 < scale``.
+
+    The 0/1 tensor ``M[a, d, t] M[b, e, u]`` is a constant, so the fold is one small matmul
+    over the ``k²`` taps; a three-operand ``tf.einsum`` took 25 ms per call through oneDNN.
     """
     k, _, c_in, c_out = kernel.shape
-    taps = tf.cast(_phase_taps(k, scale), kernel.dtype)
-    folded = tf.einsum("adt,beu,tuio->deiabo", taps, taps, kernel)
+    taps = _phase_taps(k, scale)
+    fold = np.einsum("adt,beu->deabtu", taps, taps).reshape(9 * scale * scale, k * k)
+    folded = tf.matmul(tf.constant(fold, kernel.dtype), tf.reshape(kernel, [k * k, c_in * c_out]))
+    folded = tf.transpose(tf.reshape(folded, [3, 3, scale, scale, c_in, c_out]), [0, 1, 4, 2, 3, 5])
     return tf.reshape(folded, [3, 3, c_in, scale * scale * c_out])
 
 
