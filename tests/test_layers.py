@@ -40,6 +40,16 @@ def test_instance_norm_per_image_path_equals_the_dynamic_batch_path(features, rn
     np.testing.assert_allclose(static, dynamic(features, gamma, beta), atol=1e-5)
 
 
+@pytest.mark.parametrize("static_batch", [True, False])
+def test_instance_norm_activation_is_applied_after_the_affine_map(features, rng, static_batch):
+    gamma = rng.normal(size=4).astype(np.float32)
+    beta = rng.normal(size=4).astype(np.float32)
+    expected = np.maximum(numpy_instance_norm(features, gamma, beta, 1e-5), 0.0)
+    norm = tf.function(lambda x: layers.instance_norm_affine(x, gamma, beta, 1e-5, tf.nn.relu),
+                       input_signature=[tf.TensorSpec(features.shape if static_batch else [None, None, None, 4])])
+    np.testing.assert_allclose(norm(features), expected, atol=2e-5)
+
+
 def test_instance_norm_without_affine_has_no_weights(features):
     layer = layers.InstanceNormalization(center=False, scale=False)
     out = layer(features).numpy()
