@@ -59,30 +59,46 @@ def instance_norm_affine(x, gamma, beta, epsilon, activation=None):
     return tf.transpose(tf.reshape(y, [h, w, b, c]), [2, 0, 1, 3])
 
 
+def _get_activation(activation):
+    """None stays None (no op in the graph); anything else goes through ``keras.activations.get``."""
+    return None if activation is None else keras.activations.get(activation)
+
+
+def _serialize_activation(activation):
+    return None if activation is None else keras.activations.serialize(activation)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class InstanceNormalization(keras.layers.Layer):
-    """Instance normalisation (Ulyanov et al. 2016) with a learned per-channel affine map."""
+    """Instance normalisation (Ulyanov et al. 2016) with a learned per-channel affine map,
+    then ``activation`` (see :func:`instance_norm_affine` for why it is applied here)."""
 
-    def __init__(self, epsilon=1e-5, center=True, scale=True, **kwargs):
+    def __init__(self, epsilon=1e-5, center=True, scale=True, activation=None, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
+        self.activation = _get_activation(activation)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones") if self.scale else None
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros") if self.center else None
 
-    def call(self, inputs, activation=None):
-        """``activation(IN(inputs))``; see :func:`instance_norm_affine` for why it is fused here."""
-        return instance_norm_affine(inputs, self.gamma, self.beta, self.epsilon, activation)
+    def call(self, inputs):
+        return instance_norm_affine(inputs, self.gamma, self.beta, self.epsilon, self.activation)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "activation": _serialize_activation(self.activation),
+        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -100,12 +116,13 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
     list, because ``tf.train.Checkpoint`` does not follow Keras' tracked lists.
     """
 
-    def __init__(self, num_styles, epsilon=1e-5, **kwargs):
+    def __init__(self, num_styles, epsilon=1e-5, activation=None, **kwargs):
         super().__init__(**kwargs)
         if int(num_styles) < 1:
             raise ValueError(f"num_styles must be >= 1, got {num_styles}")
         self.num_styles = int(num_styles)
         self.epsilon = float(epsilon)
+        self.activation = _get_activation(activation)
 
     def build(self, input_shape):
         channels = int(input_shape[0][-1])
@@ -126,18 +143,23 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         """The gamma and beta variables of the styles in ``indices``."""
         return [self.gammas[i] for i in indices] + [self.betas[i] for i in indices]
 
-    def call(self, inputs, activation=None):
+    def call(self, inputs):
         x, style_weights = inputs
         weights = tf.cast(style_weights, tf.float32)
         gamma = tf.matmul(weights, tf.stack([tf.cast(g, tf.float32) for g in self.gammas]))
         beta = tf.matmul(weights, tf.stack([tf.cast(b, tf.float32) for b in self.betas]))
-        return instance_norm_affine(x, gamma, beta, self.epsilon, activation)
+        return instance_norm_affine(x, gamma, beta, self.epsilon, self.activation)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "num_styles": self.num_styles,
+            "epsilon": self.epsilon,
+            "activation": _serialize_activation(self.activation),
+        }
 
 
 def reflection_pad(images, padding):
@@ -366,10 +388,10 @@ class UpsampleConv2D(ReflectConv2D):
         return {**config, "scale": self.scale}
 
 
-def _make_norm(num_styles, name):
+def _make_norm(num_styles, name, activation):
     if num_styles:
-        return ConditionalInstanceNormalization(num_styles, name=name)
-    return InstanceNormalization(name=name)
+        return ConditionalInstanceNormalization(num_styles, activation=activation, name=name)
+    return InstanceNormalization(activation=activation, name=name)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -391,8 +413,8 @@ class ConvBlock(keras.layers.Layer):
         self.conv = ReflectConv2D(
             filters, kernel_size, strides=strides, upsample=upsample, use_bias=False, dtype=self.dtype_policy, name="conv"
         )
-        self.norm = _make_norm(self.num_styles, "norm")
         self.act = keras.activations.get(activation)
+        self.norm = _make_norm(self.num_styles, "norm", self.act)
 
     def build(self, input_shape):
         x_shape = input_shape[0] if self.num_styles else input_shape
@@ -403,8 +425,8 @@ class ConvBlock(keras.layers.Layer):
     def call(self, inputs):
         if self.num_styles:
             x, style_weights = inputs
-            return self.norm([self.conv(x), style_weights], activation=self.act)
-        return self.norm(self.conv(inputs), activation=self.act)
+            return self.norm([self.conv(x), style_weights])
+        return self.norm(self.conv(inputs))
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape[0] if self.num_styles else input_shape)

@@ -139,7 +139,9 @@ def conditional_block_call(block, x):
 
 LAYER_CASES = [
     (lambda: layers.InstanceNormalization(epsilon=1e-3, center=False), lambda layer, x: layer(x)),
+    (lambda: layers.InstanceNormalization(activation="relu"), lambda layer, x: layer(x)),
     (lambda: layers.ConditionalInstanceNormalization(2), conditional_block_call),
+    (lambda: layers.ConditionalInstanceNormalization(2, activation="relu"), conditional_block_call),
     (lambda: layers.ReflectionPadding2D((1, 2)), lambda layer, x: layer(x)),
     (lambda: layers.UpsampleConv2D(3, 3, scale=2), lambda layer, x: layer(x)),
     (lambda: layers.ConvBlock(5, 3, strides=2, num_styles=2), conditional_block_call),

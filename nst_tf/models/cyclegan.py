@@ -101,8 +101,7 @@ class ResnetGenerator(_LayerChain):
             chain += [
                 keras.layers.ZeroPadding2D(1, name=f"d{filters}_pad"),
                 keras.layers.Conv2D(filters, 3, strides=2, use_bias=False, name=f"d{filters}_conv"),
-                layers.InstanceNormalization(name=f"d{filters}_norm"),
-                keras.layers.ReLU(name=f"d{filters}_relu"),
+                layers.InstanceNormalization(activation="relu", name=f"d{filters}_norm"),
             ]
         chain += [layers.ResidualBlock(4 * f, name=f"r{i + 1}") for i in range(self.n_blocks)]
         for filters in (2 * f, f):
@@ -111,8 +110,7 @@ class ResnetGenerator(_LayerChain):
                     keras.layers.Conv2DTranspose(
                         filters, 3, strides=2, padding="same", use_bias=False, name=f"u{filters}_conv"
                     ),
-                    layers.InstanceNormalization(name=f"u{filters}_norm"),
-                    keras.layers.ReLU(name=f"u{filters}_relu"),
+                    layers.InstanceNormalization(activation="relu", name=f"u{filters}_norm"),
                 ]
             else:
                 chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
