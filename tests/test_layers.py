@@ -102,6 +102,25 @@ def test_reflection_padding_matches_numpy_reflect(features, padding):
     assert tuple(layer.compute_output_shape(features.shape)) == expected.shape
 
 
+@pytest.mark.parametrize("mode", ["REFLECT", "SYMMETRIC"])
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((2, 0), (0, 3)), ((4, 4), (4, 4))])
+def test_mirror_pad_values_and_gradient_match_tf_pad(rng, mode, padding):
+    x = tf.constant(rng.normal(size=(2, 9, 6, 3)).astype(np.float32))
+    upstream = rng.normal(size=(2, 9 + sum(padding[0]), 6 + sum(padding[1]), 3)).astype(np.float32)
+    paddings = [[0, 0], list(padding[0]), list(padding[1]), [0, 0]]
+
+    def value_and_gradient(pad):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = pad(x)
+        return y, tape.gradient(y, x, output_gradients=tf.constant(upstream))
+
+    y, grad = value_and_gradient(lambda t: layers.mirror_pad(t, padding, mode))
+    y_ref, grad_ref = value_and_gradient(lambda t: tf.pad(t, paddings, mode=mode))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_allclose(grad, grad_ref, atol=1e-6)
+
+
 def test_nearest_upsampling_repeats_pixels(features):
     np.testing.assert_array_equal(
         layers.upsample_nearest(tf.constant(features), 2), features.repeat(2, axis=1).repeat(2, axis=2)
