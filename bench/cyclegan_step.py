@@ -11,6 +11,9 @@ backward costing twice the forward; the discriminators run 2 forwards for the
 generator loss (backward to the input only: 1x) and 4 for their own loss (3x).
 So 18 G + 16 D forward equivalents.
 
+The sgemm rate is sampled before and after each timing, and the ratio uses the
+best sample of the run: one sample taken on a busy moment would flatter the ratio.
+
     python bench/cyclegan_step.py [--repeats=2] [--jit_compile]
 """
 
@@ -38,7 +41,7 @@ def main():
     parser.add_argument("--jit_compile", action="store_true", help="also time the XLA-compiled step")
     args = parser.parse_args()
 
-    sgemm = sgemm_gflops()
+    sgemm_samples = [sgemm_gflops()]
     out = tempfile.mkdtemp(prefix="cyclegan-bench-")
     config = CycleGANConfig(
         output_dir=out,
@@ -53,7 +56,7 @@ def main():
     g_flops = conv_forward_flops(trainer.generators["a2b"], shape)
     d_flops = conv_forward_flops(trainer.discriminators["a2b"], shape)
     flops = 18 * g_flops + 16 * d_flops
-    print(f"sgemm: {sgemm:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
+    print(f"sgemm: {sgemm_samples[0]:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
           f"(G forward {g_flops / 1e9:.1f}, D forward {d_flops / 1e9:.2f})")
 
     variants = [("tf.function", tf.function(trainer._cross_replica_step))]
@@ -62,7 +65,10 @@ def main():
     for name, step in variants:
         seconds = best_time(lambda: [float(v) for v in step(batch).values()], repeats=args.repeats, warmup=1)
         rate = flops / seconds / 1e9
-        print(f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / sgemm:.2f} of sgemm, "
+        sgemm_samples.append(sgemm_gflops())
+        sgemm = max(sgemm_samples)
+        print(f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / sgemm:.2f} of sgemm "
+              f"({sgemm:.0f} GFLOP/s best in run, {sgemm_samples[-1]:.0f} just now), "
               f"peak RSS so far {peak_memory_mib() / 1024:.2f} GiB")
 
 
