@@ -100,7 +100,8 @@ def minimize(
       first_step: largest pixel change of the first trial step.
       callback: ``callback(iteration, image, loss)``, called every
         ``callback_every`` iterations and at the end.
-      callback_every: iterations per chunk between callbacks.
+      callback_every: iterations between callbacks (with hager_zhang, also per
+        ``tf.function`` call).
 
     Returns:
       An :class:`LbfgsResult`.
