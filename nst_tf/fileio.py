@@ -6,6 +6,15 @@ import shutil
 import tempfile
 
 
+def _default_mode(full):
+    """``full`` (0o666 for files, 0o777 for folders) less the process umask: the mode
+    ``open`` or ``mkdir`` would give. ``tempfile`` creates 0600 files and 0700 folders,
+    which other users (a TF Serving container, a web server) could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return full & ~umask
+
+
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = os.fspath(path)
@@ -15,6 +24,7 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _default_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,6 +48,7 @@ def atomic_directory(path):
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(path) + "-")
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(0o777))
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
