@@ -147,3 +147,22 @@ def test_history_product_equals_the_two_loop_recursion(rng, stored):
     q = rng.normal(size=n).astype(np.float32)
     got = history.product(tf.constant(stored), q)
     np.testing.assert_allclose(got, two_loop(pairs[-m:], q), rtol=1e-4, atol=1e-4)
+
+
+def test_history_product_after_a_restart_ignores_the_stale_slots(rng):
+    """After a restart the count starts again at 0 while old pairs still fill the buffer."""
+    m, n = 5, 40
+    history = lbfgs._History(m, n)
+
+    def pair():
+        s = rng.normal(size=n).astype(np.float32)
+        return s, (s + 0.3 * rng.normal(size=n)).astype(np.float32)
+
+    for j in range(7):
+        history.store(tf.constant(j), *pair())
+    fresh = [pair() for _ in range(2)]
+    for j, (s, y) in enumerate(fresh):
+        history.store(tf.constant(j), s, y)
+    q = rng.normal(size=n).astype(np.float32)
+    expected = two_loop([(s.astype(np.float64), y.astype(np.float64)) for s, y in fresh], q)
+    np.testing.assert_allclose(history.product(tf.constant(2), q), expected, rtol=1e-4, atol=1e-4)
