@@ -1,18 +1,20 @@
-"""Atomic file and directory writes: an interrupted run never leaves a broken output."""
+"""Atomic file and directory writes: an interrupted run never leaves a broken output.
+
+The temporary file or folder is created with mode 0666 / 0777 and the kernel applies the
+umask, so results get the same modes as a plain ``open`` or ``mkdir``. ``tempfile``'s
+0600 files and 0700 folders could not be read by other users (a TF Serving container, a
+web server).
+"""
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 
 
-def _default_mode(full):
-    """``full`` (0o666 for files, 0o777 for folders) less the process umask: the mode
-    ``open`` or ``mkdir`` would give. ``tempfile`` creates 0600 files and 0700 folders,
-    which other users (a TF Serving container, a web server) could not read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return full & ~umask
+def _temporary_path(folder, name):
+    """A fresh hidden path beside the final one, so the rename stays on one file system."""
+    return os.path.join(folder, f".tmp-{secrets.token_hex(8)}-{name}")
 
 
 def atomic_write_bytes(path, data):
@@ -20,11 +22,11 @@ def atomic_write_bytes(path, data):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    tmp = _temporary_path(folder, os.path.basename(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, _default_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -45,10 +47,10 @@ def atomic_directory(path):
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(path) + "-")
+    tmp = _temporary_path(parent, os.path.basename(path))
+    os.mkdir(tmp)
     try:
         yield tmp
-        os.chmod(tmp, _default_mode(0o777))
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
