@@ -142,8 +142,7 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
 
     @tf.function
     def direction(x, g, pairs):
-        """-H g over the free pixels, the slope g'd, the free gradient's sup-norm, and
-        the projected unit step ``clip(x + d)``."""
+        """-H g over the free pixels, the slope g'd, and the free gradient's sup-norm."""
         free = ~(((x <= 0.0) & (g > 0.0)) | ((x >= 1.0) & (g < 0.0)))
         q = tf.where(free, g, 0.0)
         q_norm = tf.reduce_max(tf.abs(q))
@@ -152,10 +151,10 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         else:
             r = q * (first_step / q_norm)
         d = tf.where(free, -r, 0.0)
-        return d, tf.tensordot(g, d, 1), q_norm, tf.clip_by_value(x + d, 0.0, 1.0)
+        return d, tf.tensordot(g, d, 1), q_norm
 
     @tf.function
-    def shorter_step(x, d, step):
+    def projected_step(x, d, step):
         return tf.clip_by_value(x + step * d, 0.0, 1.0)
 
     @tf.function
@@ -185,23 +184,23 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         reported = iteration
 
     while iteration < max_iterations:
-        d, slope, g_norm, x_new = direction(x, g, pairs)
+        d, slope, g_norm = direction(x, g, pairs)
         if float(g_norm) <= g_stop:
             break
         if float(slope) >= 0.0:
             # Not a descent direction (stale curvature): restart from the scaled
             # gradient with an empty history.
             pairs = tf.constant(0)
-            d, _, _, x_new = direction(x, g, pairs)
+            d, _, _ = direction(x, g, pairs)
         step = 1.0
         for _ in range(max_line_search_iterations):
+            x_new = projected_step(x, d, tf.constant(step))
             f_new, g_new = evaluate(x_new)
             evaluations += 1
             accepted, pairs = accept(x, f, g, x_new, f_new, g_new, pairs)
             if bool(accepted):
                 break
             step *= 0.5
-            x_new = shorter_step(x, d, tf.constant(step))
         else:
             break  # no acceptable step: the line search failed
         x, f, g = x_new, f_new, g_new
