@@ -46,6 +46,23 @@ def sgemm_gflops(n=2048, repeats=10):
         best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best / 1e9
 
+
+class SgemmSamples:
+    """The run's sgemm rate, sampled before and after each timed case.
+
+    Ratios use the best sample so far: one taken on a busy moment of a shared machine
+    would flatter every ratio computed against it.
+    """
+
+    def __init__(self):
+        self.rates = [sgemm_gflops()]
+
+    def sample(self):
+        """Measure the rate once more; return ``(best so far, this sample)`` in GFLOP/s."""
+        self.rates.append(sgemm_gflops())
+        return max(self.rates), self.rates[-1]
+
+
 def conv_forward_flops(model, input_shape):
     """Multiply-add FLOPs (2 per MAC) of every Conv2D / Conv2DTranspose / Dense in one forward pass.
 

@@ -11,8 +11,7 @@ backward costing twice the forward; the discriminators run 2 forwards for the
 generator loss (backward to the input only: 1x) and 4 for their own loss (3x).
 So 18 G + 16 D forward equivalents.
 
-The sgemm rate is sampled before and after each timing, and the ratio uses the
-best sample of the run: one sample taken on a busy moment would flatter the ratio.
+The ratio is over the best sgemm sample of the run (``bench.common.SgemmSamples``).
 
     python bench/cyclegan_step.py [--repeats=2] [--jit_compile]
 """
@@ -25,7 +24,7 @@ import tempfile
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_time, conv_forward_flops, peak_memory_mib, sgemm_gflops  # noqa: E402
+from common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
 
 from nst_tf.training.cyclegan import CycleGANConfig, CycleGANTrainer  # noqa: E402
 
@@ -41,7 +40,7 @@ def main():
     parser.add_argument("--jit_compile", action="store_true", help="also time the XLA-compiled step")
     args = parser.parse_args()
 
-    sgemm_samples = [sgemm_gflops()]
+    sgemm = SgemmSamples()
     out = tempfile.mkdtemp(prefix="cyclegan-bench-")
     config = CycleGANConfig(
         output_dir=out,
@@ -56,7 +55,7 @@ def main():
     g_flops = conv_forward_flops(trainer.generators["a2b"], shape)
     d_flops = conv_forward_flops(trainer.discriminators["a2b"], shape)
     flops = 18 * g_flops + 16 * d_flops
-    print(f"sgemm: {sgemm_samples[0]:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
+    print(f"sgemm: {sgemm.rates[0]:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
           f"(G forward {g_flops / 1e9:.1f}, D forward {d_flops / 1e9:.2f})")
 
     variants = [("tf.function", tf.function(trainer._cross_replica_step))]
@@ -65,10 +64,9 @@ def main():
     for name, step in variants:
         seconds = best_time(lambda: [float(v) for v in step(batch).values()], repeats=args.repeats, warmup=1)
         rate = flops / seconds / 1e9
-        sgemm_samples.append(sgemm_gflops())
-        sgemm = max(sgemm_samples)
-        print(f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / sgemm:.2f} of sgemm "
-              f"({sgemm:.0f} GFLOP/s best in run, {sgemm_samples[-1]:.0f} just now), "
+        best, now = sgemm.sample()
+        print(f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / best:.2f} of sgemm "
+              f"({best:.0f} GFLOP/s best in run, {now:.0f} just now), "
               f"peak RSS so far {peak_memory_mib() / 1024:.2f} GiB")
 
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import best_time, conv_forward_flops, peak_memory_mib, sgemm_gflops  # noqa: E402
+from bench.common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 from nst_tf.training import feedforward  # noqa: E402
 
@@ -49,22 +49,18 @@ flags.DEFINE_string("weights", None, "VGG16 weights for the loss net (timing doe
 flags.DEFINE_bool("train", True, "Also time the training step.")
 FLAGS = flags.FLAGS
 
-_SGEMM_RATES = []
-
-
-def report(label, seconds, flops, extra=""):
+def report(sgemm, label, seconds, flops, extra=""):
     """Print one case; the ratio is over the best sgemm rate of the run so far (conservative)."""
-    _SGEMM_RATES.append(sgemm_gflops())
-    best = max(_SGEMM_RATES)
+    best, now = sgemm.sample()
     gflops = flops / seconds / 1e9
     print(
         f"{label}: {extra}{seconds:7.3f} s  {flops / 1e9:6.1f} GFLOP  {gflops:6.1f} GFLOP/s"
-        f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {_SGEMM_RATES[-1]:.0f} just now)",
+        f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {now:.0f} just now)",
         flush=True,
     )
 
 
-def bench_inference(model):
+def bench_inference(model, sgemm):
     serve = tf.function(
         lambda images: model(images),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
@@ -74,10 +70,10 @@ def bench_inference(model):
         images = tf.random.uniform([1, side, side, 3])
         flops = conv_forward_flops(model, images.shape)
         seconds = best_time(lambda: serve(images).numpy(), repeats=FLAGS.repeats)
-        report(f"inference {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ")
+        report(sgemm, f"inference {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ")
 
 
-def bench_training(model):
+def bench_training(model, sgemm):
     """One step of the trainer's real objective (training.feedforward.PerceptualLoss) and Adam."""
     shape = (FLAGS.train_batch, FLAGS.train_size, FLAGS.train_size, 3)
     style = np.random.default_rng(1).random((FLAGS.train_size, FLAGS.train_size, 3)).astype(np.float32)
@@ -104,7 +100,7 @@ def bench_training(model):
         + 2 * gram_flops
     )
     seconds = best_time(lambda: step(photos).numpy(), repeats=FLAGS.repeats)
-    report(f"training step {FLAGS.train_size} px batch {FLAGS.train_batch}", seconds, flops)
+    report(sgemm, f"training step {FLAGS.train_size} px batch {FLAGS.train_batch}", seconds, flops)
 
 
 def main(argv):
@@ -115,10 +111,10 @@ def main(argv):
         f"jit_compile={FLAGS.jit_compile}, TF {tf.__version__}, {os.cpu_count()} CPUs",
         flush=True,
     )
-    _SGEMM_RATES.append(sgemm_gflops())
-    bench_inference(model)
+    sgemm = SgemmSamples()
+    bench_inference(model, sgemm)
     if FLAGS.train:
-        bench_training(model)
+        bench_training(model, sgemm)
     print(f"peak memory {peak_memory_mib():.0f} MiB")
 
 
