@@ -35,8 +35,8 @@ at least one secant point: two to three evaluations per iteration, measured
 and differentiable along any line, so Wolfe searches stay valid), and the
 objective is scaled so the first trial step moves a pixel by ``first_step``.
 
-The backtracking iterations run in Python around small ``tf.function`` steps
-and call ``value_and_gradient`` directly; tfp's run ``callback_every``
+The backtracking iterations run in Python, call ``value_and_gradient`` directly
+and one ``tf.function`` between evaluations; tfp's run ``callback_every``
 iterations per ``tf.function`` call and resume from
 ``previous_optimizer_results``. Both call the caller's ``callback`` every
 ``callback_every`` iterations and at the end. ``tolerance`` is relative: stop when the
@@ -45,6 +45,7 @@ at the start.
 """
 
 import dataclasses
+import typing
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -108,8 +109,9 @@ def minimize(
     """
     if line_search not in LINE_SEARCHES:
         raise ValueError(f"line_search must be one of {LINE_SEARCHES}, not {line_search!r}")
-    if history_size < 1 or max_iterations < 0:
-        raise ValueError("history_size must be >= 1 and max_iterations >= 0")
+    if history_size < 1 or max_iterations < 0 or max_line_search_iterations < 1:
+        raise ValueError("history_size and max_line_search_iterations must be >= 1 and "
+                         "max_iterations >= 0")
     initial = tf.clip_by_value(tf.convert_to_tensor(initial, tf.float32), 0.0, 1.0)
     run = _backtracking if line_search == "backtracking" else _hager_zhang
     return run(
@@ -130,51 +132,27 @@ def _chunks(max_iterations, every):
 def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, tolerance,
                   max_line_search_iterations, first_step, callback, callback_every):
     # The iterations run in Python and call ``value_and_gradient`` directly, so the
-    # objective's own compiled graph is reused. A ``tf.while_loop`` around it traced
-    # and optimised the whole VGG graph again on every call: 0.8 s per run, more than
-    # the Python loop's extra overhead over the benchmark's 116 iterations.
+    # objective's own compiled graph is reused; a ``tf.while_loop`` around it traced and
+    # optimised the whole VGG graph again on every call (0.8 s per run). Between two
+    # evaluations there is one call of the module-level ``_next_trial``, traced once per
+    # image shape and history size for the whole process.
     shape = initial.shape
-    history = _History(history_size, shape.num_elements())
+    history = _History.create(history_size, shape.num_elements())
+    first_step = tf.constant(first_step, tf.float32)
 
     def evaluate(x):
         loss, grad = value_and_gradient(tf.reshape(x, shape))
         return tf.cast(loss, tf.float32), tf.reshape(tf.cast(grad, tf.float32), [-1])
 
-    @tf.function
-    def direction(x, g, pairs):
-        """-H g over the free pixels, the slope g'd, and the free gradient's sup-norm."""
-        free = ~(((x <= 0.0) & (g > 0.0)) | ((x >= 1.0) & (g < 0.0)))
-        q = tf.where(free, g, 0.0)
-        q_norm = tf.reduce_max(tf.abs(q))
-        if pairs > 0:
-            r = history.product(pairs, q)
-        else:
-            r = q * (first_step / q_norm)
-        d = tf.where(free, -r, 0.0)
-        return d, tf.tensordot(g, d, 1), q_norm
-
-    @tf.function
-    def projected_step(x, d, step):
-        return tf.clip_by_value(x + step * d, 0.0, 1.0)
-
-    @tf.function
-    def accept(x, f, g, x_new, f_new, g_new, pairs):
-        """Whether ``x_new`` passes the Armijo test; if so, store the pair when its
-        curvature ``s'y`` is positive. Returns (accepted, pair count)."""
-        s = x_new - x
-        y = g_new - g
-        accepted = tf.math.is_finite(f_new) & (f_new <= f + _ARMIJO * tf.tensordot(g, s, 1))
-        if accepted and tf.tensordot(s, y, 1) > 1e-10 * tf.tensordot(y, y, 1):
-            history.store(pairs, s, y)
-            pairs += 1
-        return accepted, pairs
-
     x = tf.reshape(initial, [-1])
     f, g = evaluate(x)
     evaluations = 1
     g_stop = tolerance * float(tf.reduce_max(tf.abs(g)))
-    pairs = tf.constant(0)
+    d, pairs, g_norm = _first_direction(x, g, first_step)
+    step = tf.constant(1.0)
+    trial = _projected_step(x, d, step)
     iteration = 0
+    rejected = 0
     reported = None
 
     def report():
@@ -183,66 +161,168 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
             callback(iteration, tf.reshape(x, shape), float(f))
         reported = iteration
 
-    while iteration < max_iterations:
-        d, slope, g_norm = direction(x, g, pairs)
-        if float(g_norm) <= g_stop:
-            break
-        if float(slope) >= 0.0:
-            # Not a descent direction (stale curvature): restart from the scaled
-            # gradient with an empty history.
-            pairs = tf.constant(0)
-            d, _, _ = direction(x, g, pairs)
-        step = 1.0
-        for _ in range(max_line_search_iterations):
-            x_new = projected_step(x, d, tf.constant(step))
-            f_new, g_new = evaluate(x_new)
-            evaluations += 1
-            accepted, pairs = accept(x, f, g, x_new, f_new, g_new, pairs)
-            if bool(accepted):
-                break
-            step *= 0.5
+    while iteration < max_iterations and float(g_norm) > g_stop:
+        f_new, g_new = evaluate(trial)
+        evaluations += 1
+        accepted, pairs, d, step, next_trial, g_norm = _next_trial(
+            history, x, f, g, d, step, trial, f_new, g_new, pairs, first_step)
+        if bool(accepted):
+            x, f, g = trial, f_new, g_new
+            iteration += 1
+            rejected = 0
+            if iteration % callback_every == 0:
+                report()
         else:
-            break  # no acceptable step: the line search failed
-        x, f, g = x_new, f_new, g_new
-        iteration += 1
-        if iteration % callback_every == 0:
-            report()
+            rejected += 1
+            if rejected == max_line_search_iterations:
+                break  # no acceptable step: the line search failed
+        trial = next_trial
     report()
     return LbfgsResult(image=tf.reshape(x, shape), loss=float(f), iterations=iteration,
                        evaluations=evaluations)
 
 
-class _History:
+@tf.function
+def _projected_step(x, d, step):
+    return tf.clip_by_value(x + step * d, 0.0, 1.0)
+
+
+def _free_gradient(x, g):
+    """The free pixels and the gradient over them.
+
+    A pixel at 0 whose gradient points out of the box, or at 1 likewise, is active
+    (not free): its gradient entry is ignored and its direction entry zeroed.
+    """
+    free = ~(((x <= 0.0) & (g > 0.0)) | ((x >= 1.0) & (g < 0.0)))
+    return free, tf.where(free, g, 0.0)
+
+
+def _descent_direction(g, free, q, hq, pairs, first_step):
+    """The search direction ``d = -H q`` over the free pixels, given ``hq = H q``.
+
+    Returns ``(d, pairs, q_norm)``: ``q_norm`` is the free gradient's sup-norm (the stopping
+    test) and ``pairs`` is 0 after a restart. Without pairs, or when ``-H q`` is not a
+    descent direction (stale curvature), ``d`` is the gradient scaled so its largest pixel
+    change is ``first_step``, and the history restarts empty.
+    """
+    q_norm = tf.reduce_max(tf.abs(q))
+    d = -q * (first_step / q_norm)
+    if pairs > 0:
+        quasi_newton = tf.where(free, -hq, 0.0)
+        if tf.tensordot(g, quasi_newton, 1) < 0.0:
+            d = quasi_newton
+        else:
+            pairs = tf.constant(0)
+    return d, pairs, q_norm
+
+
+@tf.function
+def _first_direction(x, g, first_step):
+    free, q = _free_gradient(x, g)
+    return _descent_direction(g, free, q, q, tf.constant(0), first_step)
+
+
+@tf.function
+def _next_trial(history, x, f, g, d, step, trial, f_trial, g_trial, pairs, first_step):
+    """Judge the evaluated ``trial`` point and return the next one to evaluate.
+
+    If ``trial`` passes the Armijo test it is accepted: its pair is stored when the
+    curvature ``s'y`` is positive (see :meth:`_History.update`), and the next trial is the
+    unit step along the new direction. Otherwise the step along ``d`` is halved. Returns
+    ``(accepted, pairs, direction, step, next trial, g_norm)``; ``g_norm`` (see
+    :func:`_descent_direction`) is only meaningful when accepted.
+    """
+    s = trial - x
+    y = g_trial - g
+    accepted = tf.math.is_finite(f_trial) & (f_trial <= f + _ARMIJO * tf.tensordot(g, s, 1))
+    if accepted:
+        free, q = _free_gradient(trial, g_trial)
+        pairs, hq = history.update(pairs, s, y, q)
+        d, pairs, g_norm = _descent_direction(g_trial, free, q, hq, pairs, first_step)
+        step = tf.constant(1.0)
+        next_trial = _projected_step(trial, d, step)
+    else:
+        step = step * 0.5
+        next_trial = _projected_step(x, d, step)
+        g_norm = tf.constant(float("inf"))
+    return accepted, pairs, d, step, next_trial, g_norm
+
+
+class _History(typing.NamedTuple):
     """The last ``m`` correction pairs ``(s, y)`` and the L-BFGS product ``H q`` they define.
 
-    ``s`` and ``y`` are ``[m, n]`` ring buffers: pair number ``j`` (from 0) lives in slot
-    ``j % m``. The inner products ``sy[i, j] = s_i'y_j`` and ``yy[i, j] = y_i'y_j`` between
-    slots are kept up to date a row and a column per stored pair (three matrix-vector
-    products), because recomputing ``S Y'`` each iteration is a ``[m, n] x [n, m]`` product
-    that oneDNN runs at a tenth of its matmul rate (3 ms at n = 74k, a third of an
-    iteration's overhead).
+    ``rows`` is one ``[2m, n]`` ring buffer: pair number ``j`` (from 0) keeps ``s`` in row
+    ``j % m`` and ``y`` in row ``m + j % m``. The inner products ``sy[i, j] = s_i'y_j`` and
+    ``yy[i, j] = y_i'y_j`` between slots are kept up to date a row and a column per stored
+    pair. An iteration reads the buffer twice, once for every inner product of the new
+    ``s``, ``y`` and ``q`` with the stored rows and once for the combination of the rows
+    that is ``H q``, and copies it once to replace a pair. These passes are memory-bound;
+    storing, then multiplying with separate matrix-vector products read the history seven
+    times.
+
+    The variables are only ever assigned whole: one row assignment (a sparse write) makes
+    TensorFlow copy the whole variable on every later read.
+
+    A named tuple of variables, so a ``tf.function`` taking it traces once per shape,
+    not once per history.
     """
 
-    def __init__(self, m, n):
-        self.m = m
-        self.s = tf.Variable(tf.zeros([m, n]), trainable=False)
-        self.y = tf.Variable(tf.zeros([m, n]), trainable=False)
-        self.sy = tf.Variable(tf.zeros([m, m]), trainable=False)
-        self.yy = tf.Variable(tf.zeros([m, m]), trainable=False)
+    rows: tf.Variable
+    sy: tf.Variable
+    yy: tf.Variable
 
-    def store(self, index, s, y):
-        """Store pair number ``index`` (overwriting pair ``index - m``)."""
-        slot = index % self.m
-        self.s[slot].assign(s)
-        self.y[slot].assign(y)
-        self.sy[slot].assign(tf.linalg.matvec(self.y, s))
-        self.sy[:, slot].assign(tf.linalg.matvec(self.s, y))
-        y_dots = tf.linalg.matvec(self.y, y)
-        self.yy[slot].assign(y_dots)
-        self.yy[:, slot].assign(y_dots)
+    @classmethod
+    def create(cls, m, n):
+        """An empty history of ``m`` pairs of ``n``-vectors."""
+        return cls(*(tf.Variable(tf.zeros(size), trainable=False)
+                     for size in ([2 * m, n], [m, m], [m, m])))
 
-    def product(self, pairs, q):
-        """``H q`` for the inverse Hessian of the newest ``min(pairs, m)`` pairs, in compact form.
+    @property
+    def m(self):
+        return self.sy.shape[0]
+
+    def update(self, pairs, s, y, q):
+        """Store ``(s, y)`` as pair number ``pairs`` if its curvature ``s'y`` is positive (so
+        ``H`` stays positive definite); return the pair count and ``H q`` for the history
+        then held (``H = I`` while it is empty)."""
+        m = self.m
+        rows, sy, yy = (v.read_value() for v in self)
+        # [3, 2m]: s, y and q against the stored rows. As A B' the product runs at twice
+        # the speed of B A', which first transposes [s, y, q].
+        dots = tf.matmul(tf.stack([s, y, q]), rows, transpose_b=True)
+        sq, yq = dots[2, :m], dots[2, m:]
+        s_y = tf.tensordot(s, y, 1)
+        y_y = tf.tensordot(y, y, 1)
+        slot = pairs % m
+        at_slot = tf.one_hot(slot, m, on_value=True, off_value=False)
+
+        def store():
+            def with_new(matrix, row, column, corner):
+                # Row ``slot`` of ``matrix`` becomes ``row`` and column ``slot`` becomes
+                # ``column``, with ``corner`` where they cross.
+                row = tf.where(at_slot, corner, row)
+                column = tf.where(at_slot, corner, column)
+                return tf.where(at_slot[:, None], row[None], tf.where(at_slot[None], column[:, None], matrix))
+
+            return (tf.tensor_scatter_nd_update(rows, [[slot], [m + slot]], tf.stack([s, y])),
+                    with_new(sy, dots[0, m:], dots[1, :m], s_y),  # s'y_j, s_j'y
+                    with_new(yy, dots[1, m:], dots[1, m:], y_y),
+                    tf.where(at_slot, tf.tensordot(s, q, 1), sq),
+                    tf.where(at_slot, tf.tensordot(y, q, 1), yq),
+                    pairs + 1)
+
+        # tf.cond, not ``if``: AutoGraph does not convert a named tuple's methods.
+        rows, sy, yy, sq, yq, pairs = tf.cond(
+            s_y > 1e-10 * y_y, store, lambda: (rows, sy, yy, sq, yq, pairs))
+        hq = tf.cond(pairs > 0, lambda: self._product(pairs, q, rows, sy, yy, sq, yq), lambda: q)
+        for variable, value in zip(self, (rows, sy, yy)):
+            variable.assign(value)
+        return pairs, hq
+
+    def _product(self, pairs, q, rows, sy, yy, sq, yq):
+        """``H q`` for the inverse Hessian of the newest ``min(pairs, m)`` pairs, in compact form,
+        given the history's values and ``sq``, ``yq``, the inner products of ``q`` with every
+        slot's ``s`` and ``y``.
 
         Byrd, Nocedal & Schnabel (1994), eq. (3.1), with ``S``, ``Y`` the ``n x k`` matrices
         of the pairs in chronological order, ``R`` the upper triangle of ``S'Y``, ``D`` its
@@ -256,18 +336,16 @@ class _History:
         overhead cost 1.4 ms per pair, a quarter of an iteration of the Gatys benchmark.
         The k x k algebra runs in float64.
         """
-        count = tf.minimum(pairs, self.m)
-        s_rows = self.s[:count]
-        y_rows = self.y[:count]
+        m = self.m
+        count = tf.minimum(pairs, m)
         # Ring slot of the i-th oldest pair; the small matrices are put in that order.
-        order = (pairs - count + tf.range(count)) % self.m
+        order = (pairs - count + tf.range(count)) % m
 
         def chronological(matrix):
-            return tf.gather(tf.gather(matrix[:count, :count], order), order, axis=1)
+            return tf.gather(tf.gather(matrix, order), order, axis=1)
 
-        sy, yy = chronological(self.sy), chronological(self.yy)
-        sq = tf.gather(tf.linalg.matvec(s_rows, q), order)
-        yq = tf.gather(tf.linalg.matvec(y_rows, q), order)
+        sy, yy = chronological(sy), chronological(yy)
+        sq, yq = tf.gather(sq, order), tf.gather(yq, order)
         sy, yy, sq, yq = (tf.cast(t, tf.float64) for t in (sy, yy, sq, yq))
         gamma = sy[-1, -1] / yy[-1, -1]
         upper = tf.linalg.band_part(sy, 0, -1)
@@ -275,12 +353,11 @@ class _History:
         w = tf.linalg.diag(tf.linalg.diag_part(sy)) @ u + gamma * (yy @ u) - gamma * yq[:, tf.newaxis]
         p1 = tf.linalg.triangular_solve(upper, w, lower=False, adjoint=True)[:, 0]
         p2 = -u[:, 0]
-        # Back to ring order for the products with the stored rows.
-        back = tf.math.invert_permutation(order)
-        coeffs_s = tf.cast(tf.gather(p1, back), tf.float32)
-        coeffs_y = tf.cast(gamma * tf.gather(p2, back), tf.float32)
-        return (tf.cast(gamma, tf.float32) * q + tf.linalg.matvec(s_rows, coeffs_s, transpose_a=True)
-                + tf.linalg.matvec(y_rows, coeffs_y, transpose_a=True))
+        # The coefficient of every buffer row, 0 for the slots not in use.
+        coeffs = tf.scatter_nd(tf.concat([order, m + order], 0)[:, tf.newaxis],
+                               tf.concat([p1, gamma * p2], 0), [2 * m])
+        return (tf.cast(gamma, tf.float32) * q
+                + tf.linalg.matvec(rows, tf.cast(coeffs, tf.float32), transpose_a=True))
 
 
 # ---------------------------------------------------------------------------

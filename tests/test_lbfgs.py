@@ -137,32 +137,48 @@ def two_loop(pairs, q):
 def test_history_product_equals_the_two_loop_recursion(rng, stored):
     """The compact form, with the ring buffer and its inner products wrapped or not."""
     m, n = 5, 40
-    history = lbfgs._History(m, n)
+    history = lbfgs._History.create(m, n)
+    q = rng.normal(size=n).astype(np.float32)
     pairs = []
     for j in range(stored):
         s = rng.normal(size=n).astype(np.float32)
-        y = (s + 0.3 * rng.normal(size=n)).astype(np.float32)  # s'y > 0, as every stored pair
-        history.store(tf.constant(j), s, y)
+        y = (s + 0.3 * rng.normal(size=n)).astype(np.float32)  # s'y > 0: every pair is stored
+        count, got = history.update(tf.constant(j), s, y, q)
         pairs.append((s.astype(np.float64), y.astype(np.float64)))
+        assert int(count) == j + 1
+        np.testing.assert_allclose(got, two_loop(pairs[-m:], q), rtol=1e-4, atol=1e-4)
+
+
+def test_history_skips_a_pair_without_positive_curvature(rng):
+    m, n = 5, 40
+    history = lbfgs._History.create(m, n)
     q = rng.normal(size=n).astype(np.float32)
-    got = history.product(tf.constant(stored), q)
-    np.testing.assert_allclose(got, two_loop(pairs[-m:], q), rtol=1e-4, atol=1e-4)
+    s = rng.normal(size=n).astype(np.float32)
+    count, got = history.update(tf.constant(0), s, -s, q)
+    assert int(count) == 0
+    np.testing.assert_array_equal(got, q)  # H = I while the history is empty
+    y = (s + 0.3 * rng.normal(size=n)).astype(np.float32)
+    history.update(tf.constant(0), s, y, q)
+    count, got = history.update(tf.constant(1), s, -s, q)
+    assert int(count) == 1
+    np.testing.assert_allclose(got, two_loop([(s.astype(np.float64), y.astype(np.float64))], q),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_history_product_after_a_restart_ignores_the_stale_slots(rng):
     """After a restart the count starts again at 0 while old pairs still fill the buffer."""
     m, n = 5, 40
-    history = lbfgs._History(m, n)
+    history = lbfgs._History.create(m, n)
+    q = rng.normal(size=n).astype(np.float32)
 
     def pair():
         s = rng.normal(size=n).astype(np.float32)
         return s, (s + 0.3 * rng.normal(size=n)).astype(np.float32)
 
     for j in range(7):
-        history.store(tf.constant(j), *pair())
+        history.update(tf.constant(j), *pair(), q)
     fresh = [pair() for _ in range(2)]
     for j, (s, y) in enumerate(fresh):
-        history.store(tf.constant(j), s, y)
-    q = rng.normal(size=n).astype(np.float32)
+        _, got = history.update(tf.constant(j), s, y, q)
     expected = two_loop([(s.astype(np.float64), y.astype(np.float64)) for s, y in fresh], q)
-    np.testing.assert_allclose(history.product(tf.constant(2), q), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
