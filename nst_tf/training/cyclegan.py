@@ -207,7 +207,9 @@ class ImagePool(tf.Module):
                 self.count.assign_add(1)
                 picked = image
             elif coins[i] > 0.5:
-                picked = tf.gather(self.images, slots[i])
+                # A dense read: a gather from the variable itself would make every later
+                # read of the pool copy all of it.
+                picked = self.images.read_value()[slots[i]]
                 self._store(slots[i], image)
             else:
                 picked = image
