@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf.errors import NSTError
+from nst_tf.precision import PRECISIONS, policy_scope
 
 # ImageNet channel means in BGR order, the "caffe" preprocessing shared by the
 # Keras VGG16, VGG19 and ResNet50 weights.
@@ -149,7 +150,8 @@ def _load_backbone(spec, weights):
         ) from exc
 
 
-def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooling="max"):
+def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooling="max",
+                            precision="float32"):
     """A frozen model mapping RGB images in [0, 1] to ``{layer_name: features}``.
 
     Args:
@@ -159,6 +161,9 @@ def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooli
         no-top weights file, or ``None`` for random weights (tests).
       pooling: ``"max"`` or ``"avg"``. Gatys et al. replace VGG's max pooling by
         average pooling for slightly smoother results; the conv weights are kept.
+      precision: ``"float32"``, or ``"bfloat16"``/``"float16"`` to compute the
+        features in 16 bits (see :mod:`nst_tf.precision`); they are returned in that
+        type, the input stays float32.
     """
     spec = get_spec(name)
     if layers is None:
@@ -171,24 +176,28 @@ def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooli
     if pooling == "avg" and not spec.sequential:
         raise NSTError(f"--pooling=avg is only supported for VGG extractors, not {name}")
 
-    backbone = _load_backbone(spec, weights)
-    known = {layer.name for layer in backbone.layers}
-    missing = [n for n in layer_names if n not in known]
-    if missing:
-        raise NSTError(
-            f"{name} has no layer {missing[0]!r} (selectable: {', '.join(spec.selectable_layers)})"
-        )
+    if precision not in PRECISIONS:
+        raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
-    inputs = keras.Input(shape=(None, None, 3), name="images")
-    x = CaffePreprocess(name="preprocess")(inputs)
-    if spec.sequential:
-        outputs = _apply_sequential(backbone, x, layer_names, pooling)
-    else:
-        truncated = keras.Model(
-            backbone.inputs, [backbone.get_layer(n).output for n in layer_names], name=spec.name
-        )
-        outputs = dict(zip(layer_names, truncated(x)))
-    model = keras.Model(inputs, outputs, name=f"{spec.name}_features")
+    with policy_scope(precision):
+        backbone = _load_backbone(spec, weights)
+        known = {layer.name for layer in backbone.layers}
+        missing = [n for n in layer_names if n not in known]
+        if missing:
+            raise NSTError(
+                f"{name} has no layer {missing[0]!r} (selectable: {', '.join(spec.selectable_layers)})"
+            )
+
+        inputs = keras.Input(shape=(None, None, 3), name="images")
+        x = CaffePreprocess(name="preprocess")(inputs)
+        if spec.sequential:
+            outputs = _apply_sequential(backbone, x, layer_names, pooling)
+        else:
+            truncated = keras.Model(
+                backbone.inputs, [backbone.get_layer(n).output for n in layer_names], name=spec.name
+            )
+            outputs = dict(zip(layer_names, truncated(x)))
+        model = keras.Model(inputs, outputs, name=f"{spec.name}_features")
     model.trainable = False
     return model
 

@@ -38,20 +38,24 @@ class InferenceConfig:
     preserve_color: str = "none"  # "none", "luminance" or "histogram" (images.preserve_color)
     max_side: Optional[int] = None  # shrink larger inputs to this longest side first
     batch_size: int = 4
+    precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
 
 
 class Stylizer:
     """A trained net as ``stylizer(images [B, H, W, 3] in [0, 1], style_weights) -> [0, 1]``."""
 
-    def __init__(self, path):
+    def __init__(self, path, precision="float32"):
         self.path = path
         saved_model = _saved_model_dir(path)
         if saved_model:
+            if precision != "float32":
+                raise NSTError(f"--precision: {path} is a SavedModel, whose precision was fixed "
+                               "when it was exported")
             self._init_saved_model(saved_model)
         else:
-            self._init_training_dir(path)
+            self._init_training_dir(path, precision)
 
-    def _init_training_dir(self, path):
+    def _init_training_dir(self, path, precision):
         from nst_tf.training import base  # pylint: disable=import-outside-toplevel
 
         description = base.read_model_config(path)
@@ -59,7 +63,7 @@ class Stylizer:
         if method not in ("fast", "multistyle"):
             raise NSTError(f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
                            + (" (use nst-translate)" if method == "cyclegan" else ""))
-        model = base.load_trained_model(path, "model")
+        model = base.load_trained_model(path, "model", compute_precision=precision)
         self.num_styles = getattr(model, "num_styles", 0) if method == "multistyle" else 0
         self.style_names = list(description.get("style_names", []))
         if self.num_styles:
@@ -160,7 +164,7 @@ def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
     if config.preserve_color not in images.PRESERVE_COLOR_MODES:
         raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
-    stylizer = Stylizer(config.model)
+    stylizer = Stylizer(config.model, config.precision)
     mix = stylizer.style_mix(config.style_weights)
     jobs, target = _jobs(config)
     # Read every input once before writing anything, so one bad file fails the
@@ -201,6 +205,7 @@ def stylize_from_flags(values):
         preserve_color=values.preserve_color,
         # Full size unless the user asked for a size: the Gatys default is not meant here.
         max_side=values.image_size if values["image_size"].present else None,
+        precision=values.precision,
     )
     start = time.monotonic()
     target, count = stylize_files(config)

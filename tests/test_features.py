@@ -36,6 +36,34 @@ def test_extractor_returns_named_maps_and_is_truncated():
     assert not model.trainable and not model.trainable_weights
 
 
+def test_bfloat16_extractor_matches_float32_and_restores_the_policy():
+    layers = ["block1_conv1", "block3_conv1"]
+    exact = features.build_feature_extractor("vgg16", layers, weights=None)
+    fast = features.build_feature_extractor("vgg16", layers, weights=None, precision="bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert all(w.dtype == "float32" for w in fast.weights)
+    fast.set_weights(exact.get_weights())
+    images = tf.constant(np.random.default_rng(0).random((1, 32, 40, 3)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        want, got = exact(images), fast(images)
+        want_sum, got_sum = (tf.reduce_sum(tf.cast(o["block3_conv1"], tf.float32)) for o in (want, got))
+    for name in layers:
+        assert got[name].dtype == tf.bfloat16
+        error = tf.norm(tf.cast(got[name], tf.float32) - want[name]) / tf.norm(want[name])
+        assert float(error) < 0.02, name  # bfloat16 keeps 8 significant bits
+    gradient = tape.gradient(got_sum, images)
+    assert gradient.dtype == tf.float32
+    cosine = tf.reduce_sum(gradient * tape.gradient(want_sum, images)) / (
+        tf.norm(gradient) * tf.norm(tape.gradient(want_sum, images)))
+    assert float(cosine) > 0.99
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(NSTError, match="--precision: must be one of float32, bfloat16, float16"):
+        features.build_feature_extractor("vgg16", [0], weights=None, precision="int8")
+
+
 def test_unknown_layer_name_is_a_clear_error():
     with pytest.raises(NSTError, match="no layer 'block9_conv1'"):
         features.build_feature_extractor("vgg16", ["block9_conv1"], weights=None)

@@ -86,6 +86,25 @@ def test_saved_model_gives_the_same_images(tmp_path, runs, content):
     np.testing.assert_allclose(stylizer(batch, mix), from_checkpoint, atol=1e-4)
 
 
+@pytest.mark.parametrize("run", ["fast", "multi"])
+def test_bfloat16_inference_stays_close_to_float32(runs, content, run):
+    exact = inference.Stylizer(runs[run])
+    fast = inference.Stylizer(runs[run], precision="bfloat16")
+    batch = np.stack([images.load_image(str(content / n)) for n in ("a.png", "c.png")])
+    mix = exact.style_mix([0.5, 0.5] if run == "multi" else None)
+    difference = np.abs(fast(batch, mix) - exact(batch, mix))
+    assert difference.max() > 0  # it did compute in bfloat16
+    assert difference.mean() < 2 * QUANTUM and difference.max() < 8 * QUANTUM
+
+
+def test_saved_model_precision_is_fixed(tmp_path, runs):
+    model = base.load_trained_model(runs["fast"])
+    module = export.StylizeModule(model)
+    tf.saved_model.save(module, str(tmp_path / "export" / "1"), signatures=module.signatures())
+    with pytest.raises(NSTError, match="--precision: .* is a SavedModel"):
+        inference.Stylizer(str(tmp_path / "export"), precision="bfloat16")
+
+
 def test_bad_inputs(tmp_path, runs, content):
     with pytest.raises(NSTError, match="2 weights for 1 styles|single-style"):
         inference.stylize_files(inference.InferenceConfig(runs["fast"], str(content), style_weights=[1, 1]))

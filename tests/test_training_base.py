@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nst_tf import precision
 from nst_tf.errors import NSTError
 from nst_tf.training import base
 
@@ -112,10 +113,13 @@ def test_changed_model_is_a_clear_error(tmp_path):
         ToyTrainer(config(tmp_path), width=5)
 
 
-def test_mixed_precision_trains_with_loss_scaling(tmp_path):
+@pytest.mark.parametrize("gpu, dtype", [(True, "float16"), (False, "bfloat16")])
+def test_mixed_precision_trains_in_the_devices_16_bit_type(tmp_path, monkeypatch, gpu, dtype):
+    """float16 with loss scaling where a GPU is visible, bfloat16 without on CPUs."""
+    monkeypatch.setattr(precision, "mixed_precision", lambda: "float16" if gpu else "bfloat16")
     trainer = ToyTrainer(config(tmp_path, max_steps=20, mixed_precision=True))
-    assert isinstance(trainer.optimizer, keras.mixed_precision.LossScaleOptimizer)
-    assert trainer.model.layers[0].compute_dtype == "float16"
+    assert isinstance(trainer.optimizer, keras.mixed_precision.LossScaleOptimizer) == gpu
+    assert trainer.model.layers[0].compute_dtype == dtype
     assert keras.mixed_precision.global_policy().name == "float32"
     result = trainer.train()
     assert np.isfinite(result.metrics["loss"]) and result.metrics["loss"] < 30

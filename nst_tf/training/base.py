@@ -16,10 +16,10 @@ per-replica step); the base does the rest the same way for every method:
 * ``<output_dir>/flags.txt`` and ``model_config.json`` (see
   :func:`load_trained_model`).
 * One progress bar, and a clean stop on Ctrl-C that saves a checkpoint first.
-* Mixed precision (``mixed_float16`` + ``LossScaleOptimizer``) for GPU users.
+* Mixed precision: ``mixed_float16`` with a ``LossScaleOptimizer`` on GPUs,
+  ``mixed_bfloat16`` (no loss scaling needed) on CPUs.
 """
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import fileio
+from nst_tf import precision
 from nst_tf.errors import NSTError
 from nst_tf.progress import ProgressBar
 
@@ -93,22 +94,6 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-@contextlib.contextmanager
-def dtype_policy(mixed_precision):
-    """Build models under ``mixed_float16`` when asked, restoring the global policy after.
-
-    Keras reads the policy when a layer is created, so only the models built
-    inside this block compute in float16; their variables stay float32.
-    """
-    previous = keras.mixed_precision.global_policy()
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 class _InterruptFlag:
     """Turns the first SIGINT into a request to stop after the current step."""
 
@@ -157,13 +142,14 @@ class Trainer:
     def __init__(self, config, strategy=None):
         self.config = config
         self.strategy = strategy or make_strategy()
+        self.compute_precision = precision.mixed_precision() if config.mixed_precision else "float32"
         self.chief = is_chief(self.strategy)
         self.models = {}
         with self.strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.data_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
             self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
-            with dtype_policy(config.mixed_precision):
+            with precision.policy_scope(self.compute_precision):
                 objects = self.build()
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
@@ -200,8 +186,8 @@ class Trainer:
 
     # -- helpers for subclasses ---------------------------------------------
     def make_optimizer(self, optimizer):
-        """Wrap ``optimizer`` for loss scaling when training in mixed precision."""
-        if self.config.mixed_precision:
+        """Wrap ``optimizer`` for loss scaling when training in float16."""
+        if self.compute_precision == "float16":
             return keras.mixed_precision.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -346,11 +332,13 @@ def read_model_config(output_dir):
         raise NSTError(f"{path}: invalid JSON ({exc.msg})") from None
 
 
-def load_trained_model(output_dir, name=None):
+def load_trained_model(output_dir, name=None, compute_precision="float32"):
     """Rebuild a trained model from ``model_config.json`` and its latest checkpoint.
 
     ``name`` is the checkpoint attribute ("model", "generator_a2b", ...); by
-    default "model" if the run has one, else the first model listed.
+    default "model" if the run has one, else the first model listed. The model
+    computes in ``compute_precision`` (:mod:`nst_tf.precision`), whatever the
+    run trained in: the checkpointed variables are float32 either way.
     """
     from nst_tf import models  # pylint: disable=import-outside-toplevel
 
@@ -364,10 +352,9 @@ def load_trained_model(output_dir, name=None):
     cls = models.MODEL_CLASSES.get(entry["class_name"])
     if cls is None:
         raise NSTError(f"{output_dir}: unknown model class {entry['class_name']!r}")
-    # Inference runs in float32 whatever policy the run trained under: the
-    # variables are float32 either way, and float16 is slow off GPUs.
     config = {k: v for k, v in entry["config"].items() if k != "dtype"}
-    model = cls.from_config(config)
+    with precision.policy_scope(compute_precision):
+        model = cls.from_config(config)
     latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
     if latest is None:
         raise NSTError(f"{output_dir}: no checkpoint yet")
