@@ -33,10 +33,11 @@ def define_gatys_problem_flags(image_size):
     flags.DEFINE_integer("image_size", image_size, "Longest side in pixels.")
 
 
-def sgemm_gflops(n=2048, repeats=10):
-    """Best-of-``repeats`` float32 ``n x n`` matmul rate through TensorFlow, in GFLOP/s."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+def sgemm_gflops(n=2048, repeats=10, dtype=tf.float32):
+    """Best-of-``repeats`` ``n x n`` matmul rate through TensorFlow, in GFLOP/s: float32
+    (sgemm) by default; ``dtype=tf.bfloat16`` for the rate bfloat16 models can reach."""
+    a = tf.random.normal([n, n], dtype=dtype)
+    b = tf.random.normal([n, n], dtype=dtype)
     mm = tf.function(lambda x, y: tf.matmul(x, y))
     mm(a, b).numpy()
     best = float("inf")
@@ -48,18 +49,19 @@ def sgemm_gflops(n=2048, repeats=10):
 
 
 class SgemmSamples:
-    """The run's sgemm rate, sampled before and after each timed case.
+    """The run's matmul rate (float32 by default), sampled before and after each timed case.
 
     Ratios use the best sample so far: one taken on a busy moment of a shared machine
     would flatter every ratio computed against it.
     """
 
-    def __init__(self):
-        self.rates = [sgemm_gflops()]
+    def __init__(self, dtype=tf.float32):
+        self.dtype = dtype
+        self.rates = [sgemm_gflops(dtype=dtype)]
 
     def sample(self):
         """Measure the rate once more; return ``(best so far, this sample)`` in GFLOP/s."""
-        self.rates.append(sgemm_gflops())
+        self.rates.append(sgemm_gflops(dtype=self.dtype))
         return max(self.rates), self.rates[-1]
 
 

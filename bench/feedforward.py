@@ -5,9 +5,13 @@ Printed (issue 3):
 * inference at 256, 512 and 1024 px, batch 1, through a ``tf.function`` with the serving
   signature ``[None, None, None, 3]``: images/s, seconds per image, and achieved GFLOP/s as a
   fraction of the float32 sgemm rate measured in the same run (target >= 0.8 at 1024 px);
+  then the same net computing in bfloat16 (``nst-stylize --model --precision=bfloat16``),
+  as a fraction of both the float32 and the bfloat16 matmul rate (``--precisions``);
 * one training step at 256 px, batch 4, of the trainer's own objective
   (``nst_tf.training.feedforward.PerceptualLoss``: VGG16 up to relu4_3, content at relu2_2,
-  style at relu1_2/2_2/3_3/4_3, TV): forward, backward, Adam update (target >= 0.85 of sgemm).
+  style at relu1_2/2_2/3_3/4_3, TV): forward, backward, Adam update (target >= 0.85 of sgemm),
+  in each precision (bfloat16: the net and the loss network as ``--mixed_precision`` builds them
+  on a CPU).
 
 FLOPs are the convolutions' multiply-adds (2 per MAC, ``bench.common.conv_forward_flops``).
 A training step counts 3x the transform net's forward FLOPs (forward, input gradients,
@@ -36,6 +40,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
+from nst_tf.precision import policy_scope  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 from nst_tf.training import feedforward  # noqa: E402
 
@@ -47,10 +52,12 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
 flags.DEFINE_bool("jit_compile", False, "Compile the inference and training functions with XLA.")
 flags.DEFINE_string("weights", None, "VGG16 weights for the loss net (timing does not depend on them).")
 flags.DEFINE_bool("train", True, "Also time the training step.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of the inference runs.")
 FLAGS = flags.FLAGS
 
-def report(sgemm, label, seconds, flops, extra=""):
-    """Print one case; the ratio is over the best sgemm rate of the run so far (conservative)."""
+def report(sgemm, label, seconds, flops, extra="", bf16=None):
+    """Print one case; the ratio is over the best sgemm rate of the run so far (conservative),
+    and also over the best bfloat16 matmul rate when ``bf16`` samples it."""
     best, now = sgemm.sample()
     gflops = flops / seconds / 1e9
     print(
@@ -58,9 +65,13 @@ def report(sgemm, label, seconds, flops, extra=""):
         f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {now:.0f} just now)",
         flush=True,
     )
+    if bf16 is not None:
+        best, _ = bf16.sample()
+        print(f"  = {gflops / best:.2f} of the bfloat16 matmul rate ({best:.0f} GFLOP/s best in run)",
+              flush=True)
 
 
-def bench_inference(model, sgemm):
+def bench_inference(model, sgemm, label, bf16=None):
     serve = tf.function(
         lambda images: model(images),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
@@ -70,14 +81,17 @@ def bench_inference(model, sgemm):
         images = tf.random.uniform([1, side, side, 3])
         flops = conv_forward_flops(model, images.shape)
         seconds = best_time(lambda: serve(images).numpy(), repeats=FLAGS.repeats)
-        report(sgemm, f"inference {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ")
+        report(sgemm, f"{label} {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ",
+               bf16=bf16)
 
 
-def bench_training(model, sgemm):
-    """One step of the trainer's real objective (training.feedforward.PerceptualLoss) and Adam."""
+def bench_training(model, sgemm, precision="float32", bf16=None):
+    """One step of the trainer's real objective (training.feedforward.PerceptualLoss) and Adam,
+    the loss network computing in ``precision`` like the model (``--mixed_precision``)."""
     shape = (FLAGS.train_batch, FLAGS.train_size, FLAGS.train_size, 3)
     style = np.random.default_rng(1).random((FLAGS.train_size, FLAGS.train_size, 3)).astype(np.float32)
-    loss = feedforward.PerceptualLoss(feedforward.PerceptualLossConfig(weights=FLAGS.weights), [style])
+    with policy_scope(precision):
+        loss = feedforward.PerceptualLoss(feedforward.PerceptualLossConfig(weights=FLAGS.weights), [style])
     optimizer = keras.optimizers.Adam(1e-3)
     style_index = tf.zeros([FLAGS.train_batch], tf.int32)
 
@@ -100,7 +114,8 @@ def bench_training(model, sgemm):
         + 2 * gram_flops
     )
     seconds = best_time(lambda: step(photos).numpy(), repeats=FLAGS.repeats)
-    report(sgemm, f"training step {FLAGS.train_size} px batch {FLAGS.train_batch}", seconds, flops)
+    report(sgemm, f"training step {FLAGS.train_size} px batch {FLAGS.train_batch} {precision}", seconds, flops,
+           bf16=bf16)
 
 
 def main(argv):
@@ -112,9 +127,15 @@ def main(argv):
         flush=True,
     )
     sgemm = SgemmSamples()
-    bench_inference(model, sgemm)
-    if FLAGS.train:
-        bench_training(model, sgemm)
+    for precision in FLAGS.precisions:
+        bf16 = None
+        if precision != "float32":
+            bf16 = SgemmSamples(tf.bfloat16) if precision == "bfloat16" else None
+            with policy_scope(precision):
+                model = TransformNet(width=FLAGS.width)
+        bench_inference(model, sgemm, f"{precision:9s}", bf16)
+        if FLAGS.train:
+            bench_training(model, sgemm, precision, bf16)
     print(f"peak memory {peak_memory_mib():.0f} MiB")
 
 

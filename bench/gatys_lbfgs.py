@@ -23,6 +23,9 @@ ends at is printed, so a mismatch would show).
     TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python bench/gatys_lbfgs.py
 
 ``--line_searches=backtracking,hager_zhang`` also runs the tfp path.
+``--precisions`` (default float32,bfloat16) also runs ours on a feature network that
+computes in bfloat16 (``GatysConfig.precision``); its losses and targets are
+always those of the float32 objective, evaluated on its iterates outside the timed run.
 """
 
 import collections
@@ -51,16 +54,18 @@ flags.DEFINE_integer("threads", 0, "Threads for both frameworks (0: their defaul
 flags.DEFINE_integer("rounds", 2, "Alternating rounds of every run; each figure is its best round.")
 flags.DEFINE_list("line_searches", ["backtracking"],
                   "nst_tf.lbfgs line searches to run (backtracking, hager_zhang).")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"],
+                  "Compute precisions of our feature network (float32, bfloat16).")
 FLAGS = flags.FLAGS
 
 STYLE_LAYERS = tuple(f"block{b}_conv1" for b in range(1, 6))
 CONTENT_LAYERS = ("block4_conv2",)
 
 
-def build_problem():
+def build_problem(precision="float32"):
     config = gatys.GatysConfig(
         image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
-        content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
+        content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, precision=precision)
     content = images.resize_longest_side(images.load_image(FLAGS.content), FLAGS.image_size)
     style = gatys.prepare_styles([images.load_image(FLAGS.style)], content, config)[0]
     objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)
@@ -186,8 +191,9 @@ def torch_gram(features):
 # Our runs
 
 
-def run_ours(objective, initial, max_iterations, **options):
-    """Run nst_tf.lbfgs.minimize; return (trace of (seconds, evaluations, loss), result, s)."""
+def run_ours(objective, exact, initial, max_iterations, **options):
+    """Run nst_tf.lbfgs.minimize on ``objective``; return (trace of (seconds, evaluations,
+    loss), result, s), the losses being ``exact``'s."""
     trace = []
     evaluations = tf.Variable(0)
 
@@ -197,6 +203,8 @@ def run_ours(objective, initial, max_iterations, **options):
         return objective.value_and_gradient(image)
 
     def callback(iteration, image, loss):
+        if exact is not objective:
+            loss = float(exact.losses(image)[0])
         trace.append((time.perf_counter() - start, int(evaluations.numpy()), loss))
 
     start = time.perf_counter()
@@ -205,14 +213,15 @@ def run_ours(objective, initial, max_iterations, **options):
     return trace, result, time.perf_counter() - start
 
 
-def timed_run(objective, initial, iterations, **options):
-    """Seconds and final loss of exactly ``iterations`` iterations, reporting every 10 as
-    nst-stylize's progress bar does: the traced runs report every iteration, which costs a
-    ``tf.function`` call each."""
+def timed_run(objective, exact, initial, iterations, **options):
+    """Seconds and final (``exact``) loss of exactly ``iterations`` iterations, reporting
+    every 10 as nst-stylize's progress bar does: the traced runs report every iteration,
+    which costs a ``tf.function`` call each."""
     start = time.perf_counter()
     result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=iterations,
                             callback=lambda *_: None, callback_every=10, **options)
-    return time.perf_counter() - start, result.loss
+    seconds = time.perf_counter() - start
+    return seconds, float(exact.losses(result.image)[0])
 
 
 def first_below(trace, target):
@@ -228,61 +237,71 @@ def main(argv):
     del argv
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    config, content, style, objective = build_problem()
+    config, content, style, exact = build_problem()
+    objectives = {p: exact if p == "float32" else build_problem(p)[3] for p in FLAGS.precisions}
+    variants = [(ls, p) for ls in FLAGS.line_searches for p in FLAGS.precisions]
     initial = tf.constant(content[None])
-    tf_loss0 = float(objective.value_and_gradient(initial)[0])  # traces outside the timing
+    tf_loss0 = float(exact.value_and_gradient(initial)[0])
+    for objective in objectives.values():
+        objective.value_and_gradient(initial)  # traces outside the timing
 
     # Runs alternate, torch then ours, and each figure is the best of its rounds: on a
     # shared machine one run can land on a busy minute and move the ratio by 30%. Each
     # round traces our run (per-iteration losses), then times the iterations it needed
     # to reach each target in a run that reports every 10 iterations.
     refs = []
-    ours = {line_search: [] for line_search in FLAGS.line_searches}
+    ours = {variant: [] for variant in variants}
     to_target = collections.defaultdict(list)
     for _ in range(FLAGS.rounds):
-        ref = torch_reference(config, content, style, objective, FLAGS.iterations)
+        ref = torch_reference(config, content, style, exact, FLAGS.iterations)
         refs.append(ref)
-        for line_search in FLAGS.line_searches:
-            trace, result, seconds = run_ours(objective, initial, FLAGS.max_iterations,
+        for line_search, precision in variants:
+            objective = objectives[precision]
+            trace, result, seconds = run_ours(objective, exact, initial, FLAGS.max_iterations,
                                               line_search=line_search)
-            ours[line_search].append((result, seconds))
+            ours[line_search, precision].append((result, trace[-1][2], seconds))
             for index, target in enumerate((ref.loss, ref.clipped_loss)):
                 hit = first_below(trace, target)  # our trace has one entry per iteration
                 if hit is not None:
                     iterations, _, evals = hit
-                    run_s, loss = timed_run(objective, initial, iterations, line_search=line_search)
-                    to_target[line_search, index].append((run_s, evals, loss))
+                    run_s, loss = timed_run(objective, exact, initial, iterations,
+                                            line_search=line_search)
+                    to_target[line_search, precision, index].append((run_s, evals, loss))
     ref = min(refs, key=lambda r: r.seconds)
     print(f"problem: {content.shape[1]}x{content.shape[0]} px, initial loss TF {tf_loss0:.6g}, "
           f"torch {ref.trace[0][2]:.6g}; best of {FLAGS.rounds} alternating rounds")
     print(f"one evaluation (best of 3, interleaved): TF {min(r.tf_eval_s for r in refs):.3f} s, "
           f"torch {min(r.torch_eval_s for r in refs):.3f} s")
 
+    def label(line_search, precision):
+        return f"ours {line_search} {precision}"
+
     targets = (("torch's own (unclipped) loss", ref.loss),
                ("loss of torch's image clipped to [0, 1]", ref.clipped_loss))
     print(f"\n{'run':28s} {'iters':>5s} {'evals':>5s} {'wall s':>7s} {'final loss':>11s}")
     print(f"{'torch.optim.LBFGS h=100 noLS':28s} {FLAGS.iterations:5d} {ref.trace[-1][1]:5d} "
           f"{ref.seconds:7.1f} {ref.loss:11.6g}  (clipped image: {ref.clipped_loss:.6g})")
-    for line_search, rounds in ours.items():
-        result = rounds[0][0]
-        print(f"{'nst_tf.lbfgs ' + line_search:28s} {result.iterations:5d} {result.evaluations:5d} "
-              f"{min(s for _, s in rounds):7.1f} {result.loss:11.6g}  (traced: reports every "
+    for variant, rounds in ours.items():
+        result, loss, _ = rounds[0]
+        print(f"{label(*variant):28s} {result.iterations:5d} {result.evaluations:5d} "
+              f"{min(s for _, _, s in rounds):7.1f} {loss:11.6g}  (traced: reports every "
               f"iteration)")
-    for index, (label, target) in enumerate(targets):
+    for index, (target_label, target) in enumerate(targets):
         _, ref_s, ref_evals = first_below(ref.trace, target)
-        print(f"\ntarget {target:.6g}: {label}; torch: {ref_s:.1f} s, {ref_evals} evaluations")
+        print(f"\ntarget {target:.6g}: {target_label}; torch: {ref_s:.1f} s, {ref_evals} evaluations")
         print(f"{'run':28s} {'s to target':>11s} {'wall ratio':>10s} {'evals':>5s} "
               f"{'eval ratio':>10s} {'loss':>11s}")
-        for line_search in FLAGS.line_searches:
-            hits = to_target.get((line_search, index))
+        for variant in variants:
+            hits = to_target.get((*variant, index))
             if not hits:
-                print(f"{'nst_tf.lbfgs ' + line_search:28s} {'not reached':>11s}")
+                print(f"{label(*variant):28s} {'not reached':>11s}")
                 continue
             seconds, evals, loss = min(hits)
-            print(f"{'nst_tf.lbfgs ' + line_search:28s} {seconds:11.1f} {seconds / ref.seconds:10.2f} "
+            print(f"{label(*variant):28s} {seconds:11.1f} {seconds / ref.seconds:10.2f} "
                   f"{evals:5} {evals / ref.trace[-1][1]:10.2f} {loss:11.6g}")
     print("\nwall ratio: our time to the target / torch's 100-iteration wall time "
-          "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load.")
+          "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load. "
+          "Losses are the float32 objective's.")
 
 
 def _timed(fn):
