@@ -52,7 +52,7 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
 flags.DEFINE_bool("jit_compile", False, "Compile the inference and training functions with XLA.")
 flags.DEFINE_string("weights", None, "VGG16 weights for the loss net (timing does not depend on them).")
 flags.DEFINE_bool("train", True, "Also time the training step.")
-flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of the inference runs.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of the inference runs and training steps.")
 FLAGS = flags.FLAGS
 
 def report(sgemm, label, seconds, flops, extra="", bf16=None):
@@ -128,9 +128,8 @@ def main(argv):
     )
     sgemm = SgemmSamples()
     for precision in FLAGS.precisions:
-        bf16 = None
+        bf16 = SgemmSamples(tf.bfloat16) if precision == "bfloat16" else None
         if precision != "float32":
-            bf16 = SgemmSamples(tf.bfloat16) if precision == "bfloat16" else None
             with policy_scope(precision):
                 model = TransformNet(width=FLAGS.width)
         bench_inference(model, sgemm, f"{precision:9s}", bf16)

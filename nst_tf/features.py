@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf.errors import NSTError
-from nst_tf.precision import PRECISIONS, policy_scope
+from nst_tf.precision import policy_scope
 
 # ImageNet channel means in BGR order, the "caffe" preprocessing shared by the
 # Keras VGG16, VGG19 and ResNet50 weights.
@@ -175,9 +175,6 @@ def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooli
         raise NSTError(f"--pooling: must be 'max' or 'avg', not {pooling!r}")
     if pooling == "avg" and not spec.sequential:
         raise NSTError(f"--pooling=avg is only supported for VGG extractors, not {name}")
-
-    if precision not in PRECISIONS:
-        raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
     with policy_scope(precision):
         backbone = _load_backbone(spec, weights)

@@ -14,6 +14,8 @@ import contextlib
 
 import keras
 
+from nst_tf.errors import NSTError
+
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -27,7 +29,7 @@ def policy_scope(precision):
     inside this block use it.
     """
     if precision not in _POLICIES:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(_POLICIES[precision])
     try:
