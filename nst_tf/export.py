@@ -37,6 +37,10 @@ the graph (a ``tf.while_loop``), with the loss of
 TFLite (``format="tflite"``, fast and multistyle nets): ``model.tflite`` with
 a fixed ``[1, tflite_size, tflite_size, 3]`` input, because TFLite kernels are
 planned for static shapes; resize on the device.
+
+``precision="bfloat16"`` (or ``float16``) exports a graph whose network computes
+in that type (:mod:`nst_tf.precision`); the signatures still take and return
+float32. It is fixed in the SavedModel: the graph holds the casts.
 """
 
 import dataclasses
@@ -52,6 +56,7 @@ from nst_tf import fileio
 from nst_tf import gatys
 from nst_tf import losses
 from nst_tf.errors import NSTError
+from nst_tf.precision import PRECISIONS
 
 MODEL_TYPES = ("fast", "multistyle", "cyclegan", "features", "gatys")
 FORMATS = ("saved_model", "tflite")
@@ -69,7 +74,9 @@ class ExportConfig:
     ``checkpoint`` is a training output directory (fast, multistyle, cyclegan).
     ``gatys_config`` holds the feature network, layers and loss weights of the
     ``features`` and ``gatys`` models, and ``num_steps`` / ``learning_rate`` of
-    the in-graph Adam loop (its ``optimizer`` must be ``adam``).
+    the in-graph Adam loop (its ``optimizer`` must be ``adam``). ``precision``
+    is the compute type of the exported network, whatever it trained in; it
+    overrides ``gatys_config.precision``.
     """
 
     model_type: str
@@ -79,6 +86,7 @@ class ExportConfig:
     max_side: int = 0
     format: str = "saved_model"
     tflite_size: int = 256
+    precision: str = "float32"
     gatys_config: gatys.GatysConfig = dataclasses.field(
         default_factory=lambda: gatys.GatysConfig(optimizer="adam", num_steps=100))
 
@@ -93,6 +101,10 @@ class ExportConfig:
             raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
         if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
             raise NSTError(f"--format=tflite: only fast and multistyle nets, not {self.model_type}")
+        if self.precision not in PRECISIONS:
+            raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.format == "tflite" and self.precision != "float32":
+            raise NSTError(f"--precision={self.precision}: the TFLite export is float32 only")
         if self.tflite_size < 8:
             raise NSTError(f"--tflite_size: must be at least 8, not {self.tflite_size}")
         if self.model_type == "gatys" and self.gatys_config.optimizer != "adam":
@@ -353,7 +365,7 @@ def load_model(config):
     if method != _TRAINED_METHODS[config.model_type]:
         raise NSTError(f"{config.checkpoint}: trained with method {method!r}, not {config.model_type!r}")
     name = f"generator_{config.direction}" if config.model_type == "cyclegan" else "model"
-    return base.load_trained_model(config.checkpoint, name), description
+    return base.load_trained_model(config.checkpoint, name, compute_precision=config.precision), description
 
 
 def build_module(config, model=None):
@@ -361,10 +373,11 @@ def build_module(config, model=None):
 
     ``model`` replaces the Keras model otherwise loaded from the checkpoint
     (or, for ``features`` and ``gatys``, the feature extractor otherwise built
-    from ``config.gatys_config``).
+    from ``config.gatys_config``), and computes in its own precision.
     """
     if config.model_type in ("features", "gatys"):
-        extractor = model if model is not None else gatys.build_extractor(config.gatys_config)
+        extractor = model if model is not None else gatys.build_extractor(
+            dataclasses.replace(config.gatys_config, precision=config.precision))
         if config.model_type == "features":
             return FeaturesModule(extractor, config.gatys_config)
         return GatysModule(extractor, config.gatys_config, max_side=config.max_side)
@@ -382,6 +395,7 @@ def _info(config, module, description):
         "format": config.format,
         "signatures": sorted(module.signatures()),
         "max_side": config.max_side,
+        "precision": config.precision,
         "checkpoint": os.path.abspath(config.checkpoint) if config.checkpoint else None,
     }
     if config.model_type == "cyclegan":

@@ -3,6 +3,7 @@
     nst-export --model_type=fast --checkpoint=runs/starry --export_dir=export/models/starry
     nst-export --model_type=multistyle --checkpoint=runs/four --export_dir=export/models/four --max_side=1024
     nst-export --model_type=cyclegan --checkpoint=runs/monet --direction=b2a --export_dir=export/models/monet
+    nst-export --model_type=fast --checkpoint=runs/starry --precision=bfloat16 --export_dir=export/models/starry_bf16
     nst-export --model_type=fast --checkpoint=runs/starry --format=tflite --tflite_size=384 \
         --export_dir=tflite/starry
     nst-export --model_type=gatys --weights=vgg19.h5 --num_steps=100 --export_dir=export/models/gatys
@@ -20,6 +21,7 @@ from absl import flags
 
 from nst_tf import export
 from nst_tf import gatys
+from nst_tf.precision import PRECISIONS
 
 _G = gatys.GatysConfig.__dataclass_fields__
 _E = export.ExportConfig.__dataclass_fields__
@@ -38,6 +40,9 @@ flags.DEFINE_enum("format", _E["format"].default, export.FORMATS,
                   "saved_model (TF Serving) or tflite (fast and multistyle nets only).")
 flags.DEFINE_integer("tflite_size", _E["tflite_size"].default,
                      "Fixed height and width of the TFLite model's input.", lower_bound=8)
+flags.DEFINE_enum("precision", _E["precision"].default, list(PRECISIONS),
+                  "Compute type of the exported network. bfloat16 is about 2x faster on CPUs with "
+                  "AVX512-BF16 or AMX and slower elsewhere; the signatures stay float32.")
 
 # Gatys / feature-extractor knobs, as in nst-stylize.
 flags.DEFINE_enum("feature_extractor", _G["feature_extractor"].default, ["vgg19", "vgg16", "resnet50"],

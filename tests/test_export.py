@@ -255,3 +255,35 @@ def test_cli_exports_from_training_dir_and_rejects_wrong_method(tmp_path, nets):
     assert good.stdout.strip() == f"exported multistyle model to {out / '1'}"
     info = json.loads((out / "1" / export.INFO_FILE).read_text())
     assert info["style_names"] == ["a", "b", "c"] and info["max_side"] == 64
+
+
+def _conv_dtypes(saved_model_fn):
+    """The element types of every Conv2D in a loaded signature's graph and its functions."""
+    graph_def = saved_model_fn.graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
+
+
+def test_bfloat16_export_computes_in_bfloat16_and_stays_float32_outside(tmp_path, nets, rng):
+    run_dir = write_training_dir(tmp_path / "fast_run", "fast", {"model": nets["fast"]})
+    images = tf.constant((rng.random((1, 40, 36, 3)) * 255).astype(np.float32))
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        path = export.export(export.ExportConfig("fast", str(tmp_path / precision), checkpoint=run_dir,
+                                                 precision=precision))
+        fn = tf.saved_model.load(path).signatures["stylize_tensor"]
+        assert _conv_dtypes(fn) == {precision}
+        outputs[precision] = fn(images=images)["images"]
+        info = json.loads((pathlib.Path(path) / export.INFO_FILE).read_text())
+        assert info["precision"] == precision
+    assert outputs["bfloat16"].dtype == tf.float32
+    # bfloat16 keeps 8 significant bits: a few 8-bit levels at most on [0, 255].
+    difference = np.abs(outputs["bfloat16"].numpy() - outputs["float32"].numpy())
+    assert 0 < difference.mean() < 2.0 and difference.max() < 8.0
+
+
+def test_precision_validation():
+    with pytest.raises(NSTError, match="--precision: must be one of"):
+        export.ExportConfig("fast", "x", precision="int8")
+    with pytest.raises(NSTError, match="--precision=bfloat16: the TFLite export is float32 only"):
+        export.ExportConfig("fast", "x", format="tflite", precision="bfloat16")
