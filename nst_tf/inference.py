@@ -50,7 +50,7 @@ class Stylizer:
         if saved_model:
             if precision != "float32":
                 raise NSTError(f"--precision: {path} is a SavedModel, whose precision was fixed "
-                               "when it was exported")
+                               "when it was exported (nst-export --precision)")
             self._init_saved_model(saved_model)
         else:
             self._init_training_dir(path, precision)
