@@ -143,6 +143,16 @@ def test_loss_layers_and_weights(styles):
         ff.PerceptualLoss(ff.PerceptualLossConfig(weights=None, style_layer_weights=[1.0]), [np.zeros((32, 32, 3))])
 
 
+@pytest.mark.filterwarnings("error")
+def test_loss_takes_arrays_without_keras_input_structure_warnings():
+    # The content sub-model once took the extractor's input *list*, so a plain array
+    # made Keras warn that the input structure did not match, on every new trace.
+    rng = np.random.default_rng(0)
+    loss = ff.PerceptualLoss(ff.PerceptualLossConfig(weights=None), [rng.random((32, 32, 3), np.float32)])
+    photos = rng.random((2, 32, 32, 3), np.float32)
+    assert np.isfinite(float(loss(tf.constant(photos), photos, tf.zeros([2], tf.int32))["loss"]))
+
+
 def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
     with pytest.raises(NSTError, match="no such file"):
         ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(photos, [str(tmp_path / "nope.jpg")]))

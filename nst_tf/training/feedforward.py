@@ -131,7 +131,7 @@ class PerceptualLoss:
         # The content photos only need the (shallow) content layers: a sub-model
         # sharing the extractor's layers skips the deeper ones.
         self.content_extractor = keras.Model(
-            self.extractor.inputs, {name: self.extractor.output[name] for name in content}
+            self.extractor.input, {name: self.extractor.output[name] for name in content}
         )
         self.content_layers = content
         style_features = [self.extractor(tf.constant(image[None])) for image in style_images]
