@@ -404,7 +404,7 @@ def _info(config, module, description):
         info["style_names"] = list(description["style_names"])
     if config.model_type in ("features", "gatys"):
         info["gatys_config"] = {k: v for k, v in dataclasses.asdict(config.gatys_config).items()
-                         if k not in ("log_dir", "checkpoint_dir", "resume")}
+                         if k not in ("log_dir", "checkpoint_dir", "resume", "precision")}
     if config.format == "tflite":
         info["tflite_input_shape"] = [1, config.tflite_size, config.tflite_size, 3]
     return info
