@@ -55,6 +55,7 @@ flags.DEFINE_bool("train", True, "Also time the training step.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of the inference runs and training steps.")
 FLAGS = flags.FLAGS
 
+
 def report(sgemm, label, seconds, flops, extra="", bf16=None):
     """Print one case; the ratio is over the best sgemm rate of the run so far (conservative),
     and also over the best bfloat16 matmul rate when ``bf16`` samples it."""

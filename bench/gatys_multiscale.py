@@ -104,7 +104,7 @@ def main(argv):
     print("target (issue 2): speed-up >= 3")
     print(f"loss after the final scale's first {FLAGS.report_every} iterations: single-scale "
           f"{single_trace[0][1]:.4g} (from {FLAGS.init}), multi-scale {multi_trace[0][1]:.4g} "
-          f"(from the upsampled {sizes.split('->')[-2]} px result)")
+          f"(from the upsampled {multi.sizes()[-2]} px result)")
     print_detail_floor(content, style, multi, extractor)
 
 

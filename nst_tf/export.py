@@ -55,8 +55,8 @@ from tensorflow.python.framework import convert_to_constants  # pylint: disable=
 from nst_tf import fileio
 from nst_tf import gatys
 from nst_tf import losses
+from nst_tf import precision
 from nst_tf.errors import NSTError
-from nst_tf.precision import PRECISIONS
 
 MODEL_TYPES = ("fast", "multistyle", "cyclegan", "features", "gatys")
 FORMATS = ("saved_model", "tflite")
@@ -101,8 +101,7 @@ class ExportConfig:
             raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
         if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
             raise NSTError(f"--format=tflite: only fast and multistyle nets, not {self.model_type}")
-        if self.precision not in PRECISIONS:
-            raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        precision.check(self.precision)
         if self.format == "tflite" and self.precision != "float32":
             raise NSTError(f"--precision={self.precision}: the TFLite export is float32 only")
         if self.tflite_size < 8:

@@ -21,6 +21,12 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+def check(precision):
+    """Raise the one-line error for a name that is not in :data:`PRECISIONS`."""
+    if precision not in _POLICIES:
+        raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
 @contextlib.contextmanager
 def policy_scope(precision):
     """Build Keras layers that compute in ``precision``, restoring the global policy after.
@@ -28,8 +34,7 @@ def policy_scope(precision):
     Keras reads the dtype policy when a layer is created, so only the models built
     inside this block use it.
     """
-    if precision not in _POLICIES:
-        raise NSTError(f"--precision: must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    check(precision)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(_POLICIES[precision])
     try:
