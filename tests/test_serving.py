@@ -253,8 +253,11 @@ def test_concurrent_clients(setup):
 
 
 def test_nst_serve_cli(setup):
+    # SIG_DFL in the child: Python ignores Ctrl-C if it starts with SIGINT ignored, as it is
+    # when a shell runs the suite in the background.
     proc = subprocess.Popen([str(VENV_BIN / "nst-serve"), f"--model_base_path={setup['base']}", "--port=0"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         match = re.search(r"at (http://127\.0\.0\.1:\d+)$", line.strip())

@@ -91,6 +91,8 @@ def test_resume_continues_with_identical_variables(tmp_path):
 
 
 def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
+    # Not default_int_handler: a shell starting the suite in the background ignores SIGINT.
+    handler_before = signal.getsignal(signal.SIGINT)
     trainer = ToyTrainer(config(tmp_path))
     step_fn = trainer._distributed_step
 
@@ -104,7 +106,7 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
     result = trainer.train()
     assert result.interrupted and result.step == 7
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-7")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_changed_model_is_a_clear_error(tmp_path):
