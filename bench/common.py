@@ -75,9 +75,8 @@ def conv_forward_flops(model, input_shape):
     captured = []
 
     def visit(layer):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)) or (
-            isinstance(layer, nst_layers.ReflectConv2D) and layer.subpixel
-        ):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense,
+                              nst_layers.ReflectConv2D)):
             captured.append(layer)
             return
         for sub in getattr(layer, "_layers", []) or []:
@@ -104,8 +103,11 @@ def conv_forward_flops(model, input_shape):
         if isinstance(layer, keras.layers.Dense):
             total += 2 * int(np.prod(out_shape[:-1])) * int(in_shape[-1]) * int(out_shape[-1])
         elif isinstance(layer, nst_layers.ReflectConv2D):
-            # The sub-pixel form: a 3x3 kernel with scale² phases at the input's resolution.
-            total += 2 * int(np.prod(in_shape[:-1])) * 9 * int(in_shape[-1]) * layer.upsample**2 * layer.filters
+            # The plain convolution's count at the output resolution, whatever form computes
+            # it (sub-pixel, space_to_depth in or out): the zero taps of those forms are not
+            # counted. Every form's output holds (output pixels x filters) values.
+            k = layer.kernel_size
+            total += 2 * int(np.prod(out_shape)) * k * k * int(layer.conv.kernel.shape[2])
         elif isinstance(layer, keras.layers.Conv2DTranspose):
             kh, kw = layer.kernel_size
             total += 2 * int(np.prod(in_shape[:-1])) * kh * kw * int(in_shape[-1]) * layer.filters

@@ -253,52 +253,138 @@ def upsample_nearest(images, scale):
     return tf.reshape(expanded, [b, h * scale, w * scale, c])
 
 
-def _phase_taps(kernel_size, scale):
-    """``M[a, d, t] = 1`` when tap ``t`` of a ``kernel_size`` kernel, centred on output row
-    ``scale * i + a`` of a nearest-upsampled image, reads input row ``i + d - 1``."""
+def phase_taps(kernel_size, scale):
+    """Where the taps of a ``kernel_size`` convolution on a fine image fall on its
+    ``space_to_depth(scale)`` form.
+
+    Returns ``(T, before, after)``. ``T[a, d, x, t] = 1`` when tap ``t`` (row offset
+    ``t - kernel_size // 2``) of the output at fine row ``scale * i + a`` reads fine row
+    ``scale * (i + d - before) + x``: cell ``i + d - before``, phase ``x``. ``before`` and
+    ``after`` are the cells the taps reach past each edge; every tap lands on exactly one
+    ``(d, x)``, so a kernel folded with ``T`` holds copies of its entries, not sums.
+    """
     pad = kernel_size // 2
-    return np.array(
-        [[[float((a + t - pad) // scale == d - 1) for t in range(kernel_size)] for d in range(3)] for a in range(scale)],
-        np.float32,
-    )
+    before = -((-pad) // scale)
+    after = (scale - 1 + kernel_size - 1 - pad) // scale
+    taps = np.zeros([scale, before + after + 1, scale, kernel_size], np.float32)
+    for a in range(scale):
+        for t in range(kernel_size):
+            fine = a + t - pad
+            taps[a, fine // scale + before, fine % scale, t] = 1.0
+    return taps, before, after
+
+
+def _fold_kernel(kernel, fold, cells, in_phases, out_phases):
+    """``sum_t fold[..., t] kernel[t]`` over the ``k²`` taps as one small matmul, reshaped to
+    a ``[cells, cells, in_phases * C_in, out_phases * C_out]`` kernel.
+
+    ``fold`` is a 0/1 array ``[cells, cells, in_phases, out_phases, k²]``; a three-operand
+    ``tf.einsum`` took 25 ms per call through oneDNN where this matmul is negligible.
+    """
+    k, _, c_in, c_out = kernel.shape
+    folded = tf.matmul(tf.constant(fold.reshape(-1, k * k), kernel.dtype), tf.reshape(kernel, [k * k, c_in * c_out]))
+    folded = tf.reshape(folded, [cells, cells, in_phases, out_phases, c_in, c_out])
+    folded = tf.transpose(folded, [0, 1, 2, 4, 3, 5])
+    return tf.reshape(folded, [cells, cells, in_phases * c_in, out_phases * c_out])
 
 
 def subpixel_kernel(kernel, scale):
     """Fold ``kernel`` [k, k, C_in, C_out], applied after nearest upsampling by ``scale``,
-    into a 3 x 3 kernel [3, 3, C_in, scale² C_out] over the original image.
+    into a kernel [n, n, C_in, scale² C_out] over the original image (``n`` cells from
+    :func:`phase_taps`: 3 for a 3x3 kernel).
 
     Output phase ``(a, b)`` (pixel ``(scale i + a, scale j + b)``) sees input pixel
-    ``(i + d - 1, j + e - 1)`` through every tap that lands on a copy of it, so its kernel
-    is ``K_ab[d, e] = sum_{t, u} M[a, d, t] M[b, e, u] K[t, u]``. The phases are ordered
-    ``(a, b, c)`` for ``tf.nn.depth_to_space``. Needs ``k // 2 < scale``.
-
-    The 0/1 tensor ``M[a, d, t] M[b, e, u]`` is a constant, so the fold is one small matmul
-    over the ``k²`` taps; a three-operand ``tf.einsum`` took 25 ms per call through oneDNN.
+    ``(i + d - before, j + e - before)`` through every tap that lands on one of its copies,
+    so its kernel is ``K_ab[d, e] = sum_{t, u} M[a, d, t] M[b, e, u] K[t, u]`` with
+    ``M = sum_x T[:, :, x, :]`` of :func:`phase_taps` (the upsampled image's phases are all
+    the same pixel). The phases are ordered ``(a, b, c)`` for ``tf.nn.depth_to_space``.
     """
-    k, _, c_in, c_out = kernel.shape
-    taps = _phase_taps(k, scale)
-    fold = np.einsum("adt,beu->deabtu", taps, taps).reshape(9 * scale * scale, k * k)
-    folded = tf.matmul(tf.constant(fold, kernel.dtype), tf.reshape(kernel, [k * k, c_in * c_out]))
-    folded = tf.transpose(tf.reshape(folded, [3, 3, scale, scale, c_in, c_out]), [0, 1, 4, 2, 3, 5])
-    return tf.reshape(folded, [3, 3, c_in, scale * scale * c_out])
+    taps, before, after = phase_taps(kernel.shape[0], scale)
+    m = taps.sum(axis=2)
+    fold = np.einsum("adt,beu->deabtu", m, m).reshape(before + after + 1, before + after + 1, 1, scale * scale, -1)
+    return _fold_kernel(kernel, fold, before + after + 1, 1, scale * scale)
 
 
-def upsample_reflect_conv2d(images, kernel, scale):
+def space_to_depth_kernel(kernel, scale):
+    """Fold ``kernel`` [k, k, C_in, C_out] on a fine image into the kernel
+    [n, n, scale² C_in, scale² C_out] that computes the same convolution on the images'
+    ``space_to_depth(scale)`` forms: ``K'[d, e, (x, y, c), (a, b, o)] = sum_{t, u}
+    T[a, d, x, t] T[b, e, y, u] K[t, u, c, o]`` with ``T`` from :func:`phase_taps`.
+
+    The multiply-adds per fine output value are ``n² s²`` instead of ``k²`` (the zero taps; a
+    5x5 kernel for 9x9 at scale 2: 1.23x), in a wider shape, ``scale²`` times the output
+    channels, which is what a narrow layer such as the 3-channel RGB output needs.
+    """
+    taps, before, after = phase_taps(kernel.shape[0], scale)
+    cells = before + after + 1
+    fold = np.einsum("adxt,beyu->dexyabtu", taps, taps).reshape(cells, cells, scale * scale, scale * scale, -1)
+    return _fold_kernel(kernel, fold, cells, scale * scale, scale * scale)
+
+
+def upsample_reflect_conv2d(images, kernel, scale, depth_to_space=True):
     """``conv(reflect_pad(upsample_nearest(images, scale), k // 2), kernel)`` without building
     the upsampled image (Shi et al. 2016's sub-pixel convolution, with the folded kernel of
     :func:`subpixel_kernel`).
 
     For ``k // 2 < scale`` the reflected rows of the upsampled image are copies of the edge
-    rows, so a 1-pixel edge pad of the small image replaces the reflection. The convolution
-    then runs at the input's resolution with ``scale²`` times the output channels, and
-    ``depth_to_space`` interleaves the phases. The multiply-adds equal the plain path's; it
-    skips writing and padding the upsampled tensor and runs oneDNN on a wider output,
-    measured 1.3x faster forward and 1.5-1.9x faster forward plus backward for the
-    transform net's upsampling layers (``bench/feedforward.py``).
+    rows, so a 1-cell edge (symmetric) pad of the small image replaces the reflection. The
+    convolution then runs at the input's resolution with ``scale²`` times the output
+    channels, and ``depth_to_space`` interleaves the phases (skipped with
+    ``depth_to_space=False``, for a consumer of the ``space_to_depth`` form). The
+    multiply-adds equal the plain path's; it skips writing and padding the upsampled tensor
+    and runs oneDNN on a wider output, measured 1.3x faster forward and 1.5-1.9x faster
+    forward plus backward for the transform net's upsampling layers (``bench/feedforward.py``).
     """
-    padded = mirror_pad(images, ((1, 1), (1, 1)), "SYMMETRIC")
+    _, before, after = phase_taps(kernel.shape[0], scale)
+    padded = mirror_pad(images, ((before, after), (before, after)), "SYMMETRIC")
     y = tf.nn.conv2d(padded, subpixel_kernel(kernel, scale), 1, "VALID")
-    return tf.nn.depth_to_space(y, scale)
+    return tf.nn.depth_to_space(y, scale) if depth_to_space else y
+
+
+def _phases_to_fine(x, scale, axis):
+    """``[B, H, W, s² C]`` (space_to_depth form) -> the fine rows (``axis=1``: ``[B, s H, W, s C]``)
+    or columns (``axis=2``: ``[B, H, s W, s C]``) the other phase index still in the channels."""
+    shape = tf.shape(x)
+    b, h, w, depth = shape[0], shape[1], shape[2], shape[3]
+    if axis == 1:
+        x = tf.transpose(tf.reshape(x, [b, h, w, scale, depth // scale]), [0, 1, 3, 2, 4])
+        return tf.reshape(x, [b, h * scale, w, depth // scale])
+    x = tf.transpose(tf.reshape(x, [b * h, w, scale, scale, depth // (scale * scale)]), [0, 1, 3, 2, 4])
+    return tf.reshape(x, [b, h, w * scale, depth // scale])
+
+
+def _fine_to_phases(x, scale, axis):
+    """The inverse of :func:`_phases_to_fine`."""
+    shape = tf.shape(x)
+    b, h, w, depth = shape[0], shape[1], shape[2], shape[3]
+    if axis == 1:
+        x = tf.transpose(tf.reshape(x, [b, h // scale, scale, w, depth]), [0, 1, 3, 2, 4])
+        return tf.reshape(x, [b, h // scale, w, scale * depth])
+    x = tf.transpose(tf.reshape(x, [b * h, w // scale, scale, scale, depth // scale]), [0, 1, 3, 2, 4])
+    return tf.reshape(x, [b, h, w // scale, scale * depth])
+
+
+def space_to_depth_reflection_pad(images, scale, before, after):
+    """``space_to_depth(reflection_pad(x, scale * before, scale * after), scale)`` computed
+    from ``images = space_to_depth(x, scale)``, without building ``x``.
+
+    Only the edge cells are rearranged: each side's few border cells are taken to fine
+    rows, mirrored with a gather, and taken back, then concatenated to the body, first
+    along W and then along H as in :func:`mirror_pad`. The fine image must be larger than
+    the fine padding, and ``images`` at least ``max(before, after) + 1`` cells per side.
+    """
+    for axis in (2, 1):
+        size = tf.shape(images)[axis]
+        head = _slice(images, axis, 0, before + 1)
+        head_rows = list(range(scale * before, 0, -1))
+        tail = _slice(images, axis, size - after - 1, size)
+        # The tail's fine rows are numbered from (size - after - 1) * scale; row n + j of the
+        # fine image (n its height) mirrors row n - 2 - j.
+        tail_rows = [scale * (after + 1) - 2 - j for j in range(scale * after)]
+        head = _fine_to_phases(tf.gather(_phases_to_fine(head, scale, axis), head_rows, axis=axis), scale, axis)
+        tail = _fine_to_phases(tf.gather(_phases_to_fine(tail, scale, axis), tail_rows, axis=axis), scale, axis)
+        images = tf.concat([head, images, tail], axis)
+    return images
 
 
 def conv2d_valid_by_rows(images, kernel):
@@ -377,14 +463,37 @@ class ReflectConv2D(keras.layers.Layer):
         """True when :func:`upsample_reflect_conv2d` computes this layer (see there)."""
         return self.upsample > 1 and self.strides == 1 and self.kernel_size // 2 < self.upsample
 
-    def call(self, inputs):
+    def call(self, inputs, space_to_depth_in=1, space_to_depth_out=False):
+        """Convolve ``inputs``, or, with ``space_to_depth_in=s``, the image ``x`` whose
+        ``tf.nn.space_to_depth(x, s)`` form ``inputs`` is (stride 1, no upsampling; through
+        :func:`space_to_depth_kernel`). ``space_to_depth_out=True`` makes a sub-pixel layer
+        return its output before ``depth_to_space(., upsample)``."""
+        if space_to_depth_out and not self.subpixel:
+            raise ValueError("space_to_depth_out needs a sub-pixel (upsampling) layer")
+        if space_to_depth_in > 1:
+            return self._call_on_space_to_depth(inputs, int(space_to_depth_in))
         if self.subpixel:
             x = tf.cast(inputs, self.compute_dtype)
-            y = upsample_reflect_conv2d(x, tf.cast(self.conv.kernel, x.dtype), self.upsample)
-            return y + tf.cast(self.conv.bias, y.dtype) if self.use_bias else y
+            y = upsample_reflect_conv2d(
+                x, tf.cast(self.conv.kernel, x.dtype), self.upsample, depth_to_space=not space_to_depth_out
+            )
+            if self.use_bias:
+                bias = tf.cast(self.conv.bias, y.dtype)
+                y = y + (tf.tile(bias, [self.upsample**2]) if space_to_depth_out else bias)
+            return y
         x = upsample_nearest(inputs, self.upsample)
         pad = self.kernel_size // 2
         return self.conv(reflection_pad(x, ((pad, pad), (pad, pad))))
+
+    def _call_on_space_to_depth(self, inputs, scale):
+        if self.strides != 1 or self.upsample != 1:
+            raise ValueError("space_to_depth_in needs a stride-1 layer without upsampling")
+        x = tf.cast(inputs, self.compute_dtype)
+        kernel = space_to_depth_kernel(tf.cast(self.conv.kernel, x.dtype), scale)
+        _, before, after = phase_taps(self.kernel_size, scale)
+        y = tf.nn.conv2d(space_to_depth_reflection_pad(x, scale, before, after), kernel, 1, "VALID")
+        y = tf.nn.depth_to_space(y, scale)
+        return y + tf.cast(self.conv.bias, y.dtype) if self.use_bias else y
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
@@ -460,11 +569,26 @@ class ConvBlock(keras.layers.Layer):
         feature_shape = (None, None, None, self.filters)
         self.norm.build([feature_shape, (None, self.num_styles)] if self.num_styles else feature_shape)
 
-    def call(self, inputs):
-        if self.num_styles:
-            x, style_weights = inputs
-            return self.norm([self.conv(x), style_weights])
-        return self.norm(self.conv(inputs))
+    def call(self, inputs, space_to_depth_out=False):
+        """``norm(conv(x))``; a sub-pixel block normalises its output in ``space_to_depth``
+        form, and with ``space_to_depth_out=True`` returns it in that form (see
+        :meth:`ReflectConv2D.call`)."""
+        x, style_weights = inputs if self.num_styles else (inputs, None)
+        if not self.conv.subpixel:
+            if space_to_depth_out:
+                raise ValueError("space_to_depth_out needs an upsampling block")
+            return self._normalize(self.conv(x), style_weights)
+        y = self.conv(x, space_to_depth_out=True)
+        # [B, H, W, s² C] -> [B, H, W s², C] is a free reshape whose channels are the fine
+        # image's, so the norm's statistics run over all of its pixels.
+        shape = tf.shape(y)
+        phases = self.upsample**2
+        fine = tf.reshape(y, [shape[0], shape[1], shape[2] * phases, self.filters])
+        y = tf.reshape(self._normalize(fine, style_weights), shape)
+        return y if space_to_depth_out else tf.nn.depth_to_space(y, self.upsample)
+
+    def _normalize(self, x, style_weights):
+        return self.norm([x, style_weights]) if self.num_styles else self.norm(x)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape[0] if self.num_styles else input_shape)

@@ -243,3 +243,68 @@ def test_upsample_conv_takes_the_subpixel_path_only_where_it_is_exact():
     assert layers.UpsampleConv2D(4, 3, scale=2).subpixel
     assert not layers.UpsampleConv2D(4, 5, scale=2).subpixel
     assert not layers.ReflectConv2D(4, 3).subpixel
+
+
+@pytest.mark.parametrize("scale, k", [(2, 9), (2, 3), (3, 5), (2, 4)])
+def test_phase_taps_place_every_tap_once(scale, k):
+    taps, before, after = layers.phase_taps(k, scale)
+    assert taps.shape == (scale, before + after + 1, scale, k)
+    np.testing.assert_array_equal(taps.sum(axis=(1, 2)), np.ones((scale, k)))
+    for a in range(scale):
+        for t in range(k):
+            (d,), (x,) = np.nonzero(taps[a, :, :, t])
+            assert scale * (d - before) + x == a + t - k // 2
+
+
+@pytest.mark.parametrize("shape", [(2, 12, 10, 3), (1, 8, 6, 2), (1, 10, 18, 1)])
+@pytest.mark.parametrize("scale, k", [(2, 9), (2, 3), (3, 5)])
+def test_space_to_depth_reflection_pad_equals_padding_the_fine_image(rng, shape, scale, k):
+    x = rng.normal(size=(shape[0], shape[1] // 2 * scale, shape[2] // 2 * scale, shape[3])).astype(np.float32)
+    _, before, after = layers.phase_taps(k, scale)
+    ours = layers.space_to_depth_reflection_pad(tf.nn.space_to_depth(x, scale), scale, before, after)
+    padded = np.pad(x, ((0, 0), (scale * before, scale * after), (scale * before, scale * after), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(ours, tf.nn.space_to_depth(padded, scale))
+
+
+@pytest.mark.parametrize("scale, k, filters", [(2, 9, 3), (2, 3, 5), (3, 5, 2)])
+def test_reflect_conv_on_space_to_depth_input_matches_the_plain_layer(rng, scale, k, filters):
+    layer = layers.ReflectConv2D(filters, k)
+    x = tf.constant(rng.normal(size=(2, 6 * scale, 5 * scale, 4)).astype(np.float32))
+    layer.build(x.shape)
+    layer.conv.bias.assign(rng.normal(size=filters).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = layer(tf.nn.space_to_depth(x, scale), space_to_depth_in=scale)
+        plain = layer(x)
+        ours_loss, plain_loss = tf.reduce_sum(tf.sin(ours)), tf.reduce_sum(tf.sin(plain))
+    np.testing.assert_allclose(ours, plain, rtol=1e-4, atol=1e-4)
+    variables = [x] + layer.trainable_variables
+    for a, b in zip(tape.gradient(ours_loss, variables), tape.gradient(plain_loss, variables)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("num_styles", [0, 2])
+def test_upsample_block_space_to_depth_output_is_its_output_before_depth_to_space(features, rng, num_styles):
+    block = layers.ConvBlock(6, 3, upsample=2, num_styles=num_styles)
+    inputs = [features, np.float32([[0.3, 0.7]] * 3)] if num_styles else features
+    block(inputs)
+    for variable in block.norm.trainable_variables:
+        variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+    out = block(inputs)
+    assert out.shape == (3, 14, 10, 6)
+    np.testing.assert_allclose(tf.nn.depth_to_space(block(inputs, space_to_depth_out=True), 2), out, atol=1e-6)
+    # The norm's statistics are the fine image's, as with the plain upsample-conv and norm.
+    upsampled = tf.nn.conv2d(
+        layers.reflection_pad(layers.upsample_nearest(features, 2), ((1, 1), (1, 1))), block.conv.conv.kernel, 1, "VALID"
+    )
+    expected = block.norm([upsampled, inputs[1]]) if num_styles else block.norm(upsampled)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_space_to_depth_options_need_a_layer_that_supports_them():
+    with pytest.raises(ValueError, match="sub-pixel"):
+        layers.ReflectConv2D(2, 3)(np.zeros((1, 8, 8, 3), np.float32), space_to_depth_out=True)
+    with pytest.raises(ValueError, match="stride-1"):
+        layers.ReflectConv2D(2, 3, strides=2)(np.zeros((1, 8, 8, 12), np.float32), space_to_depth_in=2)
+    with pytest.raises(ValueError, match="upsampling block"):
+        layers.ConvBlock(2, 3)(np.zeros((1, 8, 8, 3), np.float32), space_to_depth_out=True)

@@ -106,9 +106,18 @@ class StyleTrunk(keras.Model):
 
     def _trunk(self, images, style_weights=None):
         x, size = pad_to_multiple(images, SIZE_MULTIPLE)
-        for block in self.blocks:
-            x = block([x, style_weights] if self._num_styles else x)
-        logits = tf.cast(self.output_conv(x), tf.float32)
+        *body, last = self.blocks
+
+        def call(block, x, **kwargs):
+            return block([x, style_weights] if self._num_styles else x, **kwargs)
+
+        for block in body:
+            x = call(block, x)
+        # The last upsample-conv hands its output over in space_to_depth form and the output
+        # conv reads it there: the largest feature map is never interleaved or padded, and
+        # the RGB conv runs with 4x the output channels (1024 px: 35 ms of 1.0 s).
+        x = call(last, x, space_to_depth_out=True)
+        logits = tf.cast(self.output_conv(x, space_to_depth_in=last.upsample), tf.float32)
         return crop_to(tf.sigmoid(logits), size)
 
     def get_config(self):
