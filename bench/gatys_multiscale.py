@@ -1,6 +1,6 @@
 """Time to a fixed loss at 512 px: coarse-to-fine (256 -> 512) against single-scale.
 
-Both runs call the production pipeline, ``gatys.stylize`` with L-BFGS, on the
+Both runs call the production pipeline, ``gatys.stylize`` with L-BFGS (or ``--optimizer=adam``), on the
 HED VGG16 stand-in weights and chicago x starry_night (style layers
 block1..5_conv1, content block4_conv2, ``--init`` content or noise). The single-scale run takes
 ``--steps`` iterations at 512 px; its final loss is the target. The
@@ -36,10 +36,11 @@ from nst_tf import images  # noqa: E402
 
 common.define_gatys_problem_flags(image_size=512)
 flags.DEFINE_list("scales", ["256"], "Coarser sizes of the multi-scale run.")
-flags.DEFINE_integer("steps", 100, "Single-scale L-BFGS iterations; its final loss is the target.")
-flags.DEFINE_integer("multiscale_steps", 50, "Multi-scale L-BFGS iterations per scale.")
+flags.DEFINE_integer("steps", 100, "Single-scale iterations; its final loss is the target.")
+flags.DEFINE_integer("multiscale_steps", 50, "Multi-scale iterations per scale.")
 flags.DEFINE_integer("report_every", 2, "Iterations between loss reports (resolution).")
 flags.DEFINE_enum("init", "content", ["content", "noise"], "Starting image of both runs.")
+flags.DEFINE_enum("optimizer", "lbfgs", ["lbfgs", "adam"], "Optimiser of both runs (Adam: the default learning rate).")
 FLAGS = flags.FLAGS
 
 
@@ -72,7 +73,7 @@ def main(argv):
         image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
         content_layers=("block4_conv2",),
         style_layers=tuple(f"block{b}_conv1" for b in range(1, 6)),
-        log_every=FLAGS.report_every, init=FLAGS.init)
+        log_every=FLAGS.report_every, init=FLAGS.init, optimizer=FLAGS.optimizer)
     content = images.load_image(FLAGS.content)
     style = images.load_image(FLAGS.style)
     extractor = gatys.build_extractor(base)
