@@ -66,7 +66,8 @@ class SgemmSamples:
 
 
 def conv_forward_flops(model, input_shape):
-    """Multiply-add FLOPs (2 per MAC) of every Conv2D / Conv2DTranspose / Dense in one forward pass.
+    """Multiply-add FLOPs (2 per MAC) of every Conv2D / Conv2DTranspose / Dense in one forward pass,
+    each ``layers.ReflectConv2D`` counted as one plain convolution whatever form computes it.
 
     ``input_shape`` is the full NHWC shape. Layers are visited recursively, and
     each layer's output shape is found by tracing the model once.

@@ -274,7 +274,7 @@ def phase_taps(kernel_size, scale):
     return taps, before, after
 
 
-def _fold_kernel(kernel, fold, cells, in_phases, out_phases):
+def _fold_kernel(kernel, fold):
     """``sum_t fold[..., t] kernel[t]`` over the ``k²`` taps as one small matmul, reshaped to
     a ``[cells, cells, in_phases * C_in, out_phases * C_out]`` kernel.
 
@@ -282,6 +282,7 @@ def _fold_kernel(kernel, fold, cells, in_phases, out_phases):
     ``tf.einsum`` took 25 ms per call through oneDNN where this matmul is negligible.
     """
     k, _, c_in, c_out = kernel.shape
+    cells, _, in_phases, out_phases, _ = fold.shape
     folded = tf.matmul(tf.constant(fold.reshape(-1, k * k), kernel.dtype), tf.reshape(kernel, [k * k, c_in * c_out]))
     folded = tf.reshape(folded, [cells, cells, in_phases, out_phases, c_in, c_out])
     folded = tf.transpose(folded, [0, 1, 2, 4, 3, 5])
@@ -301,8 +302,8 @@ def subpixel_kernel(kernel, scale):
     """
     taps, before, after = phase_taps(kernel.shape[0], scale)
     m = taps.sum(axis=2)
-    fold = np.einsum("adt,beu->deabtu", m, m).reshape(before + after + 1, before + after + 1, 1, scale * scale, -1)
-    return _fold_kernel(kernel, fold, before + after + 1, 1, scale * scale)
+    cells = before + after + 1
+    return _fold_kernel(kernel, np.einsum("adt,beu->deabtu", m, m).reshape(cells, cells, 1, scale * scale, -1))
 
 
 def space_to_depth_kernel(kernel, scale):
@@ -318,7 +319,7 @@ def space_to_depth_kernel(kernel, scale):
     taps, before, after = phase_taps(kernel.shape[0], scale)
     cells = before + after + 1
     fold = np.einsum("adxt,beyu->dexyabtu", taps, taps).reshape(cells, cells, scale * scale, scale * scale, -1)
-    return _fold_kernel(kernel, fold, cells, scale * scale, scale * scale)
+    return _fold_kernel(kernel, fold)
 
 
 def upsample_reflect_conv2d(images, kernel, scale, depth_to_space=True):
