@@ -166,6 +166,8 @@ LAYER_CASES = [
     (lambda: layers.ConvBlock(5, 3, strides=2, num_styles=2), conditional_block_call),
     (lambda: layers.ResidualBlock(4), lambda layer, x: layer(x)),
     (lambda: layers.ResidualBlock(4, num_styles=2), conditional_block_call),
+    (lambda: layers.StridedConv2D(3, 3, strides=2, activation="relu"), lambda layer, x: layer(x)),
+    (lambda: layers.StridedConv2DTranspose(3, 3, strides=2, padding="same"), lambda layer, x: layer(x)),
 ]
 
 
@@ -237,6 +239,53 @@ def test_subpixel_upsample_conv_matches_upsample_then_conv(rng, scale, k):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
     for a, b in zip(tape.gradient(ours_loss, [x, kernel]), tape.gradient(reference_loss, [x, kernel])):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+STRIDED_CASES = [
+    (layers.StridedConv2D, keras.layers.Conv2D),
+    (layers.StridedConv2DTranspose, keras.layers.Conv2DTranspose),
+]
+
+
+@pytest.mark.parametrize("ours, keras_class", STRIDED_CASES)
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("kernel_size, strides", [(3, 2), (4, 2), (3, (2, 3))])
+@pytest.mark.parametrize("shape", [(2, 9, 12, 3), (1, 8, 8, 4), (1, 7, 5, 2)])
+def test_strided_convolutions_match_keras_values_and_gradients(rng, ours, keras_class, padding, kernel_size, strides,
+                                                              shape):
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    reference = keras_class(5, kernel_size, strides=strides, padding=padding)
+    layer = ours(5, kernel_size, strides=strides, padding=padding)
+    reference.build(shape)
+    layer.build(shape)
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in reference.get_weights()])
+    reference.set_weights(layer.get_weights())
+
+    def values_and_gradients(net):
+        # A tf.function with unknown H and W, as the nets are trained and exported.
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, shape[-1]])])
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = net(x)
+                loss = tf.reduce_sum(tf.sin(y) * y)
+            return [y, *tape.gradient(loss, [x, *net.trainable_variables])]
+
+        return run(x)
+
+    ours_out, reference_out = values_and_gradients(layer), values_and_gradients(reference)
+    assert len(ours_out) == 4  # output, input, kernel and bias gradients
+    for a, b in zip(ours_out, reference_out):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_strided_convolution_layers_need_strides():
+    for make in (layers.StridedConv2D, layers.StridedConv2DTranspose):
+        with pytest.raises(ValueError, match="strides > 1"):
+            make(4, 3)
+    with pytest.raises(ValueError, match="strides > 1"):
+        layers.StridedConv2D(4, 3, strides=2, groups=2)
 
 
 def test_upsample_conv_takes_the_subpixel_path_only_where_it_is_exact():

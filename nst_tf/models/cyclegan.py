@@ -14,6 +14,9 @@ Every convolution kernel is re-drawn from N(0, 0.02) and every bias zeroed once
 the weights exist, as the authors' ``init_weights`` does after construction.
 Our own convolutions that feed an instance norm carry no bias: the norm
 subtracts the channel mean, so a bias would cancel exactly.
+The generator's stride-2 and transposed convolutions are ``layers.StridedConv2D`` and
+``layers.StridedConv2DTranspose``: the Keras layers with the same weights and results,
+whose kernel gradient runs 2-3x faster on CPU at batch 1.
 Weights are created in ``__init__`` (they do not depend on H and W), so a fresh
 model can be restored from a ``tf.train.Checkpoint`` before any call.
 
@@ -100,14 +103,14 @@ class ResnetGenerator(_LayerChain):
             # The authors zero-pad the stride-2 convolutions by 1 on every side.
             chain += [
                 keras.layers.ZeroPadding2D(1, name=f"d{filters}_pad"),
-                keras.layers.Conv2D(filters, 3, strides=2, use_bias=False, name=f"d{filters}_conv"),
+                layers.StridedConv2D(filters, 3, strides=2, use_bias=False, name=f"d{filters}_conv"),
                 layers.InstanceNormalization(activation="relu", name=f"d{filters}_norm"),
             ]
         chain += [layers.ResidualBlock(4 * f, name=f"r{i + 1}") for i in range(self.n_blocks)]
         for filters in (2 * f, f):
             if upsampling == "transpose":
                 chain += [
-                    keras.layers.Conv2DTranspose(
+                    layers.StridedConv2DTranspose(
                         filters, 3, strides=2, padding="same", use_bias=False, name=f"u{filters}_conv"
                     ),
                     layers.InstanceNormalization(activation="relu", name=f"u{filters}_norm"),
