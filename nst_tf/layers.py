@@ -410,6 +410,13 @@ def conv2d_valid_by_rows(images, kernel):
     return tf.nn.conv2d(y, pick, 1, "VALID")
 
 
+def _bias_and_activation(layer, y):
+    """The tail of a Keras conv layer's ``call``, for subclasses that compute ``y`` their own way."""
+    if layer.use_bias:
+        y = y + layer.bias
+    return layer.activation(y) if layer.activation is not None else y
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NarrowConv2D(keras.layers.Conv2D):
     """A stride-1, "valid" ``keras.layers.Conv2D`` for few output channels, computed by
@@ -421,10 +428,7 @@ class NarrowConv2D(keras.layers.Conv2D):
             raise ValueError("NarrowConv2D supports only strides=1, padding='valid', no dilation or groups")
 
     def call(self, inputs):
-        y = conv2d_valid_by_rows(inputs, self.kernel)
-        if self.use_bias:
-            y = y + self.bias
-        return self.activation(y) if self.activation is not None else y
+        return _bias_and_activation(self, conv2d_valid_by_rows(inputs, self.kernel))
 
 
 def _same_padding(size, out, kernel_size, stride):
@@ -513,36 +517,32 @@ def _check_strided(layer):
         )
 
 
-def _bias_and_activation(layer, y):
-    if layer.use_bias:
-        y = y + layer.bias
-    return layer.activation(y) if layer.activation is not None else y
+class _MatmulKernelGradient:
+    """Mixin for a strided Keras convolution layer whose op, ``_convolution(inputs, kernel,
+    strides, padding)``, computes the kernel gradient by :func:`conv2d_kernel_gradient`."""
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        _check_strided(self)
+
+    def call(self, inputs):
+        return _bias_and_activation(self, self._convolution(inputs, self.kernel, self.strides, self.padding))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class StridedConv2D(keras.layers.Conv2D):
+class StridedConv2D(_MatmulKernelGradient, keras.layers.Conv2D):
     """A strided ``keras.layers.Conv2D`` whose kernel gradient is computed by
     :func:`conv2d_kernel_gradient`. Same weights, config and results as ``Conv2D``."""
 
-    def __init__(self, filters, kernel_size, **kwargs):
-        super().__init__(filters, kernel_size, **kwargs)
-        _check_strided(self)
-
-    def call(self, inputs):
-        return _bias_and_activation(self, strided_conv2d(inputs, self.kernel, self.strides, self.padding))
+    _convolution = staticmethod(strided_conv2d)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class StridedConv2DTranspose(keras.layers.Conv2DTranspose):
+class StridedConv2DTranspose(_MatmulKernelGradient, keras.layers.Conv2DTranspose):
     """A strided ``keras.layers.Conv2DTranspose`` whose kernel gradient is computed by
     :func:`conv2d_kernel_gradient`. Same weights, config and results as ``Conv2DTranspose``."""
 
-    def __init__(self, filters, kernel_size, **kwargs):
-        super().__init__(filters, kernel_size, **kwargs)
-        _check_strided(self)
-
-    def call(self, inputs):
-        return _bias_and_activation(self, strided_conv2d_transpose(inputs, self.kernel, self.strides, self.padding))
+    _convolution = staticmethod(strided_conv2d_transpose)
 
 
 # Below this many output channels a large kernel runs faster as row convolutions.
