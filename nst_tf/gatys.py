@@ -71,11 +71,13 @@ class GatysConfig:
 
     # Sizes. ``image_size`` is the longest side of the output. ``scales`` lists
     # smaller sizes to optimise first (coarse to fine); each result, upsampled,
-    # initialises the next size. ``num_steps`` is per scale.
+    # initialises the next size. ``num_steps`` is per scale; ``coarse_steps``, when
+    # set, replaces it at every scale but the last, whose steps cost the most.
     image_size: int = 512
     scales: Sequence[int] = ()
     style_scale: float = 1.0
     num_steps: int = 300
+    coarse_steps: Optional[int] = None
 
     # Optimiser. ``lbfgs_history``/``lbfgs_tolerance`` None: nst_tf.lbfgs defaults.
     optimizer: str = "lbfgs"
@@ -162,6 +164,8 @@ class GatysConfig:
         for name in ("learning_rate", "style_scale"):
             if not getattr(self, name) > 0:
                 _fail(name, f"must be > 0, got {getattr(self, name)}")
+        if self.coarse_steps is not None and self.coarse_steps < 1:
+            _fail("coarse_steps", f"must be positive, got {self.coarse_steps}")
         if not 0.0 < self.lr_gamma <= 1.0:
             _fail("lr_gamma", f"must be in (0, 1], got {self.lr_gamma}")
         if not 0.0 <= self.noise_ratio <= 1.0:
@@ -191,8 +195,13 @@ class GatysConfig:
             sizes.append(self.image_size)
         return sizes
 
+    def scale_steps(self):
+        """The optimiser steps at each of :meth:`sizes`."""
+        coarse = self.num_steps if self.coarse_steps is None else self.coarse_steps
+        return [coarse] * (len(self.sizes()) - 1) + [self.num_steps]
+
     def total_steps(self):
-        return self.num_steps * len(self.sizes())
+        return sum(self.scale_steps())
 
 
 def _fail(field, reason):
@@ -531,11 +540,13 @@ class _Monitor:
         self.writer = (tf.summary.create_file_writer(config.log_dir)
                        if config.log_dir else None)
         self.scale_index = 0
+        self.steps_before = 0
         self.last_image_step = -math.inf
         self.last_checkpoint_step = 0
 
     def begin_scale(self, index, start_step):
         self.scale_index = index
+        self.steps_before = sum(self.config.scale_steps()[:index])
         self.last_checkpoint_step = start_step
 
     def report_every(self):
@@ -553,7 +564,7 @@ class _Monitor:
         every = self.config.checkpoint_every
         if every and step - self.last_checkpoint_step >= every:
             self.checkpoint(image, step)
-        done = self.scale_index * self.config.num_steps + step
+        done = self.steps_before + step
         if self.writer is not None:
             with self.writer.as_default(step=done):
                 for name, value in values.items():
@@ -644,7 +655,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     rng = np.random.default_rng(config.seed)
     image = None
     try:
-        for index, size in enumerate(sizes):
+        for index, (size, steps) in enumerate(zip(sizes, config.scale_steps())):
             content_s = images.resize_longest_side(content, size)
             if min(content_s.shape[:2]) < images.MIN_SIDE:
                 _fail("scales" if index < len(sizes) - 1 else "image_size",
@@ -665,12 +676,13 @@ def stylize(content, style, config=None, progress=None, extractor=None):
             objective = make_objective(extractor, content_s,
                                        prepare_styles(styles, content_s, config), config)
             monitor.begin_scale(index, start_step)
-            image = optimize(objective, init[np.newaxis], config, start_step=start_step,
+            image = optimize(objective, init[np.newaxis],
+                             dataclasses.replace(config, num_steps=steps), start_step=start_step,
                              on_step=monitor if monitor.wanted() else None,
                              report_every=monitor.report_every())
             if config.checkpoint_every:
                 # Also when L-BFGS converged early: a resumed run skips this scale.
-                monitor.checkpoint(image, config.num_steps)
+                monitor.checkpoint(image, steps)
     finally:
         monitor.close()
         if bar is not None:

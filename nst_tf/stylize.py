@@ -58,6 +58,9 @@ flags.DEFINE_boolean("style_crop", _default("style_crop"),
                      "Centre-crop the style image to the content's aspect ratio first.")
 flags.DEFINE_integer("num_steps", _default("num_steps"), "Optimiser steps per scale.",
                      lower_bound=1)
+flags.DEFINE_integer("coarse_steps", _default("coarse_steps"),
+                     "Steps at each --scales size, before the last (default: --num_steps).",
+                     lower_bound=1)
 
 # Optimiser.
 flags.DEFINE_enum("optimizer", _default("optimizer"), gatys.OPTIMIZERS, "Optimiser.")

@@ -54,6 +54,7 @@ def objective_for(extractor, content, style, cfg):
     ("style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
     ("style_weight", -1.0, "style_weight: must be >= 0"),
     ("resume", True, "resume: needs checkpoint_dir"),
+    ("coarse_steps", 0, "coarse_steps: must be positive"),
     ("precision", "half", "precision: must be one of float32, bfloat16"),
 ])
 def test_config_rejects_bad_values(field, value, message):
@@ -71,6 +72,12 @@ def test_sizes_end_at_image_size():
     assert gatys.GatysConfig(scales=(256, 512)).sizes() == [256, 512]
     assert gatys.GatysConfig(image_size=1024, scales=[256, 512]).sizes() == [256, 512, 1024]
     assert gatys.GatysConfig(image_size=1024, scales=[256], num_steps=7).total_steps() == 14
+
+
+def test_coarse_steps_replace_num_steps_before_the_last_scale():
+    cfg = gatys.GatysConfig(image_size=1024, scales=[256, 512], num_steps=7, coarse_steps=3)
+    assert cfg.scale_steps() == [3, 3, 7] and cfg.total_steps() == 13
+    assert gatys.GatysConfig(num_steps=7, coarse_steps=3).scale_steps() == [7]
 
 
 def test_layers_by_index_and_name():
@@ -198,6 +205,17 @@ def test_multiscale_runs_every_scale(extractor, pair):
     assert done == [(i, 6) for i in range(1, 7)]
 
 
+def test_coarse_steps_run_at_the_coarser_scales(extractor, pair):
+    content, style = pair
+    sizes = []
+
+    def progress(done, total, values):
+        sizes.append((done, total))
+
+    run(content, style, extractor, config(scales=(40,), num_steps=3, coarse_steps=2), progress)
+    assert sizes == [(i, 5) for i in range(1, 6)]
+
+
 def test_seed_makes_runs_reproducible(extractor, pair):
     content, style = pair
     first = run(content, style, extractor, config(init="noise", num_steps=3, seed=5))
@@ -261,6 +279,23 @@ def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
     assert gatys.load_checkpoint(ckpt, [40, SIZE])[:2] == (1, 4)
     with pytest.raises(NSTError, match="checkpoint is for sizes"):
         run(content, style, extractor, config(resume=True, **dict(cfg, scales=())))
+
+
+def test_resume_counts_coarse_steps(extractor, pair, tmp_path):
+    content, style = pair
+    cfg = dict(scales=(40,), num_steps=4, coarse_steps=2, checkpoint_every=2,
+               checkpoint_dir=str(tmp_path / "ckpt"))
+
+    def stop_at_4(done, total, values):
+        if done == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(content, style, extractor, config(**cfg), stop_at_4)
+    assert gatys.load_checkpoint(cfg["checkpoint_dir"], [40, SIZE])[:2] == (1, 2)
+    done = []
+    run(content, style, extractor, config(resume=True, **cfg), lambda d, t, v: done.append((d, t)))
+    assert done == [(5, 6), (6, 6)]
 
 
 def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):

@@ -99,22 +99,23 @@ def test_shipped_flagfiles_parse_into_configs():
         "import importlib\n"
         "stylize = importlib.import_module('nst_tf.stylize')  # not the nst_tf.stylize API\n"
         "out = {}\n"
-        "for name in sys.argv[1:]:\n"
+        "for args in sys.argv[1:]:\n"
         "    stylize.FLAGS.unparse_flags()\n"
-        "    stylize.FLAGS(['nst-stylize', '--flagfile=configs/' + name, '--content=c.jpg',\n"
-        "                   '--style=s.jpg'])\n"
+        "    stylize.FLAGS(['nst-stylize', *args.split(), '--content=c.jpg', '--style=s.jpg'])\n"
         "    c = stylize.config_from_flags('o.png')\n"
-        "    out[name] = [c.sizes(), c.num_steps, c.pooling, c.init, c.checkpoint_dir]\n"
+        "    out[args] = [c.sizes(), c.scale_steps(), c.pooling, c.init, c.checkpoint_dir]\n"
         "print(json.dumps(out))\n")
-    names = ["gatys_paper.flags", "gatys_preview.flags", "gatys_hq_multiscale.flags"]
-    proc = subprocess.run([sys.executable, "-c", script, *names], capture_output=True,
+    hq = "--flagfile=configs/gatys_hq_multiscale.flags"
+    cases = ["--flagfile=configs/gatys_paper.flags", "--flagfile=configs/gatys_preview.flags",
+             hq, hq + " --coarse_steps=50"]
+    proc = subprocess.run([sys.executable, "-c", script, *cases], capture_output=True,
                           text=True, env=ENV, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     configs = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert configs["gatys_paper.flags"] == [[512], 500, "avg", "noise", None]
-    assert configs["gatys_preview.flags"] == [[256], 100, "max", "content", None]
-    assert configs["gatys_hq_multiscale.flags"] == [[256, 512, 1024], 200, "max", "content",
-                                                    "o_checkpoint"]
+    assert configs[cases[0]] == [[512], [500], "avg", "noise", None]
+    assert configs[cases[1]] == [[256], [100], "max", "content", None]
+    assert configs[hq] == [[256, 512, 1024], [200, 200, 200], "max", "content", "o_checkpoint"]
+    assert configs[cases[3]][1] == [50, 50, 200]
 
 
 @pytest.mark.integration
