@@ -207,13 +207,10 @@ def test_multiscale_runs_every_scale(extractor, pair):
 
 def test_coarse_steps_run_at_the_coarser_scales(extractor, pair):
     content, style = pair
-    sizes = []
-
-    def progress(done, total, values):
-        sizes.append((done, total))
-
-    run(content, style, extractor, config(scales=(40,), num_steps=3, coarse_steps=2), progress)
-    assert sizes == [(i, 5) for i in range(1, 6)]
+    reports = []
+    run(content, style, extractor, config(scales=(40,), num_steps=3, coarse_steps=2),
+        lambda d, total, v: reports.append((d, total)))
+    assert reports == [(i, 5) for i in range(1, 6)]
 
 
 def test_seed_makes_runs_reproducible(extractor, pair):
@@ -257,17 +254,20 @@ class Interrupt(Exception):
     pass
 
 
+def stop_at(step):
+    """A progress callback that interrupts the run when it reports ``step``."""
+    def progress(done, total, values):
+        if done == step:
+            raise Interrupt
+    return progress
+
+
 def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
     content, style = pair
     ckpt = str(tmp_path / "ckpt")
     cfg = dict(scales=(40,), num_steps=4, checkpoint_every=2, checkpoint_dir=ckpt)
-
-    def stop_at_6(done, total, values):
-        if done == 6:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        run(content, style, extractor, config(**cfg), stop_at_6)
+        run(content, style, extractor, config(**cfg), stop_at(6))
     scale_index, step, image = gatys.load_checkpoint(ckpt, [40, SIZE])
     assert (scale_index, step) == (1, 2) and image.shape[:2] == content.shape[:2]
 
@@ -285,13 +285,8 @@ def test_resume_counts_coarse_steps(extractor, pair, tmp_path):
     content, style = pair
     cfg = dict(scales=(40,), num_steps=4, coarse_steps=2, checkpoint_every=2,
                checkpoint_dir=str(tmp_path / "ckpt"))
-
-    def stop_at_4(done, total, values):
-        if done == 4:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        run(content, style, extractor, config(**cfg), stop_at_4)
+        run(content, style, extractor, config(**cfg), stop_at(4))
     assert gatys.load_checkpoint(cfg["checkpoint_dir"], [40, SIZE])[:2] == (1, 2)
     done = []
     run(content, style, extractor, config(resume=True, **cfg), lambda d, t, v: done.append((d, t)))
