@@ -643,6 +643,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
         extractor = build_extractor(config)
 
     sizes = config.sizes()
+    final_shape = images.longest_side_shape(content.shape, sizes[-1])
     resume = load_checkpoint(config.checkpoint_dir, sizes) if config.resume else None
     if config.checkpoint_every and not config.checkpoint_dir:
         _fail("checkpoint_dir", "needed when checkpoint_every is set")
@@ -674,7 +675,8 @@ def stylize(content, style, config=None, progress=None, extractor=None):
             else:
                 init = images.resize_image(np.asarray(image)[0], content_s.shape[:2])
             objective = make_objective(extractor, content_s,
-                                       prepare_styles(styles, content_s, config), config)
+                                       prepare_styles(styles, content_s, config),
+                                       weights_at_scale(config, content_s.shape, final_shape))
             monitor.begin_scale(index, start_step)
             image = optimize(objective, init[np.newaxis],
                              dataclasses.replace(config, num_steps=steps), start_step=start_step,
@@ -691,6 +693,25 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     if config.preserve_color == "luminance":
         result = images.transfer_luminance(result, images.resize_image(content, result.shape[:2]))
     return result
+
+
+def weights_at_scale(config, shape, final_shape):
+    """``config`` with the content weight of a coarse-to-fine scale of ``shape`` (H, W).
+
+    The paper's content loss, ½ Σ (F - P)², grows with the number of feature
+    positions; its style loss, 1/(4 N² M²) Σ (G - A)², does not. Left as it is, α
+    would weigh the content (output area / scale area) times less at a coarser
+    scale than at the output size, and that scale would hand on a more stylized
+    image than the output's α/β asks for, which the last scale then spends
+    iterations undoing (about a fifth of them in ``bench/gatys_multiscale.py``).
+    So α is multiplied by the area ratio. The mean content loss needs no
+    correction; TV and Laplacian weights are left as set, since a smooth image's
+    squared differences grow about as fast as its pixel count shrinks.
+    """
+    if config.content_loss != "sum" or tuple(shape[:2]) == tuple(final_shape[:2]):
+        return config
+    ratio = (final_shape[0] * final_shape[1]) / (shape[0] * shape[1])
+    return dataclasses.replace(config, content_weight=config.content_weight * ratio)
 
 
 def _short(values):

@@ -213,6 +213,29 @@ def test_coarse_steps_run_at_the_coarser_scales(extractor, pair):
     assert reports == [(i, 5) for i in range(1, 6)]
 
 
+def test_coarser_scales_keep_the_output_alpha_beta_balance():
+    cfg = config(content_weight=2.0)
+    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).content_weight == 8.0
+    assert gatys.weights_at_scale(cfg, (48, 40), (48, 40)) is cfg
+    mean = config(content_weight=2.0, content_loss="mean")
+    assert gatys.weights_at_scale(mean, (24, 20), (48, 40)).content_weight == 2.0
+    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).style_weight == cfg.style_weight
+
+
+def test_multiscale_objectives_use_the_scaled_content_weight(extractor, pair, monkeypatch):
+    content, style = pair
+    built = []
+
+    def recording(extractor, content_image, style_images, cfg):
+        built.append((content_image.shape[:2], cfg.content_weight))
+        return make_objective(extractor, content_image, style_images, cfg)
+
+    make_objective = gatys.make_objective
+    monkeypatch.setattr(gatys, "make_objective", recording)
+    run(content, style, extractor, config(scales=(40,), num_steps=1, content_weight=3.0))
+    assert built == [((40, 33), pytest.approx(3.0 * 48 * 40 / (40 * 33))), ((48, 40), 3.0)]
+
+
 def test_seed_makes_runs_reproducible(extractor, pair):
     content, style = pair
     first = run(content, style, extractor, config(init="noise", num_steps=3, seed=5))
