@@ -30,7 +30,6 @@ import time
 
 from absl import app
 from absl import flags
-import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -101,7 +100,7 @@ def oracle_run(content, style, config, extractor, optimum, coarse_size, target):
     objective = gatys.make_objective(extractor, fine,
                                      gatys.prepare_styles([style], fine, config), config)
     try:
-        gatys.optimize(objective, np.clip(start_image, 0.0, 1.0)[None], config, on_step=on_step,
+        gatys.optimize(objective, start_image[None], config, on_step=on_step,
                        report_every=config.log_every)
     except _Reached:
         pass
