@@ -9,7 +9,7 @@ STYLE   ?=
 WEIGHTS ?= imagenet
 OUT     ?= out
 
-.PHONY: venv install install-test demo test bench clean
+.PHONY: venv install install-test demo docs test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,19 @@ install: $(PY)
 	$(PIP) install -q -e .
 
 install-test: $(PY)
-	$(PIP) install -q -e '.[test,grpc]'
+	$(PIP) install -q -e '.[test,grpc,docs]'
 
 # Stylize a sample pair into out/. Online it fetches the sample images and the
 # VGG19 weights once (Keras cache); offline pass CONTENT=, STYLE= and WEIGHTS=.
 demo: install
 	$(PY) -m nst_tf.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
 
-test: install-test
+# The documentation site (docs/mkdocs.yml -> build/site/). --strict: a broken
+# link or anchor fails the build, and with it `make test`.
+docs: install-test
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet -f docs/mkdocs.yml
+
+test: install-test docs
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
 
 bench: install
@@ -42,4 +47,4 @@ bench: install
 	$(PY) bench/serving.py
 
 clean:
-	rm -rf $(VENV) out *.egg-info
+	rm -rf $(VENV) out build *.egg-info
