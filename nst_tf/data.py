@@ -225,13 +225,6 @@ def photo_dataset_fn(config, global_batch_size, start=0):
     return dataset_fn
 
 
-def describe_source(config):
-    """A short human description of where the photos come from, for result lines."""
-    if config.train_dir:
-        return os.path.normpath(config.train_dir)
-    return f"tfds {config.tfds_name}:{config.tfds_split}"
-
-
 # ----------------------------------------------------------------- unpaired data (CycleGAN)
 
 UNPAIRED_DOMAINS = ("A", "B")
