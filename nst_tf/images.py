@@ -24,7 +24,17 @@ MIN_SIDE = 32  # the smallest input the feature extractors accept (five 2x pooli
 # 8192 x 8192: far above any style-transfer input, below Pillow's own warning
 # threshold (PIL.Image.MAX_IMAGE_PIXELS, about 89 Mpx) so our message wins.
 MAX_PIXELS = 8192 * 8192
-PRESERVE_COLOR_MODES = ("none", "luminance", "histogram")
+# --preserve_color, in Gatys and in --model runs alike: each mode acts either on the
+# style images before stylizing (recolor_style) or on the output after (preserve_color).
+PRESERVE_COLOR_MODES = {
+    "none": "keep the stylized colours",
+    "luminance": "after stylizing, keep the output's luminance and give it the photo's colour",
+    "histogram": "before stylizing, recolour the style images to the photo's colour mean and "
+                 "covariance, as Gatys et al. do (Gatys only: a trained net's style is fixed)",
+    "output_histogram": "after stylizing, match the output's colour mean and covariance to the photo's",
+}
+PRESERVE_COLOR_HELP = "Keep the content photo's colours. " + "; ".join(
+    f"{mode}: {meaning}" for mode, meaning in PRESERVE_COLOR_MODES.items()) + "."
 COLOR_SPACES = ("yiq", "yuv")
 HISTOGRAM_MODES = ("cholesky", "sym")
 
@@ -430,20 +440,37 @@ def match_color_histogram(source, reference, mode="cholesky", eps=1e-5, clip=Tru
     return np.clip(matched, 0.0, 1.0) if clip else matched
 
 
+def _check_color_mode(mode):
+    if mode not in PRESERVE_COLOR_MODES:
+        raise ValueError(f"preserve_color mode must be one of {tuple(PRESERVE_COLOR_MODES)}, got {mode!r}")
+
+
+def recolor_style(style, content, mode):
+    """The style image as the optimisation should see it under ``--preserve_color=mode``.
+
+    ``"histogram"``: :func:`match_color_histogram` of the style to the content, Gatys et al.'s
+    colour preservation ("Controlling Perceptual Factors in Neural Style Transfer", sec. 5.1),
+    which makes the optimisation reproduce the painting's strokes in the photo's colours. Every
+    other mode leaves the style as it is (they act on the output: :func:`preserve_color`).
+    """
+    _check_color_mode(mode)
+    return match_color_histogram(style, content) if mode == "histogram" else style
+
+
 def preserve_color(stylized, content, mode="luminance", space="yiq"):
     """Give a stylized image back the content image's colours (post-processing).
 
-    - ``"none"``: return ``stylized`` unchanged;
     - ``"luminance"``: :func:`transfer_luminance` (stylized luminance, content
       chroma, in ``space``);
-    - ``"histogram"``: :func:`match_color_histogram` of the stylized image to
-      the content image (mean and covariance of the content's colours).
+    - ``"output_histogram"``: :func:`match_color_histogram` of the stylized image
+      to the content image (mean and covariance of the content's colours);
+    - ``"none"``, and ``"histogram"``, which acts on the style images before
+      stylizing (:func:`recolor_style`): ``stylized`` unchanged.
     """
-    if mode not in PRESERVE_COLOR_MODES:
-        raise ValueError(f"preserve_color mode must be one of {PRESERVE_COLOR_MODES}, got {mode!r}")
+    _check_color_mode(mode)
     stylized = np.asarray(stylized, dtype=np.float32)
     if mode == "luminance":
         return transfer_luminance(stylized, content, space=space)
-    if mode == "histogram":
+    if mode == "output_histogram":
         return match_color_histogram(stylized, content)
     return stylized

@@ -460,20 +460,34 @@ def test_histogram_matching_modes_differ_but_both_valid(rng):
         images.match_color_histogram(source, reference, "pca")
 
 
-def test_preserve_color(rng):
+def test_preserve_color_modes_act_before_or_after_stylizing(rng):
     stylized = rng.random((32, 32, 3)).astype(np.float32)
+    style = rng.random((24, 40, 3)).astype(np.float32)
     content = rng.random((32, 32, 3)).astype(np.float32) * 0.5
-    np.testing.assert_array_equal(images.preserve_color(stylized, content, "none"), stylized)
+    # Before stylizing only "histogram" changes the style; after, only the output modes change the output.
+    np.testing.assert_allclose(images.recolor_style(style, content, "histogram"),
+                               images.match_color_histogram(style, content))
+    for mode in ("none", "luminance", "output_histogram"):
+        np.testing.assert_array_equal(images.recolor_style(style, content, mode), style)
+    for mode in ("none", "histogram"):
+        np.testing.assert_array_equal(images.preserve_color(stylized, content, mode), stylized)
     np.testing.assert_allclose(
         images.preserve_color(stylized, content, "luminance", space="yuv"),
         images.transfer_luminance(stylized, content, "yuv"),
     )
     np.testing.assert_allclose(
-        images.preserve_color(stylized, content, "histogram"),
+        images.preserve_color(stylized, content, "output_histogram"),
         images.match_color_histogram(stylized, content),
     )
-    with pytest.raises(ValueError):
-        images.preserve_color(stylized, content, "colour")
+    assert not np.allclose(images.match_color_histogram(stylized, content), stylized, atol=0.05)
+    for fn, image in ((images.preserve_color, stylized), (images.recolor_style, style)):
+        with pytest.raises(ValueError, match="output_histogram"):
+            fn(image, content, "colour")
+
+
+def test_preserve_color_help_names_every_mode():
+    for mode in images.PRESERVE_COLOR_MODES:
+        assert f"{mode}: " in images.PRESERVE_COLOR_HELP
 
 
 # --------------------------------------------------------------------------- real asset
