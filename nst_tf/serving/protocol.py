@@ -23,7 +23,7 @@ import tensorflow as tf
 from PIL import Image
 
 DEFAULT_SIGNATURE = "serving_default"
-# Formats tf.io.decode_image reads; the exported graphs decode with it.
+# Formats the exported graphs decode (nst_tf.images.decode_image_tensor).
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 
 _MODEL_URL = re.compile(
