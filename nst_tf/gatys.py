@@ -118,7 +118,7 @@ class GatysConfig:
     style_weights: Optional[Sequence[float]] = None
     style_crop: bool = False
     preserve_color: str = dataclasses.field(
-        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": tuple(images.PRESERVE_COLOR_MODES)})
+        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
     seed: int = 0
 
     # Monitoring and interruption.
@@ -144,7 +144,7 @@ class GatysConfig:
             "lbfgs_line_search": lbfgs.LINE_SEARCHES,
             "lr_schedule": LR_SCHEDULES,
             "init": INITS,
-            "preserve_color": tuple(images.PRESERVE_COLOR_MODES),
+            "preserve_color": images.PRESERVE_COLOR_MODES,
             "pooling": POOLINGS,
             "content_loss": REDUCTIONS,
             "feature_extractor": tuple(features.EXTRACTORS),

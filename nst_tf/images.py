@@ -28,17 +28,20 @@ MIN_SIDE = 32  # the smallest input the feature extractors accept (five 2x pooli
 # 8192 x 8192: far above any style-transfer input, below Pillow's own warning
 # threshold (PIL.Image.MAX_IMAGE_PIXELS, about 89 Mpx) so our message wins.
 MAX_PIXELS = 8192 * 8192
+
 # --preserve_color, in Gatys and in --model runs alike: each mode acts either on the
 # style images before stylizing (recolor_style) or on the output after (preserve_color).
-PRESERVE_COLOR_MODES = {
+_PRESERVE_COLOR_MEANINGS = {
     "none": "keep the stylized colours",
     "luminance": "after stylizing, keep the output's luminance and give it the photo's colour",
     "histogram": "before stylizing, recolour the style images to the photo's colour mean and "
                  "covariance, as Gatys et al. do (Gatys only: a trained net's style is fixed)",
     "output_histogram": "after stylizing, match the output's colour mean and covariance to the photo's",
 }
+PRESERVE_COLOR_MODES = tuple(_PRESERVE_COLOR_MEANINGS)
 PRESERVE_COLOR_HELP = "Keep the content photo's colours. " + "; ".join(
-    f"{mode}: {meaning}" for mode, meaning in PRESERVE_COLOR_MODES.items()) + "."
+    f"{mode}: {meaning}" for mode, meaning in _PRESERVE_COLOR_MEANINGS.items()) + "."
+
 COLOR_SPACES = ("yiq", "yuv")
 HISTOGRAM_MODES = ("cholesky", "sym")
 
@@ -570,7 +573,7 @@ def match_color_histogram(source, reference, mode="cholesky", eps=1e-5, clip=Tru
 
 def _check_color_mode(mode):
     if mode not in PRESERVE_COLOR_MODES:
-        raise ValueError(f"preserve_color mode must be one of {tuple(PRESERVE_COLOR_MODES)}, got {mode!r}")
+        raise ValueError(f"preserve_color mode must be one of {PRESERVE_COLOR_MODES}, got {mode!r}")
 
 
 def recolor_style(style, content, mode):

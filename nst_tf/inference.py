@@ -37,7 +37,7 @@ class InferenceConfig:
     style_weights: Optional[Sequence[float]] = None  # multi-style mix; default: the first style
     # The same modes as Gatys', but "histogram", which recolours the style images, is refused.
     preserve_color: str = dataclasses.field(
-        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": tuple(images.PRESERVE_COLOR_MODES)})
+        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
     max_side: Optional[int] = None  # shrink larger inputs to this longest side first
     batch_size: int = 4
     precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
