@@ -12,7 +12,9 @@ dropped by ``ignore_errors`` and counted: every element carries ``skipped``,
 how many source files were dropped just before it, which the trainer sums into
 a ``data/skipped_files`` TensorBoard scalar and its result line.
 
-The decode / resize / crop / flip helpers are shared by the CycleGAN data code.
+Photos are decoded as ``nst-stylize`` loads them, upright by their EXIF orientation
+(:func:`nst_tf.images.decode_image_tensor`); the resize / crop / flip helpers
+are shared by the CycleGAN data code.
 """
 
 import dataclasses
@@ -43,16 +45,6 @@ class PhotoDataConfig:
 
 
 # ----------------------------------------------------------------- image helpers
-
-
-def decode_image(encoded):
-    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> float32 RGB in [0, 1], [H, W, 3].
-
-    Grayscale and RGBA become RGB and an animated GIF gives its first frame, so
-    every photo of a mixed folder has the same shape.
-    """
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    return tf.image.convert_image_dtype(image, tf.float32)
 
 
 def resize_shorter_side(image, side):
@@ -158,7 +150,7 @@ def _check_readable(source, where, probes=PROBE_FILES):
     """
     for item in source.items.take(probes):
         try:
-            decode_image(source.to_bytes(item))
+            images.decode_image_tensor(source.to_bytes(item))
             return
         except tf.errors.OpError:
             continue
@@ -193,7 +185,7 @@ def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
     size = int(config.image_size)
 
     def load(index, item):
-        image = decode_image(source.to_bytes(item))
+        image = images.decode_image_tensor(source.to_bytes(item))
         image = resize_shorter_side(image, size)
         return index, random_crop(image, size, element_seed(config.seed, index))
 
@@ -223,13 +215,6 @@ def photo_dataset_fn(config, global_batch_size, start=0):
         )
 
     return dataset_fn
-
-
-def describe_source(config):
-    """A short human description of where the photos come from, for result lines."""
-    if config.train_dir:
-        return os.path.normpath(config.train_dir)
-    return f"tfds {config.tfds_name}:{config.tfds_split}"
 
 
 # ----------------------------------------------------------------- unpaired data (CycleGAN)
@@ -296,7 +281,8 @@ def _domain_stream(config, domain, start, num_shards, shard_index):
 
     def load(index, item):
         seed = element_seed(config.seed * 2 + salt, index)
-        image = tf.image.resize(decode_image(to_bytes(item)), [config.load_size, config.load_size], antialias=True)
+        image = images.decode_image_tensor(to_bytes(item))
+        image = tf.image.resize(image, [config.load_size, config.load_size], antialias=True)
         image = random_crop(image, config.image_size, seed)
         image = random_flip(image, tf.random.experimental.stateless_fold_in(seed, 1))
         return image * 2.0 - 1.0
@@ -332,7 +318,8 @@ def unpaired_test_images(config, domain, count):
         split = "train" + domain
     source, _, to_bytes = _domain_source(config, split)
     size = [config.image_size, config.image_size]
-    ds = source.take(count).map(lambda item: tf.image.resize(decode_image(to_bytes(item)), size, antialias=True))
+    ds = source.take(count).map(
+        lambda item: tf.image.resize(images.decode_image_tensor(to_bytes(item)), size, antialias=True))
     batch = list(ds.ignore_errors().batch(count).take(1))
     if not batch:
         raise NSTError(f"test{domain}: no readable test images")

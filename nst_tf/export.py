@@ -54,6 +54,7 @@ from tensorflow.python.framework import convert_to_constants  # pylint: disable=
 
 from nst_tf import fileio
 from nst_tf import gatys
+from nst_tf import images
 from nst_tf import losses
 from nst_tf import precision
 from nst_tf.errors import NSTError
@@ -129,10 +130,14 @@ def cap_longest_side(images, max_side):
                    lambda: images)
 
 
-def decode_image(data):
-    """One encoded JPEG/PNG/GIF/BMP string -> ``[1, H, W, 3]`` float32 in [0, 255]."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    return tf.cast(image, tf.float32)[tf.newaxis]
+def decode_input_image(data):
+    """One encoded JPEG/PNG/GIF/BMP string -> ``[1, H, W, 3]`` float32 in [0, 255], upright.
+
+    Every byte input of every exported model goes through here, so all of them decode as
+    ``nst-stylize`` loads a file (:func:`nst_tf.images.decode_image_tensor`: the EXIF
+    orientation applied, JPEGs through Pillow's IDCT) and a phone's portrait comes back upright.
+    """
+    return images.decode_image_tensor(data)[tf.newaxis] * 255.0
 
 
 def encode_png(image):
@@ -213,7 +218,7 @@ class StylizeModule(tf.Module):
 
     def stylize_encoded(self, image_bytes, style_weights=None):
         """[B] encoded images -> [B] PNG strings; images may differ in size, so one at a time."""
-        return tf.map_fn(lambda data: encode_png(self.stylize(decode_image(data), style_weights)),
+        return tf.map_fn(lambda data: encode_png(self.stylize(decode_input_image(data), style_weights)),
                          image_bytes, fn_output_signature=tf.string)
 
     def signatures(self):
@@ -328,7 +333,7 @@ class GatysModule(tf.Module):
 
     def _serving_default(self, content_bytes, style_bytes):
         def one(pair):
-            return encode_png(self.stylize(decode_image(pair[0]), decode_image(pair[1])))
+            return encode_png(self.stylize(decode_input_image(pair[0]), decode_input_image(pair[1])))
 
         return {"image_bytes": tf.map_fn(one, (content_bytes, style_bytes), fn_output_signature=tf.string)}
 

@@ -45,7 +45,6 @@ from nst_tf.precision import PRECISIONS
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "exponential", "plateau")
 INITS = ("content", "noise", "style", "blend")
-COLOR_MODES = ("none", "luminance", "histogram")
 POOLINGS = ("max", "avg")
 REDUCTIONS = ("sum", "mean")
 
@@ -118,7 +117,8 @@ class GatysConfig:
     noise_ratio: float = 0.6
     style_weights: Optional[Sequence[float]] = None
     style_crop: bool = False
-    preserve_color: str = "none"
+    preserve_color: str = dataclasses.field(
+        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
     seed: int = 0
 
     # Monitoring and interruption.
@@ -144,7 +144,7 @@ class GatysConfig:
             "lbfgs_line_search": lbfgs.LINE_SEARCHES,
             "lr_schedule": LR_SCHEDULES,
             "init": INITS,
-            "preserve_color": COLOR_MODES,
+            "preserve_color": images.PRESERVE_COLOR_MODES,
             "pooling": POOLINGS,
             "content_loss": REDUCTIONS,
             "feature_extractor": tuple(features.EXTRACTORS),
@@ -637,8 +637,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     if config.style_weights is not None and len(config.style_weights) != len(styles):
         _fail("style_weights", f"has {len(config.style_weights)} values for "
               f"{len(styles)} style images")
-    if config.preserve_color == "histogram":
-        styles = [images.match_color_histogram(s, content) for s in styles]
+    styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
     if extractor is None:
         extractor = build_extractor(config)
 
@@ -690,9 +689,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
         if bar is not None:
             bar.close()
     result = np.clip(np.asarray(image)[0], 0.0, 1.0).astype(np.float32)
-    if config.preserve_color == "luminance":
-        result = images.transfer_luminance(result, images.resize_image(content, result.shape[:2]))
-    return result
+    return images.preserve_color(result, content, config.preserve_color)
 
 
 def weights_at_scale(config, shape, final_shape):

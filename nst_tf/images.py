@@ -3,6 +3,9 @@
 Images in the library are float32 RGB arrays in [0, 1] of shape (H, W, 3).
 Everything here works on NumPy arrays (tensors are accepted wherever an
 array is read) and runs once per image, so NumPy and Pillow are enough.
+The one exception is :func:`decode_image_tensor`, the same decoding in
+TensorFlow ops for graphs that run without Python (exported SavedModels,
+``tf.data`` pipelines).
 
 Loading is defensive: bad input raises :class:`ImageError` with a one-line
 message ``"<path>: <reason>"`` that the command-line tools print as is.
@@ -13,6 +16,7 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_tf.errors import NSTError
@@ -24,7 +28,20 @@ MIN_SIDE = 32  # the smallest input the feature extractors accept (five 2x pooli
 # 8192 x 8192: far above any style-transfer input, below Pillow's own warning
 # threshold (PIL.Image.MAX_IMAGE_PIXELS, about 89 Mpx) so our message wins.
 MAX_PIXELS = 8192 * 8192
-PRESERVE_COLOR_MODES = ("none", "luminance", "histogram")
+
+# --preserve_color, in Gatys and in --model runs alike: each mode acts either on the
+# style images before stylizing (recolor_style) or on the output after (preserve_color).
+_PRESERVE_COLOR_MEANINGS = {
+    "none": "keep the stylized colours",
+    "luminance": "after stylizing, keep the output's luminance and give it the photo's colour",
+    "histogram": "before stylizing, recolour the style images to the photo's colour mean and "
+                 "covariance, as Gatys et al. do (Gatys only: a trained net's style is fixed)",
+    "output_histogram": "after stylizing, match the output's colour mean and covariance to the photo's",
+}
+PRESERVE_COLOR_MODES = tuple(_PRESERVE_COLOR_MEANINGS)
+PRESERVE_COLOR_HELP = "Keep the content photo's colours. " + "; ".join(
+    f"{mode}: {meaning}" for mode, meaning in _PRESERVE_COLOR_MEANINGS.items()) + "."
+
 COLOR_SPACES = ("yiq", "yuv")
 HISTOGRAM_MODES = ("cholesky", "sym")
 
@@ -181,6 +198,130 @@ def _to_rgb_float(image):
         return rgba[..., :3] * alpha + (1.0 - alpha)
     # Pillow inverts Adobe CMYK JPEGs itself; "1", "L", "P", YCbCr, LAB, HSV too.
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+# --------------------------------------------------------------------------- in-graph decoding
+
+_EXIF_HEADER = tuple(b"Exif\0\0")
+_ORIENTATION_TAG = 0x0112
+# The Exif segment comes before the image data, after at most a few other APPn segments of
+# at most 64 KiB each: the first 256 KiB hold it, and only they are read.
+_EXIF_SEARCH_BYTES = 4 * 65538
+# Application segments looked at for the Exif one. Exif puts it first, or after JFIF's
+# APP0 (CIPA DC-008, sec. 4.5.4); 16 leaves room for writers that put others first.
+_EXIF_SEGMENT_STEPS = 16
+
+
+def decode_image_tensor(encoded):
+    """One encoded JPEG/PNG/GIF/BMP/WebP string tensor -> ``[H, W, 3]`` float32 in [0, 1].
+
+    The graph-op counterpart of :func:`decode_image_bytes`, for graphs Pillow cannot run in:
+    RGB, the first frame of an animated GIF, JPEGs through libjpeg's accurate integer IDCT
+    as Pillow decodes them (``tf.io.decode_image``'s default, the fast IDCT, differs by up
+    to 8 levels), and the EXIF orientation applied (:func:`exif_orientation`), so a phone's
+    portrait comes out upright as :func:`load_image` gives it. Unlike Pillow it reads
+    16-bit PNGs at 8 bits and composites no alpha. Decoding errors raise as
+    ``tf.io.decode_image``'s do.
+    """
+    pixels = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False),
+    )
+    image = tf.image.convert_image_dtype(pixels, tf.float32)
+    return apply_exif_orientation(image, exif_orientation(encoded))
+
+
+def exif_orientation(encoded):
+    """The EXIF Orientation (1-8) of an encoded image, in graph ops (no Python at run time).
+
+    1, the stored orientation, for anything but a JPEG with a readable Orientation tag:
+    other formats, no Exif, or an Exif block that is truncated or malformed.
+
+    A JPEG (ITU-T T.81, annex B) is ``FF D8`` then segments ``FF <marker> <length:
+    2 bytes, big-endian, counting itself> <payload>``, the application (APPn) segments
+    first. Exif (CIPA DC-008, sec. 4.5) is an APP1 segment (``FF E1``) whose payload starts
+    with ``Exif\\0\\0``, followed by a TIFF header: the byte order (``II`` little-endian,
+    ``MM`` big-endian), 42, and the offset of IFD0 from the header. IFD0 is an entry count
+    and 12-byte entries ``(tag, type, count, value)``; Orientation is tag 0x0112, a SHORT
+    held in the first two value bytes.
+
+    A ``tf.while_loop`` walks the application segments; in a ``tf.data`` map the cost is
+    per op, so every read of a segment header or of all of IFD0's entries is one gather,
+    and a failed check masks the result rather than branching.
+    """
+    data = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, _EXIF_SEARCH_BYTES), tf.uint8), tf.int32)
+    size = tf.size(data)
+    # Reads past the end land on zero padding, which the bounds checks then refuse.
+    padded = tf.concat([data, tf.zeros([16], tf.int32)], 0)
+
+    def read(start, count):
+        """Bytes ``start .. start + count - 1``; for a vector of starts, one row each."""
+        index = tf.expand_dims(start, -1) + tf.range(count)
+        return tf.gather(padded, tf.clip_by_value(index, 0, size + 15))
+
+    def walk(searching, pos, tiff, end):
+        window = read(pos, 10)
+        ff, marker, length_high, length_low = tf.unstack(window[:4])
+        fill = (ff == 0xFF) & (marker == 0xFF)  # markers may be preceded by FF fill bytes
+        segment_end = pos + 2 + length_high * 256 + length_low
+        broken = (ff != 0xFF) | (~fill & ((segment_end < pos + 4) | (segment_end > size)))
+        # Neither an APPn nor a comment: the tables and the image data begin.
+        past_metadata = ~fill & ((marker < 0xE0) | ((marker > 0xEF) & (marker != 0xFE)))
+        found = ~broken & ~fill & (marker == 0xE1) & (segment_end >= pos + 10) \
+            & tf.reduce_all(window[4:] == _EXIF_HEADER)
+        return (~(broken | past_metadata | found), tf.where(fill, pos + 1, segment_end),
+                tf.where(found, pos + 10, tiff), tf.where(found, segment_end, end))
+
+    _, _, tiff, end = tf.while_loop(lambda searching, *_: searching, walk,
+                                    (tf.io.is_jpeg(encoded), tf.constant(2), tf.constant(-1), tf.constant(-1)),
+                                    maximum_iterations=_EXIF_SEGMENT_STEPS)
+
+    header = read(tiff, 8)
+    little = tf.reduce_all(header[:2] == 0x49)  # "II"; "MM" is big-endian
+    big = tf.reduce_all(header[:2] == 0x4D)
+
+    def uint(window):
+        """The unsigned integers of the last axis's bytes, in the TIFF's byte order."""
+        powers = 256 ** np.arange(window.shape[-1], dtype=np.int32)
+        return tf.reduce_sum(window * tf.where(little, powers, powers[::-1]), -1)
+
+    # An offset past 2**31 wraps negative in int32 and fails the range check.
+    ifd = tiff + uint(header[4:])
+    valid = (tiff >= 0) & (little | big) & (uint(header[2:4]) == 42) & (ifd >= tiff + 8) & (ifd + 2 <= end)
+    # The entries that fit in the segment; a count running past it is read as far as it goes.
+    fitting = tf.clip_by_value(tf.minimum(uint(read(ifd, 2)), (end - ifd - 2) // 12), 0, 65535)
+    entries = tf.where(valid, fitting, 0)
+    index = tf.range(entries)
+    fields = read(ifd + 2 + 12 * index, 12)
+    types = uint(fields[:, 2:4])
+    values = tf.where(types == 4, uint(fields[:, 8:12]), uint(fields[:, 8:10]))  # SHORT, or LONG from odd writers
+    hits = (uint(fields[:, 0:2]) == _ORIENTATION_TAG) & ((types == 3) | (types == 4))
+    # The last such entry wins, as in Pillow's tag dictionary; none gives 0.
+    last = tf.reduce_max(tf.where(hits, index, -1))
+    value = tf.reduce_sum(tf.where(index == last, values, 0))
+    return tf.where((value >= 1) & (value <= 8), value, 1)
+
+
+def apply_exif_orientation(image, orientation):
+    """``[H, W, C]`` stored pixels -> upright, for EXIF ``orientation`` 1-8 (others: unchanged).
+
+    Each orientation is undone as Pillow's ``ImageOps.exif_transpose`` does (2 mirror,
+    3 rotate 180°, 4 flip, 5 transpose, 6 rotate 90° clockwise, 7 transverse, 8 rotate 90°
+    counter-clockwise), written as the dihedral group's normal form: transpose for 5-8,
+    then reverse the rows for 3, 4, 7, 8 and the columns for 2, 3, 6, 7. The permutation
+    and the reversed axes are tensors, so the graph has no branch (a ``tf.switch_case`` over
+    the eight cases doubled the decoding time of a 256 px JPEG in a ``tf.data`` map).
+    """
+    orientation = tf.cast(orientation, tf.int32)
+    known = (orientation >= 2) & (orientation <= 8)
+    transpose = known & (orientation >= 5)
+    flip_rows = known & ((orientation == 3) | (orientation == 4) | (orientation == 7) | (orientation == 8))
+    flip_columns = known & ((orientation == 2) | (orientation == 3) | (orientation == 6) | (orientation == 7))
+    upright = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    upright = tf.reverse(upright, tf.boolean_mask([0, 1], tf.stack([flip_rows, flip_columns])))
+    # The permutation is a tensor, so the static shape is lost: H and W may swap, C stays.
+    return tf.ensure_shape(upright, [None, None, image.shape[-1]])
 
 
 # --------------------------------------------------------------------------- saving
@@ -430,20 +571,37 @@ def match_color_histogram(source, reference, mode="cholesky", eps=1e-5, clip=Tru
     return np.clip(matched, 0.0, 1.0) if clip else matched
 
 
+def _check_color_mode(mode):
+    if mode not in PRESERVE_COLOR_MODES:
+        raise ValueError(f"preserve_color mode must be one of {PRESERVE_COLOR_MODES}, got {mode!r}")
+
+
+def recolor_style(style, content, mode):
+    """The style image as the optimisation should see it under ``--preserve_color=mode``.
+
+    ``"histogram"``: :func:`match_color_histogram` of the style to the content, Gatys et al.'s
+    colour preservation ("Controlling Perceptual Factors in Neural Style Transfer", sec. 5.1),
+    which makes the optimisation reproduce the painting's strokes in the photo's colours. Every
+    other mode leaves the style as it is (they act on the output: :func:`preserve_color`).
+    """
+    _check_color_mode(mode)
+    return match_color_histogram(style, content) if mode == "histogram" else style
+
+
 def preserve_color(stylized, content, mode="luminance", space="yiq"):
     """Give a stylized image back the content image's colours (post-processing).
 
-    - ``"none"``: return ``stylized`` unchanged;
     - ``"luminance"``: :func:`transfer_luminance` (stylized luminance, content
       chroma, in ``space``);
-    - ``"histogram"``: :func:`match_color_histogram` of the stylized image to
-      the content image (mean and covariance of the content's colours).
+    - ``"output_histogram"``: :func:`match_color_histogram` of the stylized image
+      to the content image (mean and covariance of the content's colours);
+    - ``"none"``, and ``"histogram"``, which acts on the style images before
+      stylizing (:func:`recolor_style`): ``stylized`` unchanged.
     """
-    if mode not in PRESERVE_COLOR_MODES:
-        raise ValueError(f"preserve_color mode must be one of {PRESERVE_COLOR_MODES}, got {mode!r}")
+    _check_color_mode(mode)
     stylized = np.asarray(stylized, dtype=np.float32)
     if mode == "luminance":
         return transfer_luminance(stylized, content, space=space)
-    if mode == "histogram":
+    if mode == "output_histogram":
         return match_color_histogram(stylized, content)
     return stylized

@@ -35,7 +35,9 @@ class InferenceConfig:
     content: str  # an image file or a folder
     output: Optional[str] = None  # a file (one image) or a folder; default beside the content
     style_weights: Optional[Sequence[float]] = None  # multi-style mix; default: the first style
-    preserve_color: str = "none"  # "none", "luminance" or "histogram" (images.preserve_color)
+    # The same modes as Gatys', but "histogram", which recolours the style images, is refused.
+    preserve_color: str = dataclasses.field(
+        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
     max_side: Optional[int] = None  # shrink larger inputs to this longest side first
     batch_size: int = 4
     precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
@@ -164,6 +166,9 @@ def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
     if config.preserve_color not in images.PRESERVE_COLOR_MODES:
         raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
+    if config.preserve_color == "histogram":
+        raise NSTError("--preserve_color=histogram recolours the style images before optimising, and a trained "
+                       "net's style is fixed; use --preserve_color=output_histogram to match the output to the photo")
     stylizer = Stylizer(config.model, config.precision)
     mix = stylizer.style_mix(config.style_weights)
     jobs, target = _jobs(config)

@@ -112,9 +112,8 @@ flags.DEFINE_enum("pooling", _default("pooling"), gatys.POOLINGS, "VGG pooling."
 flags.DEFINE_enum("init", _default("init"), gatys.INITS, "Starting image.")
 flags.DEFINE_float("noise_ratio", _default("noise_ratio"),
                    "With --init=blend: (1 - r) content + r noise.")
-flags.DEFINE_enum("preserve_color", _default("preserve_color"), gatys.COLOR_MODES,
-                  "Keep the content's colours: histogram (match the style's colours first) or "
-                  "luminance (transfer luminance only).")
+flags.DEFINE_enum("preserve_color", _default("preserve_color"), list(images.PRESERVE_COLOR_MODES),
+                  images.PRESERVE_COLOR_HELP)
 flags.DEFINE_integer("seed", _default("seed"), "Random seed (noise init, random weights).")
 
 # Monitoring and interruption. absl.logging owns a --log_dir for log files these

@@ -37,6 +37,13 @@ def rng():
     return np.random.default_rng(0)
 
 @pytest.fixture
+def feature_maps(rng):
+    """[3, 7, 5, 4] features with a different scale and offset per instance and channel,
+    so statistics shared across instances or channels would be caught."""
+    x = rng.normal(size=(3, 7, 5, 4)) * rng.uniform(0.5, 3, size=(3, 1, 1, 4)) + rng.normal(size=(3, 1, 1, 4)) * 4
+    return x.astype(np.float32)
+
+@pytest.fixture
 def tiny_image(rng):
     """A smooth 64x48 RGB float image in [0, 1]."""
     y, x = np.mgrid[0:64, 0:48] / 64.0

@@ -10,9 +10,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from nst_tf import export
 from nst_tf import gatys
+from nst_tf import images
+from nst_tf import inference
 from nst_tf import losses
 from nst_tf import models
 from nst_tf.errors import NSTError
@@ -181,6 +184,31 @@ def test_serving_default_is_png_of_stylize_tensor(exported, rng):
     got = tf.io.decode_png(pngs[0]).numpy().astype(np.float32)
     assert got.shape == image.shape
     assert np.abs(got - want).max() <= 0.5 + 1e-3  # rounding to uint8 only
+
+
+def test_rotated_jpeg_comes_back_upright_as_nst_stylize_gives_it(exported, rng, tmp_path):
+    # Stored 64 wide x 40 high; EXIF orientation 6 ("rotate 90 degrees clockwise to display"),
+    # as a phone writes a portrait: shown 40 wide x 64 high.
+    photo = Image.fromarray((rng.random((40, 64, 3)) * 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.jpg"
+    photo.save(path, exif=exif, quality=90)
+    assert images.load_image(str(path)).shape == (64, 40, 3)
+
+    served = tf.saved_model.load(exported["fast"]).signatures["serving_default"](
+        image_bytes=tf.constant([path.read_bytes()]))["image_bytes"][0]
+    served = tf.io.decode_png(served).numpy().astype(np.int32)
+    target, _ = inference.stylize_files(inference.InferenceConfig(
+        model=exported["fast"], content=str(path), output=str(tmp_path / "stylized.png")), progress=False)
+    stylized = np.asarray(Image.open(target), np.int32)
+    assert served.shape == stylized.shape == (64, 40, 3)
+    assert np.abs(served - stylized).max() <= 1  # rounding to uint8 only
+
+    gatys_out = tf.saved_model.load(exported["gatys"]).signatures["serving_default"](
+        content_bytes=tf.constant([path.read_bytes()]),
+        style_bytes=tf.constant([tf.io.encode_png(np.asarray(photo)[:36, :32]).numpy()]))["image_bytes"][0]
+    assert tf.io.decode_png(gatys_out).shape == (64, 40, 3)
 
 
 def test_max_side_caps_in_graph(tmp_path, nets):

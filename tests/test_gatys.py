@@ -253,6 +253,14 @@ def test_histogram_mode_matches_style_colours_first(extractor, pair):
     np.testing.assert_allclose(out, run(content, matched, extractor, config(**cfg)), atol=1e-6)
 
 
+def test_output_histogram_mode_matches_the_outputs_colours_after(extractor, pair):
+    content, style = pair
+    out = run(content, style, extractor, config(preserve_color="output_histogram", num_steps=2))
+    plain = run(content, style, extractor, config(num_steps=2))
+    np.testing.assert_allclose(out, images.match_color_histogram(plain, content), atol=1e-6)
+    assert np.abs(out - plain).mean() > 1e-3
+
+
 def test_luminance_mode_keeps_content_chroma(extractor, pair):
     content, style = pair
     out = run(content, style, extractor, config(preserve_color="luminance", num_steps=2))

@@ -7,7 +7,8 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+import tensorflow as tf
+from PIL import Image, ImageFile, ImageOps
 
 from nst_tf import images
 from nst_tf.errors import NSTError
@@ -250,6 +251,102 @@ def test_exif_orientation_honoured(tmp_path):
     np.testing.assert_allclose(loaded[56, 16], [0, 0, 1], atol=0.05)
 
 
+# --------------------------------------------------------------------------- in-graph decoding
+
+
+def _jpeg_with_orientation(orientation, byte_order="<", size=(20, 12)):
+    """A noisy, non-square JPEG whose Exif (in ``byte_order``: "<" II, ">" MM) holds two other
+    IFD0 tags before the Orientation, so the reader has to walk the entries."""
+    image = Image.fromarray(_noise_uint8(np.random.default_rng(orientation), size[1], size[0]))
+    exif = Image.Exif()
+    exif.endian = byte_order
+    exif[0x0100] = size[0]  # ImageWidth
+    exif[0x010F] = "nst_tf test"  # Make: an ASCII value stored past the entry
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif, quality=90)
+    data = buffer.getvalue()
+    assert data[:2] == b"\xff\xd8" and (b"II*\0" if byte_order == "<" else b"MM\0*") in data
+    return data
+
+
+def _pillow_upright(data):
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), np.float32) / 255.0
+
+
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_graph_decoding_applies_exif_orientation_as_pillow_does(orientation, byte_order):
+    data = _jpeg_with_orientation(orientation, byte_order)
+    assert images.exif_orientation(tf.constant(data)).numpy() == orientation
+    decoded = images.decode_image_tensor(tf.constant(data)).numpy()
+    upright = _pillow_upright(data)
+    assert decoded.shape == upright.shape == ((12, 20, 3) if orientation < 5 else (20, 12, 3))
+    np.testing.assert_allclose(decoded, upright, atol=1e-6)
+    np.testing.assert_allclose(decoded, images.decode_image_bytes(data, min_side=1), atol=1e-6)
+
+
+def test_graph_decoding_in_a_traced_function():
+    decode = tf.function(images.decode_image_tensor, input_signature=[tf.TensorSpec([], tf.string)])
+    for orientation in (1, 6, 7):
+        data = _jpeg_with_orientation(orientation)
+        np.testing.assert_allclose(decode(tf.constant(data)), _pillow_upright(data), atol=1e-6)
+
+
+def _encoded(image, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("make, kwargs", [
+    (lambda px: Image.fromarray(px), {"format": "PNG"}),
+    (lambda px: Image.fromarray(px), {"format": "BMP"}),
+    (lambda px: Image.fromarray(px), {"format": "JPEG", "quality": 90}),  # no Exif at all
+    (lambda px: Image.fromarray(px).convert("L"), {"format": "JPEG", "quality": 90}),
+    (lambda px: Image.fromarray(px).convert("P"), {"format": "GIF"}),
+    (lambda px: Image.fromarray(px), {"format": "WEBP", "lossless": True}),
+])
+def test_graph_decoding_of_other_images_matches_load_image(rng, make, kwargs):
+    data = _encoded(make(_noise_uint8(rng, 12, 20)), **kwargs)
+    assert images.exif_orientation(tf.constant(data)).numpy() == 1
+    np.testing.assert_allclose(images.decode_image_tensor(tf.constant(data)),
+                               images.decode_image_bytes(data, min_side=1), atol=1e-6)
+
+
+def _corrupt(data, old, new):
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+def test_malformed_exif_leaves_the_image_as_stored():
+    data = _jpeg_with_orientation(6, ">")
+    stored = images.decode_image_tensor(tf.constant(_jpeg_with_orientation(1, ">"))).shape
+    tiff = data.index(b"MM\0*")
+    app1 = tiff - 10
+    cases = {
+        "byte order": _corrupt(data, b"MM\0*", b"XM\0*"),
+        "magic": _corrupt(data, b"MM\0*", b"MM\0+"),
+        "IFD past the segment": data[: tiff + 4] + b"\x7f\xff\xff\xf0" + data[tiff + 8:],
+        "IFD inside the header": data[: tiff + 4] + b"\0\0\0\x02" + data[tiff + 8:],
+        "segment longer than the file": data[: app1 + 2] + b"\xff\xff" + data[app1 + 4:],
+        "segment length below 2": data[: app1 + 2] + b"\0\x01" + data[app1 + 4:],
+        "not Exif": _corrupt(data, b"Exif\0\0", b"Exit\0\0"),
+        "orientation out of range": data[: data.index(b"\x01\x12\0\x03")]
+        + b"\x01\x12\0\x03\0\0\0\x01\0\x09" + data[data.index(b"\x01\x12\0\x03") + 10:],
+    }
+    for name, corrupt in cases.items():
+        assert images.exif_orientation(tf.constant(corrupt)).numpy() == 1, name
+    for name in ("byte order", "magic", "IFD past the segment", "not Exif", "orientation out of range"):
+        assert images.decode_image_tensor(tf.constant(cases[name])).shape == stored, name
+    for junk in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe1\x00\x10Exif\0\0MM", b"hello, not an image"):
+        assert images.exif_orientation(tf.constant(junk)).numpy() == 1
+    # An entry count larger than the segment reads the entries that fit.
+    count = tiff + 8
+    assert images.exif_orientation(tf.constant(data[:count] + b"\xff\xff" + data[count + 2:])).numpy() == 6
+
+
 @pytest.mark.parametrize(
     "size, side, expected",
     [((300, 200), 150, (100, 150)), ((200, 300), 60, (60, 40)), ((50, 40), 100, (80, 100))],
@@ -460,20 +557,34 @@ def test_histogram_matching_modes_differ_but_both_valid(rng):
         images.match_color_histogram(source, reference, "pca")
 
 
-def test_preserve_color(rng):
+def test_preserve_color_modes_act_before_or_after_stylizing(rng):
     stylized = rng.random((32, 32, 3)).astype(np.float32)
+    style = rng.random((24, 40, 3)).astype(np.float32)
     content = rng.random((32, 32, 3)).astype(np.float32) * 0.5
-    np.testing.assert_array_equal(images.preserve_color(stylized, content, "none"), stylized)
+    # Before stylizing only "histogram" changes the style; after, only the output modes change the output.
+    np.testing.assert_allclose(images.recolor_style(style, content, "histogram"),
+                               images.match_color_histogram(style, content))
+    for mode in ("none", "luminance", "output_histogram"):
+        np.testing.assert_array_equal(images.recolor_style(style, content, mode), style)
+    for mode in ("none", "histogram"):
+        np.testing.assert_array_equal(images.preserve_color(stylized, content, mode), stylized)
     np.testing.assert_allclose(
         images.preserve_color(stylized, content, "luminance", space="yuv"),
         images.transfer_luminance(stylized, content, "yuv"),
     )
     np.testing.assert_allclose(
-        images.preserve_color(stylized, content, "histogram"),
+        images.preserve_color(stylized, content, "output_histogram"),
         images.match_color_histogram(stylized, content),
     )
-    with pytest.raises(ValueError):
-        images.preserve_color(stylized, content, "colour")
+    assert not np.allclose(images.match_color_histogram(stylized, content), stylized, atol=0.05)
+    for fn, image in ((images.preserve_color, stylized), (images.recolor_style, style)):
+        with pytest.raises(ValueError, match="output_histogram"):
+            fn(image, content, "colour")
+
+
+def test_preserve_color_help_names_every_mode():
+    for mode in images.PRESERVE_COLOR_MODES:
+        assert f"{mode}: " in images.PRESERVE_COLOR_HELP
 
 
 # --------------------------------------------------------------------------- real asset

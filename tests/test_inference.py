@@ -64,14 +64,25 @@ def test_folder_batches_mirror_the_layout(tmp_path, runs, content):
     np.testing.assert_allclose(images.load_image(str(tmp_path / "o" / "sub" / "d.png")), expected, atol=QUANTUM)
 
 
-def test_preserve_color(tmp_path, runs, content):
-    plain = inference.stylize_files(inference.InferenceConfig(
-        model=runs["fast"], content=str(content / "c.png"), output=str(tmp_path / "plain.png")), progress=False)[0]
+@pytest.mark.parametrize("mode", ["luminance", "output_histogram"])
+def test_preserve_color(tmp_path, runs, content, mode):
     kept = inference.stylize_files(inference.InferenceConfig(
         model=runs["fast"], content=str(content / "c.png"), output=str(tmp_path / "kept.png"),
-        preserve_color="luminance"), progress=False)[0]
-    expected = images.preserve_color(images.load_image(plain), images.load_image(str(content / "c.png")))
-    np.testing.assert_allclose(images.load_image(kept), expected, atol=2 * QUANTUM)
+        preserve_color=mode), progress=False)[0]
+    source = images.load_image(str(content / "c.png"))
+    plain = np.clip(base.load_trained_model(runs["fast"])(source[None]).numpy()[0], 0.0, 1.0)
+    expected = images.preserve_color(plain, source, mode)
+    np.testing.assert_allclose(images.load_image(kept), expected, atol=QUANTUM)
+    assert np.abs(expected - plain).mean() > 2 * QUANTUM
+
+
+def test_preserve_color_histogram_is_refused_with_the_alternative(tmp_path, runs, content):
+    config = inference.InferenceConfig(model=runs["fast"], content=str(content / "c.png"),
+                                       output=str(tmp_path / "out.png"), preserve_color="histogram")
+    with pytest.raises(NSTError, match=r"^--preserve_color=histogram .*use --preserve_color=output_histogram") as info:
+        inference.stylize_files(config, progress=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_saved_model_gives_the_same_images(tmp_path, runs, content):
