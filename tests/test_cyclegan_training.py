@@ -35,65 +35,6 @@ def test_gan_losses_match_their_formulas():
     assert float(losses.identity_loss(x, y)) == pytest.approx(0.75)
 
 
-# ------------------------------------------------------------------ image pool
-
-
-def test_pool_fills_then_returns_a_past_image_half_the_time():
-    pool = cyclegan.ImagePool(5, (2, 2, 1))
-    query = tf.function(lambda images, step: pool.query(images, tf.stack([tf.constant(7, tf.int64), step])))
-    seen = set()
-    for step in range(5):  # filling: every image is stored and returned as is
-        out = query(tf.fill([1, 2, 2, 1], float(step)), tf.constant(step, tf.int64))
-        assert float(out[0, 0, 0, 0]) == step
-        seen.add(float(step))
-    assert int(pool.count.numpy()) == 5
-    swapped = 0
-    trials = 400
-    for step in range(5, 5 + trials):
-        out = float(query(tf.fill([1, 2, 2, 1], float(step)), tf.constant(step, tf.int64))[0, 0, 0, 0])
-        if out != step:
-            swapped += 1
-            assert out in seen  # a past image that was in the pool
-            seen.discard(out)
-        seen.add(float(step))  # the query is now in the pool, or was returned
-        stored = set(pool.images.numpy()[:, 0, 0, 0].tolist())
-        assert stored <= seen
-    assert int(pool.count.numpy()) == 5
-    assert 0.4 < swapped / trials < 0.6
-
-
-def test_pool_of_size_zero_passes_images_through():
-    pool = cyclegan.ImagePool(0, (2, 2, 1))
-    images = tf.random.normal([3, 2, 2, 1])
-    np.testing.assert_array_equal(pool.query(images, tf.constant([1, 2], tf.int64)), images)
-
-
-# ------------------------------------------------------------------ schedules
-
-
-def test_linear_decay_schedule_values_at_epochs_0_100_150_200():
-    steps_per_epoch = 37
-    schedule = cyclegan.LinearDecay(2e-4, 100 * steps_per_epoch, 100 * steps_per_epoch)
-    values = [float(schedule(epoch * steps_per_epoch)) for epoch in (0, 100, 150, 200, 250)]
-    np.testing.assert_allclose(values, [2e-4, 2e-4, 1e-4, 0.0, 0.0], atol=1e-12)
-    assert cyclegan.LinearDecay(**schedule.get_config()).get_config() == schedule.get_config()
-
-
-def test_plateau_tracker_cuts_the_rate_after_patience_flat_epochs():
-    import keras  # pylint: disable=import-outside-toplevel
-
-    optimizer = keras.optimizers.Adam(1e-3)
-    tracker = cyclegan.PlateauTracker(factor=0.5, patience=2)
-    record = tf.function(lambda loss, end: tracker.record(loss, optimizer, end))
-    epoch_losses = [3.0, 2.0, 2.0, 2.0, 2.5, 1.0]  # epochs 3, 4, 5 do not improve on 2.0
-    rates = []
-    for loss in epoch_losses:
-        record(tf.constant(loss + 0.5), tf.constant(False))
-        record(tf.constant(loss - 0.5), tf.constant(True))
-        rates.append(float(optimizer.learning_rate))
-    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
-
-
 # ------------------------------------------------------------------ data
 
 

@@ -113,16 +113,6 @@ def test_add_style_refuses_a_fast_base_or_the_same_dir(tmp_path, multistyle_run,
         ff.FeedForwardTrainer(tiny_train_config(tmp_path / "x"), tiny_config(photos, styles[2:], base_dir=str(fast)))
 
 
-def test_staged_schedule():
-    scale = [float(ff.style_weight_scale(t, warmup_steps=4, ramp_steps=4)) for t in range(10)]
-    assert scale == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
-    assert [float(ff.style_weight_scale(t, 2, 0)) for t in range(4)] == [0, 0, 1, 1]
-    schedule = ff.HalvingSchedule(1e-3, start=100, every=50)
-    lrs = [float(schedule(t)) for t in (0, 100, 149, 150, 250)]
-    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-3, 5e-4, 1.25e-4])
-    assert ff.HalvingSchedule.from_config(schedule.get_config()).every == 50
-
-
 def test_staged_training_is_content_only_during_warmup(tmp_path, photos, styles):
     config = tiny_config(photos, styles[:1], warmup_steps=3, style_ramp_steps=2, lr_halve_every=2)
     trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=3), config)

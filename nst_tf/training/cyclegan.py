@@ -14,8 +14,8 @@ optimiser, then both discriminators with another (the authors' order). The
 with no cycle term.
 
 Learning rate: Adam 2e-4, beta1 0.5, constant for ``epochs`` then linearly to 0
-over ``epochs_decay`` (:class:`LinearDecay`); or seed 000's reduce-on-plateau
-(:class:`PlateauTracker`), or constant.
+over ``epochs_decay`` (:class:`nst_tf.schedules.LinearDecay`); or reduce-on-plateau
+at epoch ends (:class:`nst_tf.schedules.ReduceLROnPlateau`), or constant.
 
 Every random choice (crops, flips, pool draws) is a stateless function of the
 seed and the step, and the pools are checkpointed, so an interrupted run
@@ -28,10 +28,11 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from nst_tf import data, losses
+from nst_tf import data, losses, schedules
 from nst_tf.errors import NSTError
 from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
 from nst_tf.training import base
+from nst_tf.training.image_pool import ImagePool
 
 DIRECTIONS = ("both", "a2b", "b2a")
 LR_SCHEDULES = ("linear", "plateau", "constant")
@@ -101,127 +102,6 @@ class CycleGANConfig(base.TrainConfig):
         )
 
 
-@keras.saving.register_keras_serializable(package="nst_tf")
-class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant, then linear decay to zero (Zhu et al. sec. 4)::
-
-        lr(t) = lr0 * min(1, max(0, (t_constant + t_decay - t) / t_decay))
-
-    with ``t`` the optimiser step: ``lr0`` for the first ``constant_steps``
-    (``epochs`` epochs), reaching 0 after ``decay_steps`` more.
-    """
-
-    def __init__(self, initial_learning_rate, constant_steps, decay_steps):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.constant_steps = int(constant_steps)
-        self.decay_steps = int(decay_steps)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        end = float(self.constant_steps + self.decay_steps)
-        fraction = tf.clip_by_value((end - step) / max(self.decay_steps, 1), 0.0, 1.0)
-        return self.initial_learning_rate * fraction
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "constant_steps": self.constant_steps,
-            "decay_steps": self.decay_steps,
-        }
-
-
-class PlateauTracker(tf.Module):
-    """Reduce-on-plateau for a custom loop (seed 000), with checkpointable state.
-
-    At each epoch end, if the epoch's mean loss has not beaten the best so far
-    by a relative ``1e-4`` for ``patience`` epochs, the optimiser's learning
-    rate is multiplied by ``factor`` (PyTorch ``ReduceLROnPlateau`` defaults:
-    0.1 and 10). Runs inside the training ``tf.function``.
-    """
-
-    def __init__(self, factor=0.1, patience=10, threshold=1e-4, name=None):
-        super().__init__(name=name)
-        self.factor = float(factor)
-        self.patience = int(patience)
-        self.threshold = float(threshold)
-        # Replicas average the loss before updating, so they all write the same values.
-        kw = {"trainable": False, "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA}
-        self.best = tf.Variable(float("inf"), **kw)
-        self.bad_epochs = tf.Variable(0, **kw)
-        self.total = tf.Variable(0.0, **kw)
-        self.count = tf.Variable(0.0, **kw)
-
-    def record(self, loss, optimizer, end_of_epoch):
-        """Add this step's (replica-mean) ``loss``; at ``end_of_epoch`` maybe cut the LR."""
-        self.total.assign_add(loss)
-        self.count.assign_add(1.0)
-        if end_of_epoch:
-            mean = self.total / self.count
-            self.total.assign(0.0)
-            self.count.assign(0.0)
-            if mean < self.best * (1.0 - self.threshold):
-                self.best.assign(mean)
-                self.bad_epochs.assign(0)
-            else:
-                self.bad_epochs.assign_add(1)
-            if self.bad_epochs > self.patience:
-                optimizer.learning_rate.assign(optimizer.learning_rate * self.factor)
-                self.bad_epochs.assign(0)
-
-
-class ImagePool(tf.Module):
-    """History of generated images for the discriminator (Shrivastava et al. 2017).
-
-    Until it holds ``pool_size`` images, every query image is stored and
-    returned. After that, each image is, with probability 1/2, swapped for a
-    random stored one (which is returned), and otherwise returned itself. All
-    in TensorFlow, so it runs inside the training step; the draws come from a
-    stateless seed. Each replica keeps its own pool.
-    """
-
-    def __init__(self, pool_size, image_shape, name=None):
-        super().__init__(name=name)
-        self.pool_size = int(pool_size)
-        kw = {
-            "trainable": False,
-            "synchronization": tf.VariableSynchronization.ON_READ,
-            "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        }
-        self.images = tf.Variable(tf.zeros([max(self.pool_size, 1), *image_shape]), **kw)
-        self.count = tf.Variable(0, **kw)
-
-    def query(self, images, seed):
-        """``images`` [B, H, W, C] -> the images to show the discriminator."""
-        if self.pool_size == 0:
-            return images
-        n = tf.shape(images)[0]
-        coins = tf.random.stateless_uniform([n], seed)
-        slots = tf.random.stateless_uniform(
-            [n], tf.random.experimental.stateless_fold_in(seed, 1), maxval=self.pool_size, dtype=tf.int32
-        )
-        chosen = tf.TensorArray(images.dtype, size=n)
-        for i in tf.range(n):
-            image = images[i]
-            if self.count < self.pool_size:
-                self._store(self.count, image)
-                self.count.assign_add(1)
-                picked = image
-            elif coins[i] > 0.5:
-                # A dense read: a gather from the variable itself would make every later
-                # read of the pool copy all of it.
-                picked = self.images.read_value()[slots[i]]
-                self._store(slots[i], image)
-            else:
-                picked = image
-            chosen = chosen.write(i, picked)
-        return chosen.stack()
-
-    def _store(self, slot, image):
-        # A whole-variable assign (not scatter_nd_update) works on the
-        # per-replica variables of a distribution strategy too.
-        self.images.assign(tf.tensor_scatter_nd_update(self.images, [[slot]], image[None]))
-
-
 class CycleGANTrainer(base.Trainer):
     """Trains the CycleGAN of ``config`` (a :class:`CycleGANConfig`).
 
@@ -260,9 +140,12 @@ class CycleGANTrainer(base.Trainer):
             d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions
         }
         self.pools = {d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions}
-        schedule = c.learning_rate
-        if c.lr_schedule == "linear":
-            schedule = LinearDecay(c.learning_rate, c.epochs * self.steps_per_epoch, c.epochs_decay * self.steps_per_epoch)
+        schedule = schedules.learning_rate(
+            c.lr_schedule,
+            c.learning_rate,
+            constant_steps=c.epochs * self.steps_per_epoch,
+            decay_steps=c.epochs_decay * self.steps_per_epoch,
+        )
         self.g_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
         self.d_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
         # Create the optimiser slots now, so a restore fills them in place.
@@ -275,7 +158,8 @@ class CycleGANTrainer(base.Trainer):
         self.plateaus = {}
         if c.lr_schedule == "plateau":
             self.plateaus = {
-                name: PlateauTracker(c.plateau_factor, c.plateau_patience, name=f"plateau_{name}") for name in ("g", "d")
+                name: schedules.ReduceLROnPlateau(c.plateau_factor, c.plateau_patience, name=f"plateau_{name}")
+                for name in ("g", "d")
             }
             objects.update({f"plateau_{name}": tracker for name, tracker in self.plateaus.items()})
         return objects

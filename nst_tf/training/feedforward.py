@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-from nst_tf import data, features, images, losses, models
+from nst_tf import data, features, images, losses, models, schedules
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -85,34 +85,6 @@ def loss_layers(config):
         features.resolve_layers(name, config.content_layers or content),
         features.resolve_layers(name, config.style_layers or style),
     )
-
-
-def style_weight_scale(step, warmup_steps, ramp_steps):
-    """s(t): 0 during the content-only warm-up, then a linear ramp to 1 over ``ramp_steps``."""
-    t = tf.cast(step, tf.float32) - float(warmup_steps)
-    if ramp_steps <= 0:
-        return tf.cast(t >= 0.0, tf.float32)
-    return tf.clip_by_value((t + 1.0) / float(ramp_steps), 0.0, 1.0)
-
-
-@keras.saving.register_keras_serializable(package="nst_tf")
-class HalvingSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr(t) = lr0 * 0.5 ** floor(max(0, t - start) / every)``; constant when ``every`` is 0."""
-
-    def __init__(self, initial_learning_rate, start=0, every=0):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.start = int(start)
-        self.every = int(every)
-
-    def __call__(self, step):
-        lr = tf.constant(self.initial_learning_rate, tf.float32)
-        if self.every <= 0:
-            return lr
-        halvings = tf.floor(tf.maximum(0.0, tf.cast(step, tf.float32) - self.start) / self.every)
-        return lr * tf.pow(0.5, halvings)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "start": self.start, "every": self.every}
 
 
 class PerceptualLoss:
@@ -213,7 +185,7 @@ class FeedForwardTrainer(base.Trainer):
             variables = self.model.trainable_variables
         self.train_variables = variables
         self.loss = PerceptualLoss(cfg.loss, self._style_images)
-        schedule = HalvingSchedule(cfg.learning_rate, start=cfg.warmup_steps, every=cfg.lr_halve_every)
+        schedule = schedules.HalvingSchedule(cfg.learning_rate, start=cfg.warmup_steps, every=cfg.lr_halve_every)
         self.optimizer = self.make_optimizer(keras.optimizers.Adam(learning_rate=schedule))
         self.optimizer.build(variables)
         self.models = {"model": self.model}
@@ -244,7 +216,7 @@ class FeedForwardTrainer(base.Trainer):
         trained = len(self.style_names) - self.first_style
         # Which of the trained styles each photo gets; deterministic per step.
         index = tf.random.stateless_uniform([n], seed=seed, maxval=trained, dtype=tf.int32)
-        scale = style_weight_scale(self.step, self.ff.warmup_steps, self.ff.style_ramp_steps)
+        scale = schedules.style_weight_scale(self.step, self.ff.warmup_steps, self.ff.style_ramp_steps)
 
         def loss_fn():
             outputs = self.stylize(photos, index + self.first_style)
