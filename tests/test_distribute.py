@@ -15,10 +15,9 @@ from feedforward_helpers import REPO, make_photos, make_styles, python_command, 
 SETUP = """
 import json, sys
 import numpy as np
-from feedforward_helpers import tiny_config, tiny_train_config
+from feedforward_helpers import tiny_config
 from nst_tf.training import base, feedforward as ff
 photos, style, out = sys.argv[1:]
-config = tiny_config(photos, [style], batch_size=4, learning_rate=1e-3)
 """
 
 MIRRORED = """
@@ -30,7 +29,8 @@ strategy = base.make_strategy()
 assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
 
 def trained(name, strategy, steps):
-    trainer = ff.FeedForwardTrainer(tiny_train_config(f"{out}/{name}", max_steps=steps), config, strategy=strategy)
+    config = tiny_config(photos, [style], f"{out}/{name}", max_steps=steps, batch_size=4, learning_rate=1e-3)
+    trainer = ff.FeedForwardTrainer(config, strategy=strategy)
     trainer.train()
     return trainer, [np.array(w.numpy()) for w in trainer.model.weights]
 
@@ -49,7 +49,8 @@ WORKER = """
 from nst_tf.training import base
 strategy = base.make_strategy()  # first, before other TF work
 """ + SETUP + """
-trainer = ff.FeedForwardTrainer(tiny_train_config(out, max_steps=3), config, strategy=strategy)
+config = tiny_config(photos, [style], out, max_steps=3, batch_size=4, learning_rate=1e-3)
+trainer = ff.FeedForwardTrainer(config, strategy=strategy)
 result = trainer.train()
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from feedforward_helpers import REPO, make_photos, make_styles, smooth_image, tiny_config, tiny_train_config
+from feedforward_helpers import REPO, make_photos, make_styles, smooth_image, tiny_config
 from nst_tf import export, images, inference
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
     out = {}
     for name, chosen in (("fast", styles[:1]), ("multi", styles)):
         out[name] = str(root / name)
-        ff.FeedForwardTrainer(tiny_train_config(out[name], max_steps=2), tiny_config(photos, chosen)).train()
+        ff.train(tiny_config(photos, chosen, out[name], max_steps=2))
     return out
 
 

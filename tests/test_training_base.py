@@ -109,6 +109,19 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGINT) is handler_before
 
 
+@pytest.mark.parametrize("settings, flag", [
+    ({"output_dir": ""}, "--output_dir"),
+    ({"max_steps": -1}, "--max_steps"),
+    ({"checkpoint_every": 0}, "--checkpoint_every"),
+    ({"log_every": 0}, "--log_every"),
+    ({"image_every": -1}, "--image_every"),
+    ({"keep_checkpoints": 0}, "--keep_checkpoints"),
+])
+def test_config_validates_on_construction(tmp_path, settings, flag):
+    with pytest.raises(NSTError, match=f"^{flag}: "):
+        base.TrainConfig(**{"output_dir": str(tmp_path), **settings})
+
+
 def test_changed_model_is_a_clear_error(tmp_path):
     ToyTrainer(config(tmp_path, max_steps=2)).train()
     with pytest.raises(NSTError, match="does not match"):

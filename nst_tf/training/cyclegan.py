@@ -29,7 +29,6 @@ import keras
 import tensorflow as tf
 
 from nst_tf import data, losses, schedules
-from nst_tf.errors import NSTError
 from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
 from nst_tf.training import base
 from nst_tf.training.image_pool import ImagePool
@@ -74,21 +73,33 @@ class CycleGANConfig(base.TrainConfig):
     max_steps: int = 2**62
     image_every: Optional[int] = None
 
-    def validate(self):
-        """Raise NSTError naming the first bad setting."""
-        checks = [
+    def __post_init__(self):
+        super().__post_init__()
+        base.check_all([
             (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
             (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
             (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
             (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
             (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
             (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
+            (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
+            (self.epochs_decay >= 0, "--epochs_decay", f"must be >= 0, not {self.epochs_decay}"),
             (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
             (0 < self.plateau_factor < 1, "--plateau_factor", "must be in (0, 1)"),
-        ]
-        for ok, flag, reason in checks:
-            if not ok:
-                raise NSTError(f"{flag}: {reason}")
+            (self.plateau_patience >= 0, "--plateau_patience", f"must be >= 0, not {self.plateau_patience}"),
+            (self.n_blocks >= 0, "--n_blocks", f"must be >= 0, not {self.n_blocks}"),
+            (self.ngf >= 1, "--ngf", f"must be >= 1, not {self.ngf}"),
+            (self.ndf >= 1, "--ndf", f"must be >= 1, not {self.ndf}"),
+            (self.steps_per_epoch >= 0, "--steps_per_epoch", f"must be >= 0 (0: one pass), not {self.steps_per_epoch}"),
+            (self.max_train_images >= 0, "--max_train_images", f"must be >= 0 (0: all), not {self.max_train_images}"),
+            (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
+            (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
+            (0 <= self.beta_1 <= 1, "--beta_1", f"must be in [0, 1], not {self.beta_1}"),
+            (self.lambda_cycle >= 0, "--lambda_cycle", f"must be >= 0, not {self.lambda_cycle}"),
+            (self.lambda_identity >= 0, "--lambda_identity", f"must be >= 0, not {self.lambda_identity}"),
+            (self.pool_size >= 0, "--pool_size", f"must be >= 0 (0: no pool), not {self.pool_size}"),
+            (self.num_samples >= 1, "--num_samples", f"must be >= 1, not {self.num_samples}"),
+        ])
 
     def data_config(self):
         return data.UnpairedDataConfig(
@@ -112,25 +123,24 @@ class CycleGANTrainer(base.Trainer):
 
     method = "cyclegan"
 
-    def __init__(self, config, strategy=None):
-        config.validate()
+    # -- base hooks ----------------------------------------------------------
+    def prepare(self):
+        config = self.config
         self.data_config = config.data_config()
         counts = data.unpaired_counts(self.data_config)
         self.steps_per_epoch = config.steps_per_epoch or max(1, max(counts.values()) // config.batch_size)
         self.total_steps = (config.epochs + config.epochs_decay) * self.steps_per_epoch
-        config = dataclasses.replace(
+        self.config = dataclasses.replace(
             config,
             max_steps=min(config.max_steps, self.total_steps),
             image_every=self.steps_per_epoch if config.image_every is None else config.image_every,
         )
         self.gan_losses = losses.GAN_LOSSES[config.gan_loss]
-        keras.utils.set_random_seed(config.seed)  # the initial weights
-        super().__init__(config, strategy)
         self._samples = None
 
-    # -- base hooks ----------------------------------------------------------
     def build(self):
         c = self.config
+        keras.utils.set_random_seed(c.seed)  # the initial weights
         directions = ("a2b", "b2a") if c.direction == "both" else (c.direction,)
         self.generators = {
             d: ResnetGenerator(c.ngf, c.n_blocks, c.upsampling, name=f"generator_{d}") for d in directions
@@ -252,7 +262,10 @@ class CycleGANTrainer(base.Trainer):
         return (tf.concat(row, axis=2) + 1.0) / 2.0
 
 
-def train(config, flags_text=None, strategy=None):
-    """Train a CycleGAN into ``config.output_dir`` (resuming it); returns the base TrainResult."""
-    trainer = CycleGANTrainer(config, strategy)
-    return trainer.train(flags_text=flags_text, desc="cyclegan")
+def train(config, *, strategy=None, flags_text=None):
+    """Train a CycleGAN into ``config.output_dir`` (resuming it); returns a base.TrainResult.
+
+    Without ``strategy``, :func:`base.make_strategy` picks one before any other
+    TensorFlow work. ``flags_text`` is written to ``flags.txt``.
+    """
+    return CycleGANTrainer(config, strategy).train(flags_text=flags_text)
