@@ -163,12 +163,18 @@ def test_training_steps_update_all_four_nets(full_run):
     assert os.listdir(os.path.join(out, "logs"))
 
 
-def test_resume_continues_from_the_same_step_with_identical_variables(full_run, domains, tmp_path):
+def resume_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("resumed")]
+
+
+def test_resume_continues_from_the_same_step_with_identical_variables(full_run, domains, tmp_path, capsys):
     full_trainer, _, _ = full_run
     first = cyclegan.CycleGANTrainer(tiny_config(domains, tmp_path, max_steps=1))
     assert first.train().step == 1  # "interrupted" after step 1, mid-epoch
+    assert resume_lines(capsys) == []
     resumed = cyclegan.CycleGANTrainer(tiny_config(domains, tmp_path))
     assert int(resumed.step.numpy()) == 1
+    assert resume_lines(capsys) == ["resumed from step 1"]
     assert resumed.train().step == 4
     for got, want in zip(all_variables(resumed), all_variables(full_trainer)):
         np.testing.assert_array_equal(got, want)

@@ -78,12 +78,14 @@ def test_loss_falls_and_run_files_written(tmp_path):
     assert int(trainer.data_position.numpy()) == 30 * 8
 
 
-def test_resume_continues_with_identical_variables(tmp_path):
+def test_resume_continues_with_identical_variables(tmp_path, capsys):
     straight = ToyTrainer(config(tmp_path / "a"))
     straight.train()
     ToyTrainer(config(tmp_path / "b", max_steps=13)).train()  # stops between two checkpoints
+    assert "resumed" not in capsys.readouterr().err  # nothing to resume: quiet
     resumed = ToyTrainer(config(tmp_path / "b"))
     assert int(resumed.step.numpy()) == 13
+    assert capsys.readouterr().err == "resumed from step 13\n"
     assert int(resumed.data_position.numpy()) == 13 * 8
     resumed.train()
     for a, b in zip(state(straight), state(resumed), strict=True):

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 import keras
@@ -315,7 +316,12 @@ class Trainer:
         return metrics, source
 
     def _restore(self):
-        latest = self.manager.latest_checkpoint
+        """Resume from the run's latest checkpoint, if any, saying so on stderr.
+
+        Every worker restores the chief's checkpoint (the output dir is shared),
+        so all replicas resume from the same step and variables.
+        """
+        latest = tf.train.latest_checkpoint(os.path.join(self.config.output_dir, CHECKPOINT_DIR))
         if latest is None:
             return
         try:
@@ -325,6 +331,7 @@ class Trainer:
                 f"{self.config.output_dir}: its checkpoint does not match this model "
                 f"(changed model flags?); use a new --output_dir ({type(exc).__name__})"
             ) from None
+        sys.stderr.write(f"resumed from step {int(self.step.numpy())}\n")
 
     def _summary_writer(self):
         if not self.chief:
