@@ -70,10 +70,8 @@ def config_from_flags(values):
 def main(argv):
     del argv
     config = config_from_flags(FLAGS)
-    result = cyclegan.train(config, flags_text=train_flags.flags_text())
-    state = "stopped (Ctrl-C; rerun to resume)" if result.interrupted else "done"
-    losses = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k != "learning_rate")
-    cli.result(f"{state}: step {result.step}, {losses} -> {config.output_dir}")
+    # train() creates the distribution strategy before any other TensorFlow work.
+    train_flags.report(cyclegan.train(config, flags_text=train_flags.flags_text()), config.output_dir)
 
 
 def run():
