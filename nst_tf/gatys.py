@@ -39,6 +39,7 @@ from nst_tf import fileio
 from nst_tf import images
 from nst_tf import lbfgs
 from nst_tf import losses
+from nst_tf import schedules
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
 
@@ -373,49 +374,12 @@ def make_objective(extractor, content_image, style_images, config):
 # Optimisation
 
 
-@dataclasses.dataclass
-class ReduceLROnPlateau:
-    """Multiply the learning rate by ``factor`` after ``patience`` steps without a
-    relative improvement of ``threshold`` in the loss (as torch's scheduler does)."""
-
-    learning_rate: float
-    factor: float
-    patience: int
-    threshold: float = 1e-4
-    best: float = math.inf
-    bad_steps: int = 0
-
-    def update(self, loss):
-        """Record ``loss``; return the learning rate to use next."""
-        if loss < self.best * (1.0 - self.threshold):
-            self.best, self.bad_steps = loss, 0
-        else:
-            self.bad_steps += 1
-            if self.bad_steps > self.patience:
-                self.learning_rate *= self.factor
-                self.bad_steps = 0
-        return self.learning_rate
-
-
-def learning_rate_schedule(config):
-    """The Keras learning rate (float or schedule) of ``config.lr_schedule``.
-
-    ``step``: lr·γ^⌊t/step_size⌋; ``exponential``: lr·γ^(t/step_size);
-    ``constant`` and ``plateau`` start from a constant (plateau is driven by
-    :class:`ReduceLROnPlateau` in :func:`optimize`).
-    """
-    if config.lr_schedule in ("step", "exponential"):
-        return keras.optimizers.schedules.ExponentialDecay(
-            config.learning_rate, decay_steps=config.lr_step_size,
-            decay_rate=config.lr_gamma, staircase=config.lr_schedule == "step")
-    return config.learning_rate
-
-
 def make_keras_optimizer(config):
+    rate = schedules.learning_rate(config.lr_schedule, config.learning_rate,
+                                   step_size=config.lr_step_size, gamma=config.lr_gamma)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate_schedule(config),
-                                      weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(learning_rate_schedule(config))
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 StepCallback = Callable[[int, tf.Tensor, dict], None]
@@ -467,7 +431,8 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
     optimizer.build([image])
     # Schedules read the optimiser's step counter: a resumed run continues them.
     optimizer.iterations.assign(start_step)
-    plateau = (ReduceLROnPlateau(config.learning_rate, config.lr_gamma, config.lr_patience)
+    # Every step is a plateau period: the rate the next step uses reflects this step's loss.
+    plateau = (schedules.ReduceLROnPlateau(config.lr_gamma, config.lr_patience)
                if config.lr_schedule == "plateau" else None)
 
     @tf.function
@@ -475,12 +440,12 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
         total, terms, gradient = objective.terms_and_gradient(image)
         optimizer.apply_gradients([(gradient, image)])
         image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        if plateau is not None:
+            plateau.record(total, optimizer)
         return total, terms
 
     for i in range(1, remaining + 1):
         total, terms = train_step()
-        if plateau is not None:
-            optimizer.learning_rate = plateau.update(float(total))
         if on_step is not None and (i % report_every == 0 or i == remaining):
             on_step(start_step + i, image, _loss_dict(total, terms))
     return tf.convert_to_tensor(image)

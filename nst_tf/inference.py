@@ -1,15 +1,25 @@
-"""Stylize images with a trained feed-forward net: ``nst-stylize --model=DIR``.
+"""Apply a trained image-to-image net to image files and folders.
 
-``DIR`` is either a training output dir of nst-train-fast / nst-train-multistyle
-(``model_config.json`` + checkpoints) or a SavedModel exported by nst-export
-(a version folder, or the export folder whose highest version is used), called
-through its ``stylize_tensor`` signature: float32 RGB [0, 255] NHWC images
-(+ ``style_weights`` [N] for multi-style nets).
+Two entry points share one runner (:func:`run_files`):
 
-The content is one image or a folder (searched recursively; the output folder
-mirrors its layout). Images are stylized at full size, in batches of images of
-equal size, with one progress bar. A multi-style net takes ``style_weights``:
-one weight per style, normalised to a convex mix (one-hot picks a style).
+* :func:`stylize_files` (``nst-stylize --model=DIR``): a fast or multi-style net;
+* :func:`translate` (``nst-translate``): a CycleGAN generator.
+
+The net (:class:`Stylizer`) is a training output dir (``model_config.json`` +
+checkpoints) of nst-train-fast, nst-train-multistyle or nst-train-cyclegan, or
+a SavedModel exported by nst-export (a version folder, or the export folder
+whose highest version is used), called through its ``stylize_tensor``
+signature: float32 RGB [0, 255] NHWC images (+ ``style_weights`` [N] for
+multi-style nets).
+
+The input is one image or a folder (searched recursively; the output folder
+mirrors its layout). Every input is read once before anything is written, so
+one bad file fails the run with nothing half-done. Images are processed at full
+size (or shrunk to ``max_side``), in batches of equal-sized images, with one
+progress bar; each output is written atomically. The nets are fully
+convolutional: any size from :data:`MIN_INPUT_SIDE` up comes back unchanged. A
+multi-style net takes ``style_weights``: one weight per style, normalised to a
+convex mix (one-hot picks a style).
 """
 
 import dataclasses
@@ -27,6 +37,13 @@ from nst_tf.progress import ProgressBar
 
 SAVED_MODEL_FILE = "saved_model.pb"
 EXPORT_INFO = os.path.join("assets.extra", "nst_tf.json")
+# The smallest input side the nets take: their first 9x9 (fast nets) or 7x7
+# (CycleGAN) convolution reflection-pads by 4 or 3 pixels, which needs more
+# pixels than the padding, and after the two stride-2 downsamplings the 3x3
+# reflection pads still need 2 px.
+MIN_INPUT_SIDE = 8
+TRANSLATE_FORMATS = ("png", "jpg")
+DIRECTIONS = ("a2b", "b2a")
 
 
 @dataclasses.dataclass
@@ -42,12 +59,55 @@ class InferenceConfig:
     batch_size: int = 4
     precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
 
+    def __post_init__(self):
+        _check_run_settings(self.batch_size, self.max_side)
+        if self.preserve_color not in images.PRESERVE_COLOR_MODES:
+            raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
+        if self.preserve_color == "histogram":
+            raise NSTError("--preserve_color=histogram recolours the style images before optimising, and a "
+                           "trained net's style is fixed; use --preserve_color=output_histogram to match the "
+                           "output to the photo")
+
+
+@dataclasses.dataclass
+class TranslateConfig:
+    """``nst-translate``: a CycleGAN run's generator over a file or folder, into the ``output`` folder."""
+
+    model: str
+    input: str  # an image file or a folder
+    output: str  # a folder: <output>/<input name>.<format>
+    direction: str = "a2b"
+    batch_size: int = 4
+    max_side: int = 0  # shrink larger inputs to this longest side first (0: full size)
+    format: str = "png"
+
+    def __post_init__(self):
+        _check_run_settings(self.batch_size, self.max_side)
+        if self.direction not in DIRECTIONS:
+            raise NSTError(f"--direction: a2b or b2a, not {self.direction!r}")
+        if self.format not in TRANSLATE_FORMATS:
+            raise NSTError(f"--format: png or jpg, not {self.format!r}")
+
+
+def _check_run_settings(batch_size, max_side):
+    if batch_size < 1:
+        raise NSTError(f"--batch_size: must be >= 1, not {batch_size}")
+    if max_side is not None and max_side < 0:
+        raise NSTError(f"--max_side: must be >= 0, not {max_side}")
+
 
 class Stylizer:
-    """A trained net as ``stylizer(images [B, H, W, 3] in [0, 1], style_weights) -> [0, 1]``."""
+    """A trained net as ``stylizer(images [B, H, W, 3] in [0, 1], style_weights) -> [0, 1]``.
 
-    def __init__(self, path, precision="float32"):
+    ``direction`` None loads a fast or multi-style net; ``"a2b"``/``"b2a"`` the
+    CycleGAN generator of that direction (whose [-1, 1] range is mapped to
+    [0, 1] here). A SavedModel is whatever nst-export wrote; with a direction,
+    one exported from a CycleGAN must have been exported for that direction.
+    """
+
+    def __init__(self, path, precision="float32", direction=None):
         self.path = path
+        self.direction = direction
         saved_model = _saved_model_dir(path)
         if saved_model:
             if precision != "float32":
@@ -62,12 +122,26 @@ class Stylizer:
 
         description = base.read_model_config(path)
         method = description.get("method")
+        self.style_names = list(description.get("style_names", []))
+        self.num_styles = 0
+        if self.direction is not None:
+            if method != "cyclegan":
+                raise NSTError(f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
+                               + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else ""))
+            name = f"generator_{self.direction}"
+            if name not in description.get("models", {}):
+                raise NSTError(f"--direction: {path} has no {name} "
+                               f"(trained with --direction={self.direction[::-1]}?)")
+            generator = base.load_trained_model(path, name, compute_precision=precision)
+            # The generator works in [-1, 1].
+            self._fn = tf.function(lambda x, w: (generator(x * 2.0 - 1.0, training=False) + 1.0) / 2.0,
+                                   reduce_retracing=True)
+            return
         if method not in ("fast", "multistyle"):
             raise NSTError(f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
                            + (" (use nst-translate)" if method == "cyclegan" else ""))
         model = base.load_trained_model(path, "model", compute_precision=precision)
         self.num_styles = getattr(model, "num_styles", 0) if method == "multistyle" else 0
-        self.style_names = list(description.get("style_names", []))
         if self.num_styles:
             self._fn = tf.function(lambda x, w: model((x, w)), reduce_retracing=True)
         else:
@@ -85,6 +159,9 @@ class Stylizer:
             with open(os.path.join(path, EXPORT_INFO), encoding="utf-8") as f:
                 info = json.load(f)
         self.style_names = list(info.get("style_names", []))
+        exported = info.get("direction")
+        if self.direction is not None and exported is not None and exported != self.direction:
+            raise NSTError(f"--direction: {path} is the {exported} generator (exported with --direction={exported})")
         self._loaded = loaded  # keeps the signature's variables alive
 
         def call(x, w):
@@ -128,20 +205,73 @@ def _saved_model_dir(path):
     return None
 
 
-def _jobs(config):
+def _inputs(source, flag):
+    """``(image paths, folder or None)`` of ``source``, an image file or a folder; NSTError naming ``flag``."""
+    if os.path.isdir(source):
+        paths = images.list_images(source)
+        if not paths:
+            raise NSTError(f"{flag}: {source}: no image files found")
+        return paths, source
+    if not os.path.exists(source):
+        raise NSTError(f"{flag}: {source}: no such file or directory")
+    return [source], None
+
+
+def _output_name(relative, suffix="", fmt=None):
+    """``relative`` with ``suffix`` on its stem and the ``fmt`` extension (default: its own, if savable, else png)."""
+    stem, ext = os.path.splitext(relative)
+    if fmt:
+        ext = "." + fmt
+    return stem + suffix + (ext if ext.lower() in images.SAVE_FORMATS else ".png")
+
+
+def load_input(path, max_side=None):
+    """An input image in [0, 1], shrunk to ``max_side`` when larger; ImageError when smaller than the nets take."""
+    image = images.load_image(path, min_side=MIN_INPUT_SIDE)
+    if max_side and max(image.shape[:2]) > max_side:
+        image = images.resize_longest_side(image, max_side)
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_INPUT_SIDE:
+            raise images.ImageError(f"{path}: image is {width}x{height} after shrinking to --max_side={max_side}, "
+                                    f"smaller than the minimum side of {MIN_INPUT_SIDE} px")
+    return image
+
+
+def run_files(stylizer, jobs, *, style_weights=None, max_side=None, batch_size=4, preserve_color="none",
+              desc="stylize", progress=True):
+    """Apply ``stylizer`` to every ``(input, output)`` file pair of ``jobs``; returns the outputs written.
+
+    Every input is read once before anything is written, so one bad file fails
+    the run up front; only the sizes are kept (to batch equal sizes), not the
+    pixels. ``preserve_color`` is an :func:`nst_tf.images.preserve_color` mode.
+    """
+    mix = stylizer.style_mix(style_weights)
+    by_shape = {}
+    for src, dst in jobs:
+        by_shape.setdefault(load_input(src, max_side).shape, []).append((src, dst))
+    written = []
+    with ProgressBar(len(jobs), desc, enabled=progress) as bar:
+        for group in by_shape.values():
+            for start in range(0, len(group), batch_size):
+                chunk = group[start : start + batch_size]
+                inputs = [load_input(src, max_side) for src, _ in chunk]
+                outputs = stylizer(np.stack(inputs), mix)
+                for image, out, (_, dst) in zip(inputs, outputs, chunk):
+                    images.save_image(dst, images.preserve_color(out, image, mode=preserve_color))
+                    written.append(dst)
+                bar.update(len(written))
+    return written
+
+
+def _stylize_jobs(config):
     """``([(input, output)], target)``: the files to write and the file or folder they go to."""
-    content = config.content
-    if os.path.isdir(content):
-        inputs = images.list_images(content)
-        if not inputs:
-            raise NSTError(f"--content: {content}: no image files found")
-        out_dir = config.output or os.path.normpath(content) + "_stylized"
+    paths, folder = _inputs(config.content, "--content")
+    if folder is not None:
+        out_dir = config.output or os.path.normpath(folder) + "_stylized"
         if os.path.splitext(out_dir)[1].lower() in images.SAVE_FORMATS:
             raise NSTError(f"--output: {out_dir}: must be a folder when --content is a folder")
-        jobs = [(path, os.path.join(out_dir, _output_name(os.path.relpath(path, content)))) for path in inputs]
-        return jobs, out_dir
-    if not os.path.exists(content):
-        raise NSTError(f"--content: {content}: no such file or directory")
+        return [(path, os.path.join(out_dir, _output_name(os.path.relpath(path, folder)))) for path in paths], out_dir
+    content = paths[0]
     output = config.output or _output_name(os.path.basename(content), suffix="_stylized")
     if os.path.isdir(output):
         output = os.path.join(output, _output_name(os.path.basename(content)))
@@ -150,46 +280,24 @@ def _jobs(config):
     return [(content, output)], output
 
 
-def _output_name(relative, suffix=""):
-    stem, ext = os.path.splitext(relative)
-    return stem + suffix + (ext if ext.lower() in images.SAVE_FORMATS else ".png")
-
-
-def _load(path, max_side):
-    image = images.load_image(path)
-    if max_side and max(image.shape[:2]) > max_side:
-        image = images.resize_longest_side(image, max_side)
-    return image
-
-
 def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
-    if config.preserve_color not in images.PRESERVE_COLOR_MODES:
-        raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
-    if config.preserve_color == "histogram":
-        raise NSTError("--preserve_color=histogram recolours the style images before optimising, and a trained "
-                       "net's style is fixed; use --preserve_color=output_histogram to match the output to the photo")
     stylizer = Stylizer(config.model, config.precision)
-    mix = stylizer.style_mix(config.style_weights)
-    jobs, target = _jobs(config)
-    # Read every input once before writing anything, so one bad file fails the
-    # run up front; only the sizes are kept (to batch equal sizes), not the pixels.
-    by_shape = {}
-    for src, dst in jobs:
-        by_shape.setdefault(_load(src, config.max_side).shape, []).append((src, dst))
-    bar = ProgressBar(len(jobs), "stylize", enabled=progress)
-    done = 0
-    for group in by_shape.values():
-        for start in range(0, len(group), config.batch_size):
-            chunk = group[start : start + config.batch_size]
-            inputs = [_load(src, config.max_side) for src, _ in chunk]
-            outputs = stylizer(np.stack(inputs), mix)
-            for image, out, (_, dst) in zip(inputs, outputs, chunk):
-                images.save_image(dst, images.preserve_color(out, image, mode=config.preserve_color))
-            done += len(chunk)
-            bar.update(done)
-    bar.close()
+    jobs, target = _stylize_jobs(config)
+    run_files(stylizer, jobs, style_weights=config.style_weights, max_side=config.max_side,
+              batch_size=config.batch_size, preserve_color=config.preserve_color, progress=progress)
     return target, len(jobs)
+
+
+def translate(config, progress=True):
+    """Translate ``config.input`` (file or folder) into the ``config.output`` folder; returns the files written."""
+    paths, folder = _inputs(config.input, "--input")
+    root = folder if folder is not None else os.path.dirname(paths[0])
+    jobs = [(path, os.path.join(config.output, _output_name(os.path.relpath(path, root), fmt=config.format)))
+            for path in paths]
+    stylizer = Stylizer(config.model, direction=config.direction)
+    return run_files(stylizer, jobs, max_side=config.max_side, batch_size=config.batch_size,
+                     desc=f"translate {config.direction}", progress=progress)
 
 
 def stylize_from_flags(values):

@@ -19,7 +19,7 @@ from nst_tf.training import cyclegan
 from nst_tf.training import flags as train_flags
 
 FLAGS = flags.FLAGS
-_DEFAULTS = cyclegan.CycleGANConfig(output_dir="")
+_DEFAULTS = cyclegan.CycleGANConfig  # its class attributes are the field defaults
 
 train_flags.define_common_flags(max_steps=1_000_000_000, checkpoint_every=1000)
 flags.DEFINE_string("data_dir", None, "Folder with trainA, trainB, testA, testB (the authors' layout); wins over tfds.")
@@ -61,19 +61,17 @@ flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Test images per Tens
 def config_from_flags(values):
     """A CycleGANConfig from parsed flags (absl FLAGS or any object with those attributes)."""
     names = [f.name for f in dataclasses.fields(cyclegan.CycleGANConfig) if hasattr(values, f.name)]
-    config = cyclegan.CycleGANConfig(**{name: getattr(values, name) for name in names})
+    settings = {name: getattr(values, name) for name in names}
     if values is FLAGS and not FLAGS["image_every"].present:
-        config.image_every = None  # the translation grid at every epoch end
-    return config
+        settings["image_every"] = None  # the translation grid at every epoch end
+    return cyclegan.CycleGANConfig(**settings)
 
 
 def main(argv):
     del argv
     config = config_from_flags(FLAGS)
-    result = cyclegan.train(config, flags_text=train_flags.flags_text())
-    state = "stopped (Ctrl-C; rerun to resume)" if result.interrupted else "done"
-    losses = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k != "learning_rate")
-    cli.result(f"{state}: step {result.step}, {losses} -> {config.output_dir}")
+    # train() creates the distribution strategy before any other TensorFlow work.
+    train_flags.report(cyclegan.train(config, flags_text=train_flags.flags_text()), config.output_dir)
 
 
 def run():

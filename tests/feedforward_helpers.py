@@ -8,7 +8,6 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
-from nst_tf.training import base
 from nst_tf.training import feedforward as ff
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,21 +43,17 @@ def make_styles(folder, count=2, seed=100):
     return paths
 
 
-def tiny_config(photos, styles, **kwargs):
-    """A feed-forward config that trains in well under a second per step on one CPU core."""
-    settings = dict(width=0.125, num_residual_blocks=1, batch_size=2, learning_rate=1e-2)
+def tiny_config(photos, styles, output_dir, **kwargs):
+    """A feed-forward run that trains in well under a second per step on one CPU core."""
+    settings = dict(width=0.125, num_residual_blocks=1, batch_size=2, learning_rate=1e-2,
+                    max_steps=4, checkpoint_every=100, log_every=2, image_every=0)
     settings.update(kwargs)
     return ff.FeedForwardConfig(
+        output_dir=str(output_dir),
         style_images=list(styles),
         data=PhotoDataConfig(train_dir=photos, image_size=32),
         loss=ff.PerceptualLossConfig(weights=None, style_size=48),
         **{"multistyle": len(styles) > 1, **settings},
-    )
-
-
-def tiny_train_config(output_dir, max_steps=4, **kwargs):
-    return base.TrainConfig(
-        output_dir=str(output_dir), max_steps=max_steps, checkpoint_every=100, log_every=2, image_every=0, **kwargs
     )
 
 

@@ -35,65 +35,6 @@ def test_gan_losses_match_their_formulas():
     assert float(losses.identity_loss(x, y)) == pytest.approx(0.75)
 
 
-# ------------------------------------------------------------------ image pool
-
-
-def test_pool_fills_then_returns_a_past_image_half_the_time():
-    pool = cyclegan.ImagePool(5, (2, 2, 1))
-    query = tf.function(lambda images, step: pool.query(images, tf.stack([tf.constant(7, tf.int64), step])))
-    seen = set()
-    for step in range(5):  # filling: every image is stored and returned as is
-        out = query(tf.fill([1, 2, 2, 1], float(step)), tf.constant(step, tf.int64))
-        assert float(out[0, 0, 0, 0]) == step
-        seen.add(float(step))
-    assert int(pool.count.numpy()) == 5
-    swapped = 0
-    trials = 400
-    for step in range(5, 5 + trials):
-        out = float(query(tf.fill([1, 2, 2, 1], float(step)), tf.constant(step, tf.int64))[0, 0, 0, 0])
-        if out != step:
-            swapped += 1
-            assert out in seen  # a past image that was in the pool
-            seen.discard(out)
-        seen.add(float(step))  # the query is now in the pool, or was returned
-        stored = set(pool.images.numpy()[:, 0, 0, 0].tolist())
-        assert stored <= seen
-    assert int(pool.count.numpy()) == 5
-    assert 0.4 < swapped / trials < 0.6
-
-
-def test_pool_of_size_zero_passes_images_through():
-    pool = cyclegan.ImagePool(0, (2, 2, 1))
-    images = tf.random.normal([3, 2, 2, 1])
-    np.testing.assert_array_equal(pool.query(images, tf.constant([1, 2], tf.int64)), images)
-
-
-# ------------------------------------------------------------------ schedules
-
-
-def test_linear_decay_schedule_values_at_epochs_0_100_150_200():
-    steps_per_epoch = 37
-    schedule = cyclegan.LinearDecay(2e-4, 100 * steps_per_epoch, 100 * steps_per_epoch)
-    values = [float(schedule(epoch * steps_per_epoch)) for epoch in (0, 100, 150, 200, 250)]
-    np.testing.assert_allclose(values, [2e-4, 2e-4, 1e-4, 0.0, 0.0], atol=1e-12)
-    assert cyclegan.LinearDecay(**schedule.get_config()).get_config() == schedule.get_config()
-
-
-def test_plateau_tracker_cuts_the_rate_after_patience_flat_epochs():
-    import keras  # pylint: disable=import-outside-toplevel
-
-    optimizer = keras.optimizers.Adam(1e-3)
-    tracker = cyclegan.PlateauTracker(factor=0.5, patience=2)
-    record = tf.function(lambda loss, end: tracker.record(loss, optimizer, end))
-    epoch_losses = [3.0, 2.0, 2.0, 2.0, 2.5, 1.0]  # epochs 3, 4, 5 do not improve on 2.0
-    rates = []
-    for loss in epoch_losses:
-        record(tf.constant(loss + 0.5), tf.constant(False))
-        record(tf.constant(loss - 0.5), tf.constant(True))
-        rates.append(float(optimizer.learning_rate))
-    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
-
-
 # ------------------------------------------------------------------ data
 
 
@@ -145,8 +86,20 @@ def test_missing_or_empty_domain_is_a_one_line_error(tmp_path, domains):
     os.makedirs(tmp_path / "trainB")
     with pytest.raises(NSTError, match="trainA: no image files"):
         data.unpaired_counts(data.UnpairedDataConfig(data_dir=str(tmp_path)))
-    with pytest.raises(NSTError, match="--load_size"):
-        cyclegan.CycleGANConfig(output_dir="x", data_dir=domains, image_size=64, load_size=48).validate()
+
+
+@pytest.mark.parametrize("settings, flag", [
+    (dict(image_size=64, load_size=48), "--load_size"),
+    (dict(direction="sideways"), "--direction"),
+    (dict(epochs=0, epochs_decay=0), "--epochs"),
+    (dict(plateau_factor=1.0), "--plateau_factor"),
+    (dict(batch_size=0), "--batch_size"),
+    (dict(output_dir=""), "--output_dir"),
+    (dict(checkpoint_every=0), "--checkpoint_every"),
+])
+def test_config_validates_on_construction(domains, settings, flag):
+    with pytest.raises(NSTError, match=f"^{flag}: "):
+        cyclegan.CycleGANConfig(**{"output_dir": "x", "data_dir": domains, **settings})
 
 
 # ------------------------------------------------------------------ training
@@ -210,12 +163,18 @@ def test_training_steps_update_all_four_nets(full_run):
     assert os.listdir(os.path.join(out, "logs"))
 
 
-def test_resume_continues_from_the_same_step_with_identical_variables(full_run, domains, tmp_path):
+def resume_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("resumed")]
+
+
+def test_resume_continues_from_the_same_step_with_identical_variables(full_run, domains, tmp_path, capsys):
     full_trainer, _, _ = full_run
     first = cyclegan.CycleGANTrainer(tiny_config(domains, tmp_path, max_steps=1))
     assert first.train().step == 1  # "interrupted" after step 1, mid-epoch
+    assert resume_lines(capsys) == []
     resumed = cyclegan.CycleGANTrainer(tiny_config(domains, tmp_path))
     assert int(resumed.step.numpy()) == 1
+    assert resume_lines(capsys) == ["resumed from step 1"]
     assert resumed.train().step == 4
     for got, want in zip(all_variables(resumed), all_variables(full_trainer)):
         np.testing.assert_array_equal(got, want)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from feedforward_helpers import REPO, make_photos, make_styles, tiny_config, tiny_train_config
+from feedforward_helpers import REPO, make_photos, make_styles, tiny_config
 from nst_tf import data
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -36,7 +36,7 @@ def weights(trainer):
 
 
 def test_fast_loss_falls_and_model_reloads(tmp_path, photos, styles, fixed_photos):
-    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=25), tiny_config(photos, styles[:1]))
+    trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:1], tmp_path, max_steps=25))
     index = tf.zeros([4], tf.int32)
     before = trainer.loss(trainer.model(fixed_photos), fixed_photos, index)
     result = trainer.train()
@@ -52,11 +52,13 @@ def test_fast_loss_falls_and_model_reloads(tmp_path, photos, styles, fixed_photo
 
 
 def test_resume_continues_with_identical_variables(tmp_path, photos, styles):
-    config = tiny_config(photos, styles[:2], learning_rate=1e-3)
-    straight = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "a", max_steps=6), config)
+    def config(out, max_steps):
+        return tiny_config(photos, styles[:2], tmp_path / out, max_steps=max_steps, learning_rate=1e-3)
+
+    straight = ff.FeedForwardTrainer(config("a", 6))
     straight.train()
-    ff.FeedForwardTrainer(tiny_train_config(tmp_path / "b", max_steps=3), config).train()
-    resumed = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "b", max_steps=6), config)
+    ff.FeedForwardTrainer(config("b", 3)).train()
+    resumed = ff.FeedForwardTrainer(config("b", 6))
     assert int(resumed.step.numpy()) == 3 and int(resumed.data_position.numpy()) == 6
     resumed.train()
     for a, b in zip(weights(straight), weights(resumed), strict=True):
@@ -66,7 +68,7 @@ def test_resume_continues_with_identical_variables(tmp_path, photos, styles):
 @pytest.fixture(scope="module")
 def multistyle_run(tmp_path_factory, photos, styles):
     out = tmp_path_factory.mktemp("multistyle")
-    ff.FeedForwardTrainer(tiny_train_config(out, max_steps=12), tiny_config(photos, styles[:2])).train()
+    ff.FeedForwardTrainer(tiny_config(photos, styles[:2], out, max_steps=12)).train()
     return str(out)
 
 
@@ -81,8 +83,7 @@ def test_interpolation_lies_between_the_pure_styles(multistyle_run, fixed_photos
 
 
 def test_adding_a_style_leaves_the_old_ones_bit_identical(tmp_path, multistyle_run, photos, styles, fixed_photos):
-    config = tiny_config(photos, styles[2:], base_dir=multistyle_run, multistyle=True)
-    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=4), config)
+    trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[2:], tmp_path, base_dir=multistyle_run, multistyle=True))
     start = [v.numpy() for v in trainer.train_variables]
     trainer.train()
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(start, trainer.train_variables))
@@ -103,29 +104,17 @@ def test_adding_a_style_leaves_the_old_ones_bit_identical(tmp_path, multistyle_r
 
 def test_add_style_refuses_a_fast_base_or_the_same_dir(tmp_path, multistyle_run, photos, styles):
     with pytest.raises(NSTError, match="must differ from --base_dir"):
-        ff.FeedForwardTrainer(
-            tiny_train_config(multistyle_run), tiny_config(photos, styles[2:], base_dir=multistyle_run)
-        )
+        tiny_config(photos, styles[2:], multistyle_run, base_dir=multistyle_run)
     fast = tmp_path / "fast"
     fast.mkdir()
     (fast / "model_config.json").write_text(json.dumps({"method": "fast", "models": {}}))
     with pytest.raises(NSTError, match="not a multi-style run"):
-        ff.FeedForwardTrainer(tiny_train_config(tmp_path / "x"), tiny_config(photos, styles[2:], base_dir=str(fast)))
-
-
-def test_staged_schedule():
-    scale = [float(ff.style_weight_scale(t, warmup_steps=4, ramp_steps=4)) for t in range(10)]
-    assert scale == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
-    assert [float(ff.style_weight_scale(t, 2, 0)) for t in range(4)] == [0, 0, 1, 1]
-    schedule = ff.HalvingSchedule(1e-3, start=100, every=50)
-    lrs = [float(schedule(t)) for t in (0, 100, 149, 150, 250)]
-    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-3, 5e-4, 1.25e-4])
-    assert ff.HalvingSchedule.from_config(schedule.get_config()).every == 50
+        ff.FeedForwardTrainer(tiny_config(photos, styles[2:], tmp_path / "x", base_dir=str(fast)))
 
 
 def test_staged_training_is_content_only_during_warmup(tmp_path, photos, styles):
-    config = tiny_config(photos, styles[:1], warmup_steps=3, style_ramp_steps=2, lr_halve_every=2)
-    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=3), config)
+    config = tiny_config(photos, styles[:1], tmp_path, max_steps=3, warmup_steps=3, style_ramp_steps=2, lr_halve_every=2)
+    trainer = ff.FeedForwardTrainer(config)
     result = trainer.train()
     assert result.metrics["style_scale"] == 0.0
     content_and_tv = result.metrics["content_loss"] + 1e-6 * result.metrics["tv_loss"]
@@ -155,11 +144,15 @@ def test_loss_takes_arrays_without_keras_input_structure_warnings():
 
 def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
     with pytest.raises(NSTError, match="no such file"):
-        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(photos, [str(tmp_path / "nope.jpg")]))
+        ff.FeedForwardTrainer(tiny_config(photos, [str(tmp_path / "nope.jpg")], tmp_path))
     with pytest.raises(NSTError, match="no image files"):
-        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(str(tmp_path), styles[:1]))
+        ff.FeedForwardTrainer(tiny_config(str(tmp_path), styles[:1], tmp_path))
     with pytest.raises(NSTError, match="one style image"):
-        ff.FeedForwardTrainer(tiny_train_config(tmp_path), tiny_config(photos, styles[:2], multistyle=False))
+        tiny_config(photos, styles[:2], tmp_path, multistyle=False)
+    with pytest.raises(NSTError, match="--style: give at least one"):
+        tiny_config(photos, [], tmp_path)
+    with pytest.raises(NSTError, match="--batch_size"):
+        tiny_config(photos, styles[:1], tmp_path, batch_size=0)
 
 
 def run_cli(module, *args):
@@ -243,12 +236,13 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
         os.symlink(path, train_dir / os.path.basename(path))
     held_out = np.stack([resize_image(load_image(p), (128, 128)) for p in photos[-8:]])
     config = ff.FeedForwardConfig(
+        output_dir=str(tmp_path / "run"), max_steps=300, checkpoint_every=100, log_every=2, image_every=0,
         style_images=[str(assets / "images" / "style" / "starry_night.jpg")],
         data=data.PhotoDataConfig(train_dir=str(train_dir), image_size=128),
         loss=ff.PerceptualLossConfig(feature_extractor="vgg16", weights=hed_weights, style_size=256, style_weight=1.0),
         width=0.25, batch_size=2, learning_rate=2e-3, warmup_steps=60, style_ramp_steps=120,
     )
-    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path / "run", max_steps=300), config)
+    trainer = ff.FeedForwardTrainer(config)
     index = tf.zeros([len(held_out)], tf.int32)
 
     def style_loss():
@@ -269,8 +263,7 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
 
 
 def test_mixed_precision_multistyle(tmp_path, photos, styles, fixed_photos):
-    trainer = ff.FeedForwardTrainer(tiny_train_config(tmp_path, max_steps=2, mixed_precision=True),
-                                    tiny_config(photos, styles[:2]))
+    trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:2], tmp_path, max_steps=2, mixed_precision=True))
     assert trainer.model.compute_dtype == "bfloat16"  # no GPU here
     result = trainer.train()
     assert np.isfinite(result.metrics["loss"])

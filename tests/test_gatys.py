@@ -148,16 +148,6 @@ def test_keras_optimizers_lower_the_loss(extractor, pair, optimizer, schedule):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_step_schedule_and_plateau_values():
-    schedule = gatys.learning_rate_schedule(config(lr_schedule="step", learning_rate=1.0,
-                                                   lr_step_size=50, lr_gamma=0.3))
-    np.testing.assert_allclose([float(schedule(s)) for s in (0, 49, 50, 100)],
-                               [1.0, 1.0, 0.3, 0.09], rtol=1e-6)
-    plateau = gatys.ReduceLROnPlateau(1.0, factor=0.5, patience=2)
-    rates = [plateau.update(loss) for loss in (10, 9, 9, 9, 9, 8, 8, 8, 8)]
-    assert rates == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]
-
-
 # --------------------------------------------------------------------------- init, reconstructions
 
 

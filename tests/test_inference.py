@@ -1,5 +1,7 @@
-"""nst-stylize --model: trained output dirs and exported SavedModels, files and folders."""
+"""The inference runner: nst-stylize --model (fast and multi-style nets) and nst-translate (CycleGAN
+generators), from training output dirs and exported SavedModels, over files and folders."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from feedforward_helpers import REPO, make_photos, make_styles, smooth_image, tiny_config, tiny_train_config
+from feedforward_helpers import REPO, make_photos, make_styles, smooth_image, tiny_config
 from nst_tf import export, images, inference
 from nst_tf.errors import NSTError
+from nst_tf.models.cyclegan import ResnetGenerator
 from nst_tf.training import base
 from nst_tf.training import feedforward as ff
 
@@ -25,7 +28,7 @@ def runs(tmp_path_factory):
     out = {}
     for name, chosen in (("fast", styles[:1]), ("multi", styles)):
         out[name] = str(root / name)
-        ff.FeedForwardTrainer(tiny_train_config(out[name], max_steps=2), tiny_config(photos, chosen)).train()
+        ff.train(tiny_config(photos, chosen, out[name], max_steps=2))
     return out
 
 
@@ -77,10 +80,9 @@ def test_preserve_color(tmp_path, runs, content, mode):
 
 
 def test_preserve_color_histogram_is_refused_with_the_alternative(tmp_path, runs, content):
-    config = inference.InferenceConfig(model=runs["fast"], content=str(content / "c.png"),
-                                       output=str(tmp_path / "out.png"), preserve_color="histogram")
     with pytest.raises(NSTError, match=r"^--preserve_color=histogram .*use --preserve_color=output_histogram") as info:
-        inference.stylize_files(config, progress=False)
+        inference.InferenceConfig(model=runs["fast"], content=str(content / "c.png"),
+                                  output=str(tmp_path / "out.png"), preserve_color="histogram")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out.png").exists()
 
@@ -140,3 +142,130 @@ def test_stylize_command_with_model(tmp_path, runs, content):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{tmp_path / 'out'} 4 images ")
     assert (tmp_path / "out" / "sub" / "d.png").is_file()
+
+
+def test_one_minimum_side_for_every_net(tmp_path, runs, cyclegan_run):
+    """Both commands take inputs down to MIN_INPUT_SIDE px and refuse smaller ones up front."""
+    rng = np.random.default_rng(4)
+    side = inference.MIN_INPUT_SIDE
+    images.save_image(str(tmp_path / "small" / "ok.png"), smooth_image(rng, side, side + 3))
+    small = images.load_image(str(tmp_path / "small" / "ok.png"), min_side=side)
+    fast = inference.Stylizer(runs["fast"])
+    assert fast(small[None], fast.style_mix(None)).shape == (1, side, side + 3, 3)
+    inference.translate(inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "t")),
+                        progress=False)
+    assert images.load_image(str(tmp_path / "t" / "ok.png"), min_side=1).shape == small.shape
+
+    images.save_image(str(tmp_path / "small" / "tiny.png"), smooth_image(rng, side - 1, 40))
+    message = f"tiny.png: image is 40x{side - 1}, smaller than the minimum side of {side} px"
+    with pytest.raises(NSTError, match=message):
+        inference.stylize_files(inference.InferenceConfig(runs["fast"], str(tmp_path / "small"),
+                                                          output=str(tmp_path / "s")), progress=False)
+    with pytest.raises(NSTError, match=message):
+        inference.translate(inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "u")),
+                            progress=False)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "u").exists()
+    images.save_image(str(tmp_path / "wide.png"), smooth_image(rng, side, 10 * side))
+    with pytest.raises(NSTError, match=f"is 40x4 after shrinking to --max_side=40, smaller than the minimum side"):
+        inference.stylize_files(inference.InferenceConfig(runs["fast"], str(tmp_path / "wide.png"), max_side=40,
+                                                          output=str(tmp_path / "x.png")), progress=False)
+
+
+def test_configs_validate_on_construction(runs, content):
+    with pytest.raises(NSTError, match="^--batch_size: "):
+        inference.InferenceConfig(runs["fast"], str(content), batch_size=0)
+    with pytest.raises(NSTError, match="^--preserve_color: "):
+        inference.InferenceConfig(runs["fast"], str(content), preserve_color="sepia")
+    with pytest.raises(NSTError, match="^--direction: "):
+        inference.TranslateConfig(runs["fast"], str(content), "out", direction="a2a")
+    with pytest.raises(NSTError, match="^--format: "):
+        inference.TranslateConfig(runs["fast"], str(content), "out", format="webp")
+
+
+# ------------------------------------------------------------------ CycleGAN generators (nst-translate)
+
+
+@pytest.fixture(scope="module")
+def cyclegan_run(tmp_path_factory):
+    """A training output dir holding only generator_a2b, as a --direction=a2b run leaves it."""
+    out = tmp_path_factory.mktemp("cyclegan_model")
+    generator = ResnetGenerator(ngf=4, n_blocks=1, name="generator_a2b")
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator_a2b=generator), str(out / "checkpoints"), 1).save()
+    description = {
+        "method": "cyclegan",
+        "models": {"generator_a2b": {"class_name": "ResnetGenerator", "config": generator.get_config()}},
+        "style_names": [],
+    }
+    (out / "model_config.json").write_text(json.dumps(description))
+    return str(out), generator
+
+
+def translated_by(generator, path):
+    """What the generator makes of the image file ``path``, in [0, 1]."""
+    source = images.load_image(str(path), min_side=1)
+    return (generator(source[None] * 2.0 - 1.0).numpy()[0] + 1.0) / 2.0
+
+
+def run_command(module, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_translate_keeps_odd_sizes_and_matches_the_generator(cyclegan_run, tmp_path):
+    folder, generator = cyclegan_run
+    rng = np.random.default_rng(0)
+    inputs = {"odd.png": (37, 45), "tall.png": (61, 22), "sub/same.png": (37, 45)}
+    for name, (h, w) in inputs.items():
+        images.save_image(str(tmp_path / "in" / name), rng.random((h, w, 3)))
+    proc = run_command("nst_tf.translate", f"--model={folder}", f"--input={tmp_path / 'in'}",
+                       f"--output={tmp_path / 'out'}", "--batch_size=2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"translated 3 image(s) a2b -> {tmp_path / 'out'}"
+    for name, (h, w) in inputs.items():
+        out = images.load_image(str(tmp_path / "out" / name), min_side=1)
+        assert out.shape == (h, w, 3)
+        np.testing.assert_allclose(out, translated_by(generator, tmp_path / "in" / name), atol=QUANTUM)
+
+
+def test_translate_single_file_and_missing_direction(cyclegan_run, tmp_path):
+    folder, _ = cyclegan_run
+    images.save_image(str(tmp_path / "one.jpg"), np.full((33, 35, 3), 0.5))
+    written = inference.translate(inference.TranslateConfig(folder, str(tmp_path / "one.jpg"), str(tmp_path / "o"),
+                                                            format="jpg"), progress=False)
+    assert written == [str(tmp_path / "o" / "one.jpg")]
+    assert images.load_image(written[0]).shape == (33, 35, 3)
+    proc = run_command("nst_tf.translate", f"--model={folder}", "--direction=b2a", f"--input={tmp_path / 'one.jpg'}",
+                       f"--output={tmp_path / 'b'}")
+    assert proc.returncode == 1
+    assert "has no generator_b2a" in proc.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "b")
+
+
+def test_translate_reads_every_input_before_writing(cyclegan_run, tmp_path, content):
+    (content / "zz_broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "never"
+    with pytest.raises(NSTError, match="zz_broken.png"):
+        inference.translate(inference.TranslateConfig(cyclegan_run[0], str(content), str(out)), progress=False)
+    assert not out.exists()
+
+
+def test_each_command_takes_only_its_own_nets(runs, cyclegan_run, content, tmp_path):
+    with pytest.raises(NSTError, match="a 'cyclegan' model; stylize takes fast or multistyle nets .use nst-translate"):
+        inference.stylize_files(inference.InferenceConfig(cyclegan_run[0], str(content)), progress=False)
+    with pytest.raises(NSTError, match="a 'fast' model; translate takes nst-train-cyclegan runs .use nst-stylize"):
+        inference.translate(inference.TranslateConfig(runs["fast"], str(content), str(tmp_path / "o")), progress=False)
+
+
+def test_translate_with_an_exported_generator(cyclegan_run, tmp_path, content):
+    folder, generator = cyclegan_run
+    exported = export.export(export.ExportConfig(model_type="cyclegan", checkpoint=folder, direction="a2b",
+                                                 export_dir=str(tmp_path / "export")))
+    written = inference.translate(inference.TranslateConfig(str(tmp_path / "export"), str(content / "sub"),
+                                                            str(tmp_path / "o")), progress=False)
+    assert written == [str(tmp_path / "o" / "d.png")]
+    np.testing.assert_allclose(images.load_image(written[0]), translated_by(generator, content / "sub" / "d.png"),
+                               atol=2 * QUANTUM)
+    with pytest.raises(NSTError, match=f"--direction: {exported} is the a2b generator"):
+        inference.translate(inference.TranslateConfig(str(tmp_path / "export"), str(content), str(tmp_path / "b"),
+                                                      direction="b2a"), progress=False)

@@ -78,12 +78,14 @@ def test_loss_falls_and_run_files_written(tmp_path):
     assert int(trainer.data_position.numpy()) == 30 * 8
 
 
-def test_resume_continues_with_identical_variables(tmp_path):
+def test_resume_continues_with_identical_variables(tmp_path, capsys):
     straight = ToyTrainer(config(tmp_path / "a"))
     straight.train()
     ToyTrainer(config(tmp_path / "b", max_steps=13)).train()  # stops between two checkpoints
+    assert "resumed" not in capsys.readouterr().err  # nothing to resume: quiet
     resumed = ToyTrainer(config(tmp_path / "b"))
     assert int(resumed.step.numpy()) == 13
+    assert capsys.readouterr().err == "resumed from step 13\n"
     assert int(resumed.data_position.numpy()) == 13 * 8
     resumed.train()
     for a, b in zip(state(straight), state(resumed), strict=True):
@@ -107,6 +109,19 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
     assert result.interrupted and result.step == 7
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-7")
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+@pytest.mark.parametrize("settings, flag", [
+    ({"output_dir": ""}, "--output_dir"),
+    ({"max_steps": -1}, "--max_steps"),
+    ({"checkpoint_every": 0}, "--checkpoint_every"),
+    ({"log_every": 0}, "--log_every"),
+    ({"image_every": -1}, "--image_every"),
+    ({"keep_checkpoints": 0}, "--keep_checkpoints"),
+])
+def test_config_validates_on_construction(tmp_path, settings, flag):
+    with pytest.raises(NSTError, match=f"^{flag}: "):
+        base.TrainConfig(**{"output_dir": str(tmp_path), **settings})
 
 
 def test_changed_model_is_a_clear_error(tmp_path):

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 import keras
@@ -37,6 +38,7 @@ from nst_tf.progress import ProgressBar
 
 MODEL_CONFIG = "model_config.json"
 FLAGS_FILE = "flags.txt"
+CHECKPOINT_DIR = "checkpoints"
 
 # Optional key of a dict batch (see nst_tf.data): how many unreadable source
 # files were skipped just before each element. When present, the base counts
@@ -47,7 +49,12 @@ SKIPPED_KEY = "skipped"
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings every trainer shares (the generic training flags)."""
+    """Settings every trainer shares (the generic training flags).
+
+    Each trainer's config subclasses this one (``FeedForwardConfig``,
+    ``CycleGANConfig``), so a run is one flat dataclass whose fields are the
+    command's flags, and extends :meth:`__post_init__` with its own checks.
+    """
 
     output_dir: str
     max_steps: int = 40000
@@ -57,6 +64,27 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False
     keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        """Raise NSTError naming the first bad setting."""
+        checks = [
+            (bool(self.output_dir), "--output_dir", "required (the run folder)"),
+            (self.max_steps >= 0, "--max_steps", f"must be >= 0, not {self.max_steps}"),
+            (self.checkpoint_every >= 1, "--checkpoint_every", f"must be >= 1, not {self.checkpoint_every}"),
+            (self.log_every >= 1, "--log_every", f"must be >= 1, not {self.log_every}"),
+            # None: the trainer's own default (CycleGAN: every epoch end).
+            (self.image_every is None or self.image_every >= 0, "--image_every",
+             f"must be >= 0 (0: never), not {self.image_every}"),
+            (self.keep_checkpoints >= 1, "--keep_checkpoints", f"must be >= 1, not {self.keep_checkpoints}"),
+        ]
+        check_all(checks)
+
+
+def check_all(checks):
+    """Raise NSTError ``--flag: reason`` for the first ``(ok, flag, reason)`` that is not ok."""
+    for ok, flag, reason in checks:
+        if not ok:
+            raise NSTError(f"{flag}: {reason}")
 
 
 @dataclasses.dataclass
@@ -124,6 +152,9 @@ class Trainer:
 
     Subclasses set ``method`` and implement:
 
+    * optionally ``prepare()``: read and check the inputs the run needs
+      (style images, data counts) and adjust ``self.config``; called first
+      thing after the strategy is created, before ``build()``.
     * ``build()``: create the models and optimisers (called inside the
       strategy scope and the dtype policy) and return the dict of objects to
       checkpoint. Set ``self.models`` to the dict of Keras models (checkpoint
@@ -140,8 +171,12 @@ class Trainer:
     style_names = ()
 
     def __init__(self, config, strategy=None):
-        self.config = config
+        # The strategy comes first: MultiWorkerMirroredStrategy's collectives must
+        # be set up before any other TensorFlow work, tf.data included.
         self.strategy = strategy or make_strategy()
+        self.config = config
+        self.prepare()
+        config = self.config
         self.compute_precision = precision.mixed_precision() if config.mixed_precision else "float32"
         self.chief = is_chief(self.strategy)
         self.models = {}
@@ -157,7 +192,7 @@ class Trainer:
             skipped_files=self.skipped_files,
             **objects,
         )
-        self._checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
+        self._checkpoint_dir = os.path.join(config.output_dir, CHECKPOINT_DIR)
         if not self.chief:
             # Every worker must take part in a save; only the chief's copy is kept.
             self._checkpoint_dir = tempfile.mkdtemp(prefix="nst-worker-ckpt-")
@@ -168,6 +203,9 @@ class Trainer:
         self._step_fn = None
 
     # -- hooks --------------------------------------------------------------
+    def prepare(self):
+        pass
+
     def build(self):
         raise NotImplementedError
 
@@ -278,7 +316,12 @@ class Trainer:
         return metrics, source
 
     def _restore(self):
-        latest = self.manager.latest_checkpoint
+        """Resume from the run's latest checkpoint, if any, saying so on stderr.
+
+        Every worker restores the chief's checkpoint (the output dir is shared),
+        so all replicas resume from the same step and variables.
+        """
+        latest = tf.train.latest_checkpoint(os.path.join(self.config.output_dir, CHECKPOINT_DIR))
         if latest is None:
             return
         try:
@@ -288,6 +331,7 @@ class Trainer:
                 f"{self.config.output_dir}: its checkpoint does not match this model "
                 f"(changed model flags?); use a new --output_dir ({type(exc).__name__})"
             ) from None
+        sys.stderr.write(f"resumed from step {int(self.step.numpy())}\n")
 
     def _summary_writer(self):
         if not self.chief:
@@ -355,7 +399,7 @@ def load_trained_model(output_dir, name=None, compute_precision="float32"):
     config = {k: v for k, v in entry["config"].items() if k != "dtype"}
     with precision.policy_scope(compute_precision):
         model = cls.from_config(config)
-    latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(os.path.join(output_dir, CHECKPOINT_DIR))
     if latest is None:
         raise NSTError(f"{output_dir}: no checkpoint yet")
     tf.train.Checkpoint(**{name: model}).restore(latest).expect_partial()

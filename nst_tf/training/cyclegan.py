@@ -14,8 +14,8 @@ optimiser, then both discriminators with another (the authors' order). The
 with no cycle term.
 
 Learning rate: Adam 2e-4, beta1 0.5, constant for ``epochs`` then linearly to 0
-over ``epochs_decay`` (:class:`LinearDecay`); or seed 000's reduce-on-plateau
-(:class:`PlateauTracker`), or constant.
+over ``epochs_decay`` (:class:`nst_tf.schedules.LinearDecay`); or reduce-on-plateau
+at epoch ends (:class:`nst_tf.schedules.ReduceLROnPlateau`), or constant.
 
 Every random choice (crops, flips, pool draws) is a stateless function of the
 seed and the step, and the pools are checkpointed, so an interrupted run
@@ -28,10 +28,10 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from nst_tf import data, losses
-from nst_tf.errors import NSTError
+from nst_tf import data, losses, schedules
 from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
 from nst_tf.training import base
+from nst_tf.training.image_pool import ImagePool
 
 DIRECTIONS = ("both", "a2b", "b2a")
 LR_SCHEDULES = ("linear", "plateau", "constant")
@@ -73,21 +73,33 @@ class CycleGANConfig(base.TrainConfig):
     max_steps: int = 2**62
     image_every: Optional[int] = None
 
-    def validate(self):
-        """Raise NSTError naming the first bad setting."""
-        checks = [
+    def __post_init__(self):
+        super().__post_init__()
+        base.check_all([
             (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
             (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
             (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
             (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
             (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
             (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
+            (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
+            (self.epochs_decay >= 0, "--epochs_decay", f"must be >= 0, not {self.epochs_decay}"),
             (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
             (0 < self.plateau_factor < 1, "--plateau_factor", "must be in (0, 1)"),
-        ]
-        for ok, flag, reason in checks:
-            if not ok:
-                raise NSTError(f"{flag}: {reason}")
+            (self.plateau_patience >= 0, "--plateau_patience", f"must be >= 0, not {self.plateau_patience}"),
+            (self.n_blocks >= 0, "--n_blocks", f"must be >= 0, not {self.n_blocks}"),
+            (self.ngf >= 1, "--ngf", f"must be >= 1, not {self.ngf}"),
+            (self.ndf >= 1, "--ndf", f"must be >= 1, not {self.ndf}"),
+            (self.steps_per_epoch >= 0, "--steps_per_epoch", f"must be >= 0 (0: one pass), not {self.steps_per_epoch}"),
+            (self.max_train_images >= 0, "--max_train_images", f"must be >= 0 (0: all), not {self.max_train_images}"),
+            (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
+            (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
+            (0 <= self.beta_1 <= 1, "--beta_1", f"must be in [0, 1], not {self.beta_1}"),
+            (self.lambda_cycle >= 0, "--lambda_cycle", f"must be >= 0, not {self.lambda_cycle}"),
+            (self.lambda_identity >= 0, "--lambda_identity", f"must be >= 0, not {self.lambda_identity}"),
+            (self.pool_size >= 0, "--pool_size", f"must be >= 0 (0: no pool), not {self.pool_size}"),
+            (self.num_samples >= 1, "--num_samples", f"must be >= 1, not {self.num_samples}"),
+        ])
 
     def data_config(self):
         return data.UnpairedDataConfig(
@@ -101,127 +113,6 @@ class CycleGANConfig(base.TrainConfig):
         )
 
 
-@keras.saving.register_keras_serializable(package="nst_tf")
-class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant, then linear decay to zero (Zhu et al. sec. 4)::
-
-        lr(t) = lr0 * min(1, max(0, (t_constant + t_decay - t) / t_decay))
-
-    with ``t`` the optimiser step: ``lr0`` for the first ``constant_steps``
-    (``epochs`` epochs), reaching 0 after ``decay_steps`` more.
-    """
-
-    def __init__(self, initial_learning_rate, constant_steps, decay_steps):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.constant_steps = int(constant_steps)
-        self.decay_steps = int(decay_steps)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        end = float(self.constant_steps + self.decay_steps)
-        fraction = tf.clip_by_value((end - step) / max(self.decay_steps, 1), 0.0, 1.0)
-        return self.initial_learning_rate * fraction
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "constant_steps": self.constant_steps,
-            "decay_steps": self.decay_steps,
-        }
-
-
-class PlateauTracker(tf.Module):
-    """Reduce-on-plateau for a custom loop (seed 000), with checkpointable state.
-
-    At each epoch end, if the epoch's mean loss has not beaten the best so far
-    by a relative ``1e-4`` for ``patience`` epochs, the optimiser's learning
-    rate is multiplied by ``factor`` (PyTorch ``ReduceLROnPlateau`` defaults:
-    0.1 and 10). Runs inside the training ``tf.function``.
-    """
-
-    def __init__(self, factor=0.1, patience=10, threshold=1e-4, name=None):
-        super().__init__(name=name)
-        self.factor = float(factor)
-        self.patience = int(patience)
-        self.threshold = float(threshold)
-        # Replicas average the loss before updating, so they all write the same values.
-        kw = {"trainable": False, "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA}
-        self.best = tf.Variable(float("inf"), **kw)
-        self.bad_epochs = tf.Variable(0, **kw)
-        self.total = tf.Variable(0.0, **kw)
-        self.count = tf.Variable(0.0, **kw)
-
-    def record(self, loss, optimizer, end_of_epoch):
-        """Add this step's (replica-mean) ``loss``; at ``end_of_epoch`` maybe cut the LR."""
-        self.total.assign_add(loss)
-        self.count.assign_add(1.0)
-        if end_of_epoch:
-            mean = self.total / self.count
-            self.total.assign(0.0)
-            self.count.assign(0.0)
-            if mean < self.best * (1.0 - self.threshold):
-                self.best.assign(mean)
-                self.bad_epochs.assign(0)
-            else:
-                self.bad_epochs.assign_add(1)
-            if self.bad_epochs > self.patience:
-                optimizer.learning_rate.assign(optimizer.learning_rate * self.factor)
-                self.bad_epochs.assign(0)
-
-
-class ImagePool(tf.Module):
-    """History of generated images for the discriminator (Shrivastava et al. 2017).
-
-    Until it holds ``pool_size`` images, every query image is stored and
-    returned. After that, each image is, with probability 1/2, swapped for a
-    random stored one (which is returned), and otherwise returned itself. All
-    in TensorFlow, so it runs inside the training step; the draws come from a
-    stateless seed. Each replica keeps its own pool.
-    """
-
-    def __init__(self, pool_size, image_shape, name=None):
-        super().__init__(name=name)
-        self.pool_size = int(pool_size)
-        kw = {
-            "trainable": False,
-            "synchronization": tf.VariableSynchronization.ON_READ,
-            "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        }
-        self.images = tf.Variable(tf.zeros([max(self.pool_size, 1), *image_shape]), **kw)
-        self.count = tf.Variable(0, **kw)
-
-    def query(self, images, seed):
-        """``images`` [B, H, W, C] -> the images to show the discriminator."""
-        if self.pool_size == 0:
-            return images
-        n = tf.shape(images)[0]
-        coins = tf.random.stateless_uniform([n], seed)
-        slots = tf.random.stateless_uniform(
-            [n], tf.random.experimental.stateless_fold_in(seed, 1), maxval=self.pool_size, dtype=tf.int32
-        )
-        chosen = tf.TensorArray(images.dtype, size=n)
-        for i in tf.range(n):
-            image = images[i]
-            if self.count < self.pool_size:
-                self._store(self.count, image)
-                self.count.assign_add(1)
-                picked = image
-            elif coins[i] > 0.5:
-                # A dense read: a gather from the variable itself would make every later
-                # read of the pool copy all of it.
-                picked = self.images.read_value()[slots[i]]
-                self._store(slots[i], image)
-            else:
-                picked = image
-            chosen = chosen.write(i, picked)
-        return chosen.stack()
-
-    def _store(self, slot, image):
-        # A whole-variable assign (not scatter_nd_update) works on the
-        # per-replica variables of a distribution strategy too.
-        self.images.assign(tf.tensor_scatter_nd_update(self.images, [[slot]], image[None]))
-
-
 class CycleGANTrainer(base.Trainer):
     """Trains the CycleGAN of ``config`` (a :class:`CycleGANConfig`).
 
@@ -232,25 +123,24 @@ class CycleGANTrainer(base.Trainer):
 
     method = "cyclegan"
 
-    def __init__(self, config, strategy=None):
-        config.validate()
+    # -- base hooks ----------------------------------------------------------
+    def prepare(self):
+        config = self.config
         self.data_config = config.data_config()
         counts = data.unpaired_counts(self.data_config)
         self.steps_per_epoch = config.steps_per_epoch or max(1, max(counts.values()) // config.batch_size)
         self.total_steps = (config.epochs + config.epochs_decay) * self.steps_per_epoch
-        config = dataclasses.replace(
+        self.config = dataclasses.replace(
             config,
             max_steps=min(config.max_steps, self.total_steps),
             image_every=self.steps_per_epoch if config.image_every is None else config.image_every,
         )
         self.gan_losses = losses.GAN_LOSSES[config.gan_loss]
-        keras.utils.set_random_seed(config.seed)  # the initial weights
-        super().__init__(config, strategy)
         self._samples = None
 
-    # -- base hooks ----------------------------------------------------------
     def build(self):
         c = self.config
+        keras.utils.set_random_seed(c.seed)  # the initial weights
         directions = ("a2b", "b2a") if c.direction == "both" else (c.direction,)
         self.generators = {
             d: ResnetGenerator(c.ngf, c.n_blocks, c.upsampling, name=f"generator_{d}") for d in directions
@@ -260,9 +150,12 @@ class CycleGANTrainer(base.Trainer):
             d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions
         }
         self.pools = {d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions}
-        schedule = c.learning_rate
-        if c.lr_schedule == "linear":
-            schedule = LinearDecay(c.learning_rate, c.epochs * self.steps_per_epoch, c.epochs_decay * self.steps_per_epoch)
+        schedule = schedules.learning_rate(
+            c.lr_schedule,
+            c.learning_rate,
+            constant_steps=c.epochs * self.steps_per_epoch,
+            decay_steps=c.epochs_decay * self.steps_per_epoch,
+        )
         self.g_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
         self.d_optimizer = self.make_optimizer(keras.optimizers.Adam(schedule, beta_1=c.beta_1))
         # Create the optimiser slots now, so a restore fills them in place.
@@ -275,7 +168,8 @@ class CycleGANTrainer(base.Trainer):
         self.plateaus = {}
         if c.lr_schedule == "plateau":
             self.plateaus = {
-                name: PlateauTracker(c.plateau_factor, c.plateau_patience, name=f"plateau_{name}") for name in ("g", "d")
+                name: schedules.ReduceLROnPlateau(c.plateau_factor, c.plateau_patience, name=f"plateau_{name}")
+                for name in ("g", "d")
             }
             objects.update({f"plateau_{name}": tracker for name, tracker in self.plateaus.items()})
         return objects
@@ -368,7 +262,10 @@ class CycleGANTrainer(base.Trainer):
         return (tf.concat(row, axis=2) + 1.0) / 2.0
 
 
-def train(config, flags_text=None, strategy=None):
-    """Train a CycleGAN into ``config.output_dir`` (resuming it); returns the base TrainResult."""
-    trainer = CycleGANTrainer(config, strategy)
-    return trainer.train(flags_text=flags_text, desc="cyclegan")
+def train(config, *, strategy=None, flags_text=None):
+    """Train a CycleGAN into ``config.output_dir`` (resuming it); returns a base.TrainResult.
+
+    Without ``strategy``, :func:`base.make_strategy` picks one before any other
+    TensorFlow work. ``flags_text`` is written to ``flags.txt``.
+    """
+    return CycleGANTrainer(config, strategy).train(flags_text=flags_text)

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-from nst_tf import data, features, images, losses, models
+from nst_tf import data, features, images, losses, models, schedules
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -53,10 +53,15 @@ class PerceptualLossConfig:
 
 
 @dataclasses.dataclass
-class FeedForwardConfig:
-    """What a feed-forward training run learns, from which data, with which schedule."""
+class FeedForwardConfig(base.TrainConfig):
+    """A feed-forward training run: the generic run settings of :class:`base.TrainConfig`,
+    and what the run learns, from which data, with which schedule.
 
-    style_images: Sequence[str]
+    ``style_images`` come from ``--style``, or from ``--add_style`` when
+    ``base_dir`` names the trained multi-style run they are added to.
+    """
+
+    style_images: Sequence[str] = ()
     data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig)
     loss: PerceptualLossConfig = dataclasses.field(default_factory=PerceptualLossConfig)
     multistyle: bool = False
@@ -68,6 +73,25 @@ class FeedForwardConfig:
     warmup_steps: int = 0
     style_ramp_steps: int = 0
     lr_halve_every: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        style_flag = "--add_style" if self.base_dir else "--style"
+        count = len(self.style_images)
+        base.check_all([
+            (count >= 1, style_flag, "give at least one style image"),
+            (self.multistyle or self.base_dir or count == 1, "--style",
+             f"a fast (single-style) net takes one style image, got {count}"),
+            (not self.base_dir or os.path.abspath(self.base_dir) != os.path.abspath(self.output_dir),
+             "--output_dir", "must differ from --base_dir (the base model stays unchanged)"),
+            (self.width > 0, "--width", f"must be > 0, not {self.width}"),
+            (self.num_residual_blocks >= 0, "--num_residual_blocks", f"must be >= 0, not {self.num_residual_blocks}"),
+            (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
+            (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
+            (self.warmup_steps >= 0, "--warmup_steps", f"must be >= 0, not {self.warmup_steps}"),
+            (self.style_ramp_steps >= 0, "--style_ramp_steps", f"must be >= 0, not {self.style_ramp_steps}"),
+            (self.lr_halve_every >= 0, "--lr_halve_every", f"must be >= 0, not {self.lr_halve_every}"),
+        ])
 
 
 def loss_layers(config):
@@ -85,34 +109,6 @@ def loss_layers(config):
         features.resolve_layers(name, config.content_layers or content),
         features.resolve_layers(name, config.style_layers or style),
     )
-
-
-def style_weight_scale(step, warmup_steps, ramp_steps):
-    """s(t): 0 during the content-only warm-up, then a linear ramp to 1 over ``ramp_steps``."""
-    t = tf.cast(step, tf.float32) - float(warmup_steps)
-    if ramp_steps <= 0:
-        return tf.cast(t >= 0.0, tf.float32)
-    return tf.clip_by_value((t + 1.0) / float(ramp_steps), 0.0, 1.0)
-
-
-@keras.saving.register_keras_serializable(package="nst_tf")
-class HalvingSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``lr(t) = lr0 * 0.5 ** floor(max(0, t - start) / every)``; constant when ``every`` is 0."""
-
-    def __init__(self, initial_learning_rate, start=0, every=0):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.start = int(start)
-        self.every = int(every)
-
-    def __call__(self, step):
-        lr = tf.constant(self.initial_learning_rate, tf.float32)
-        if self.every <= 0:
-            return lr
-        halvings = tf.floor(tf.maximum(0.0, tf.cast(step, tf.float32) - self.start) / self.every)
-        return lr * tf.pow(0.5, halvings)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "start": self.start, "every": self.every}
 
 
 class PerceptualLoss:
@@ -167,8 +163,6 @@ class PerceptualLoss:
 
 def load_style_images(paths, style_size):
     """The style images, longest side ``style_size``; NSTError naming a bad file."""
-    if not paths:
-        raise NSTError("--style: give at least one style image")
     return [images.load_image(path, max_side=style_size) for path in paths]
 
 
@@ -179,21 +173,16 @@ def style_name(path):
 class FeedForwardTrainer(base.Trainer):
     """Trains a TransformNet (one style) or a MultiStyleNet (several, or added ones)."""
 
-    def __init__(self, train_config, config, strategy=None):
-        self.ff = config
+    # -- base.Trainer hooks ---------------------------------------------------
+    def prepare(self):
+        config = self.config
         self.method = "multistyle" if config.multistyle or config.base_dir else "fast"
-        if self.method == "fast" and len(config.style_images) != 1:
-            raise NSTError(f"--style: a fast (single-style) net takes one style image, got {len(config.style_images)}")
-        if config.base_dir and os.path.abspath(config.base_dir) == os.path.abspath(train_config.output_dir):
-            raise NSTError("--output_dir: must differ from --base_dir (the base model stays unchanged)")
         self._style_images = load_style_images(config.style_images, config.loss.style_size)
         data.photo_source(config.data)  # fail on a bad --train_dir/--tfds_name before building anything
         self._sample_photos = None
-        super().__init__(train_config, strategy)
 
-    # -- base.Trainer hooks ---------------------------------------------------
     def build(self):
-        cfg = self.ff
+        cfg = self.config
         keras.utils.set_random_seed(self.config.seed)
         new_names = [style_name(p) for p in cfg.style_images]
         if cfg.base_dir:
@@ -213,21 +202,22 @@ class FeedForwardTrainer(base.Trainer):
             variables = self.model.trainable_variables
         self.train_variables = variables
         self.loss = PerceptualLoss(cfg.loss, self._style_images)
-        schedule = HalvingSchedule(cfg.learning_rate, start=cfg.warmup_steps, every=cfg.lr_halve_every)
+        schedule = schedules.HalvingSchedule(cfg.learning_rate, start=cfg.warmup_steps, every=cfg.lr_halve_every)
         self.optimizer = self.make_optimizer(keras.optimizers.Adam(learning_rate=schedule))
         self.optimizer.build(variables)
         self.models = {"model": self.model}
         return {"model": self.model, "optimizer": self.optimizer}
 
     def _expand_base_model(self, count):
-        description = base.read_model_config(self.ff.base_dir)
+        base_dir = self.config.base_dir
+        description = base.read_model_config(base_dir)
         if description.get("method") != "multistyle":
-            raise NSTError(f"--base_dir: {self.ff.base_dir} is not a multi-style run (method {description.get('method')!r})")
-        base_model = base.load_trained_model(self.ff.base_dir, "model")
+            raise NSTError(f"--base_dir: {base_dir} is not a multi-style run (method {description.get('method')!r})")
+        base_model = base.load_trained_model(base_dir, "model")
         return base_model.expand(count), list(description.get("style_names", []))
 
     def make_dataset(self, input_context):
-        fn = data.photo_dataset_fn(self.ff.data, self.ff.batch_size, start=int(self.data_position.numpy()))
+        fn = data.photo_dataset_fn(self.config.data, self.config.batch_size, start=int(self.data_position.numpy()))
         return fn(input_context)
 
     def stylize(self, photos, style_index):
@@ -244,7 +234,7 @@ class FeedForwardTrainer(base.Trainer):
         trained = len(self.style_names) - self.first_style
         # Which of the trained styles each photo gets; deterministic per step.
         index = tf.random.stateless_uniform([n], seed=seed, maxval=trained, dtype=tf.int32)
-        scale = style_weight_scale(self.step, self.ff.warmup_steps, self.ff.style_ramp_steps)
+        scale = schedules.style_weight_scale(self.step, self.config.warmup_steps, self.config.style_ramp_steps)
 
         def loss_fn():
             outputs = self.stylize(photos, index + self.first_style)
@@ -252,13 +242,13 @@ class FeedForwardTrainer(base.Trainer):
 
         metrics = self.minimize(loss_fn, self.optimizer, self.train_variables)
         metrics["learning_rate"] = self.optimizer.learning_rate
-        if self.ff.warmup_steps or self.ff.style_ramp_steps:
+        if self.config.warmup_steps or self.config.style_ramp_steps:
             metrics["style_scale"] = scale
         return metrics
 
     def sample_images(self):
         if self._sample_photos is None:
-            batch = next(iter(data.photo_dataset(self.ff.data, 4)))
+            batch = next(iter(data.photo_dataset(self.config.data, 4)))
             self._sample_photos = batch["images"]
         photos = self._sample_photos
         samples = {"photos": photos}
@@ -268,7 +258,10 @@ class FeedForwardTrainer(base.Trainer):
         return samples
 
 
-def train(train_config, config, flags_text=None, strategy=None):
-    """Train a feed-forward net into ``train_config.output_dir``; returns a base.TrainResult."""
-    trainer = FeedForwardTrainer(train_config, config, strategy)
-    return trainer.train(flags_text=flags_text, desc=trainer.method)
+def train(config, *, strategy=None, flags_text=None):
+    """Train a feed-forward net into ``config.output_dir`` (resuming it); returns a base.TrainResult.
+
+    Without ``strategy``, :func:`base.make_strategy` picks one before any other
+    TensorFlow work. ``flags_text`` is written to ``flags.txt``.
+    """
+    return FeedForwardTrainer(config, strategy).train(flags_text=flags_text)

@@ -12,7 +12,6 @@ from absl import flags
 from nst_tf import cli
 from nst_tf.data import PhotoDataConfig
 from nst_tf.training import feedforward
-from nst_tf.training import base
 from nst_tf.training.base import TrainConfig
 
 
@@ -32,16 +31,11 @@ def define_common_flags(max_steps=TrainConfig.max_steps, checkpoint_every=TrainC
     flags.mark_flag_as_required("output_dir")
 
 
-def train_config_from_flags(values):
-    """A TrainConfig from parsed flag values (absl FLAGS or any object with those attributes)."""
-    return cli.dataclass_from_flags(TrainConfig, values)
-
-
 def define_feedforward_flags(multistyle):
     """Flags of nst-train-fast (``multistyle=False``) and nst-train-multistyle."""
     loss = feedforward.PerceptualLossConfig()
-    ff = feedforward.FeedForwardConfig(style_images=[])
-    photos = ff.data
+    ff = feedforward.FeedForwardConfig  # its class attributes are the field defaults
+    photos = PhotoDataConfig()
     flags.DEFINE_multi_string("style", [], "Style image" + (" (repeat for each style)." if multistyle else "."))
     flags.DEFINE_string("train_dir", None, "Folder of training photos (searched recursively); "
                         "without it the photos come from tfds --tfds_name.")
@@ -91,7 +85,7 @@ def define_feedforward_flags(multistyle):
 
 
 def feedforward_config_from_flags(values, multistyle):
-    """A FeedForwardConfig from parsed flag values."""
+    """A FeedForwardConfig (run settings included) from parsed flag values."""
     loss = cli.dataclass_from_flags(
         feedforward.PerceptualLossConfig,
         values,
@@ -122,9 +116,7 @@ def flags_text():
 
 
 def report(result, output_dir):
-    """The training commands' ending: one result line, or exit 130 after Ctrl-C."""
-    from nst_tf import cli  # pylint: disable=import-outside-toplevel
-
+    """Every training command's ending: one result line, or exit 130 after Ctrl-C."""
     if result.interrupted:
         sys.stderr.write(
             f"interrupted at step {result.step}; checkpoint saved in {output_dir} "
@@ -141,13 +133,8 @@ def feedforward_main(multistyle):
 
     def main(argv):
         del argv
-        strategy = base.make_strategy()  # before any other TF work (multi-worker collectives)
-        result = feedforward.train(
-            train_config_from_flags(flags.FLAGS),
-            feedforward_config_from_flags(flags.FLAGS, multistyle=multistyle),
-            flags_text=flags_text(),
-            strategy=strategy,
-        )
-        report(result, flags.FLAGS.output_dir)
+        # train() creates the distribution strategy before any other TensorFlow work.
+        config = feedforward_config_from_flags(flags.FLAGS, multistyle=multistyle)
+        report(feedforward.train(config, flags_text=flags_text()), config.output_dir)
 
     return main
