@@ -8,6 +8,7 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
+from nst_tf.losses import LossConfig
 from nst_tf.training import base
 from nst_tf.training import feedforward as ff
 
@@ -51,7 +52,8 @@ def tiny_config(photos, styles, **kwargs):
     return ff.FeedForwardConfig(
         style_images=list(styles),
         data=PhotoDataConfig(train_dir=photos, image_size=32),
-        loss=ff.PerceptualLossConfig(weights=None, style_size=48),
+        loss=LossConfig.johnson(weights=None),
+        style_size=48,
         **{"multistyle": len(styles) > 1, **settings},
     )
 
