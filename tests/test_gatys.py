@@ -411,8 +411,11 @@ def test_real_weights_stylize_chicago(assets, hed_weights):
 
 @pytest.mark.integration
 def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
-    """L-BFGS on the bfloat16 objective lowers the exact (float32) loss as far as on the
-    float32 one: 40 iterations land within 3% of each other (measured: 0.3%)."""
+    """L-BFGS on the bfloat16 objective lowers the exact (float32) loss about as far as on the
+    float32 one: 40 iterations land within 5% of each other. Measured: 3.2% (the painting,
+    scaled to 128 px, has 1.19x the photo's pixels), -2% with the style cropped to the
+    photo's shape, 1.2% with the un-normalised Grams of before (another target): 40
+    L-BFGS iterations differ by a few percent with float rounding alone."""
     content = images.load_image(assets / "images/content/chicago.jpg", max_side=128)
     style = images.load_image(assets / "images/style/starry_night.jpg")
     final = {}
@@ -427,7 +430,7 @@ def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
     start = float(exact.losses(content[None])[0])
     losses = {p: float(exact.losses(image)[0]) for p, image in final.items()}
     assert losses["float32"] < 0.2 * start
-    assert losses["bfloat16"] < 1.03 * losses["float32"]
+    assert losses["bfloat16"] < 1.05 * losses["float32"]
 
 
 def test_package_stylize_stays_the_api_after_the_script_module_is_imported(tiny_image):
