@@ -74,9 +74,10 @@ class ExportConfig:
     """What to export and where; the ``nst-export`` flags map onto these fields.
 
     ``checkpoint`` is a training output directory (fast, multistyle, cyclegan).
-    ``gatys_config`` holds the feature network, layers and loss weights of the
-    ``features`` and ``gatys`` models, and ``num_steps`` / ``learning_rate`` of
-    the in-graph Adam loop (its ``optimizer`` must be ``adam``). ``precision``
+    ``gatys_config.loss`` holds the feature network, layers and loss weights of
+    the ``features`` and ``gatys`` models, and ``gatys_config`` the ``num_steps``
+    / ``learning_rate`` of the in-graph Adam loop (its ``optimizer`` must be
+    ``adam``). ``precision``
     is the compute type of the exported network, whatever it trained in; it
     overrides ``gatys_config.precision``.
     """

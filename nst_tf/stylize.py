@@ -5,7 +5,7 @@
     nst-stylize --model=runs/starry --content=photos/ --output=stylized/
 
 Every Gatys flag maps one-to-one onto a field of :class:`nst_tf.gatys.GatysConfig`
-(same name, same default). Quiet by default: one progress bar on stderr, one
+or of its ``loss``, a :class:`nst_tf.losses.LossConfig` (same name, same default). Quiet by default: one progress bar on stderr, one
 result line on stdout; a bad input prints one line and exits with status 1
 without writing anything.
 """
