@@ -8,7 +8,7 @@ Printed (issue 3):
   then the same net computing in bfloat16 (``nst-stylize --model --precision=bfloat16``),
   as a fraction of both the float32 and the bfloat16 matmul rate (``--precisions``);
 * one training step at 256 px, batch 4, of the trainer's own objective
-  (``nst_tf.training.feedforward.PerceptualLoss``: VGG16 up to relu4_3, content at relu2_2,
+  (``nst_tf.losses.PerceptualLoss`` in Johnson's setting: VGG16 up to relu4_3, content at relu2_2,
   style at relu1_2/2_2/3_3/4_3, TV): forward, backward, Adam update (target >= 0.85 of sgemm),
   in each precision (bfloat16: the net and the loss network as ``--mixed_precision`` builds them
   on a CPU).
@@ -40,9 +40,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
+from nst_tf import losses  # noqa: E402
 from nst_tf.precision import policy_scope  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
-from nst_tf.training import feedforward  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512", "1024"], "Inference image sides in pixels (batch 1).")
 flags.DEFINE_integer("train_size", 256, "Training crop side in pixels.")
@@ -87,27 +87,29 @@ def bench_inference(model, sgemm, label, bf16=None):
 
 
 def bench_training(model, sgemm, precision="float32", bf16=None):
-    """One step of the trainer's real objective (training.feedforward.PerceptualLoss) and Adam,
+    """One step of the trainer's real objective (losses.PerceptualLoss, Johnson's setting) and Adam,
     the loss network computing in ``precision`` like the model (``--mixed_precision``)."""
     shape = (FLAGS.train_batch, FLAGS.train_size, FLAGS.train_size, 3)
     style = np.random.default_rng(1).random((FLAGS.train_size, FLAGS.train_size, 3)).astype(np.float32)
     with policy_scope(precision):
-        loss = feedforward.PerceptualLoss(feedforward.PerceptualLossConfig(weights=FLAGS.weights), [style])
+        loss = losses.PerceptualLoss(losses.LossConfig.johnson(weights=FLAGS.weights))
+        style_targets = loss.style_target([style])
     optimizer = keras.optimizers.Adam(1e-3)
     style_index = tf.zeros([FLAGS.train_batch], tf.int32)
 
     @tf.function(jit_compile=FLAGS.jit_compile)
     def step(photos):
         with tf.GradientTape() as tape:
-            terms = loss(model(photos, training=True), photos, style_index)
+            total, _ = loss(model(photos, training=True), loss.content_target(photos), style_targets,
+                            style_index)
         variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(terms["loss"], variables), variables))
-        return terms["loss"]
+        optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return total
 
     photos = tf.random.uniform(shape, seed=2)
     style_features = loss.extractor(tf.zeros(shape))
     gram_flops = sum(2 * int(np.prod(style_features[name].shape)) * int(style_features[name].shape[-1])
-                     for name in loss.target_grams)
+                     for name in loss.style_layers)
     flops = (
         3 * conv_forward_flops(model, shape)
         + 2 * conv_forward_flops(loss.extractor, shape)

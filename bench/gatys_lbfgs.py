@@ -46,6 +46,7 @@ from bench import common  # noqa: E402
 from nst_tf import gatys  # noqa: E402
 from nst_tf import images  # noqa: E402
 from nst_tf import lbfgs  # noqa: E402
+from nst_tf import losses  # noqa: E402
 
 common.define_gatys_problem_flags(image_size=192)
 flags.DEFINE_integer("iterations", 100, "Reference L-BFGS iterations.")
@@ -64,8 +65,9 @@ CONTENT_LAYERS = ("block4_conv2",)
 
 def build_problem(precision="float32"):
     config = gatys.GatysConfig(
-        image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
-        content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, precision=precision)
+        image_size=FLAGS.image_size, precision=precision,
+        loss=losses.LossConfig(feature_extractor="vgg16", weights=FLAGS.weights,
+                               content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS))
     content = images.resize_longest_side(images.load_image(FLAGS.content), FLAGS.image_size)
     style = gatys.prepare_styles([images.load_image(FLAGS.style)], content, config)[0]
     objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)
@@ -99,10 +101,10 @@ def torch_reference(config, content, style, objective, iterations):
         content_loss = sum(0.5 * ((feats[n] - targets[n]) ** 2).sum() for n in CONTENT_LAYERS)
         style_loss = 0.0
         for n in STYLE_LAYERS:
-            _, c, h, w = feats[n].shape
-            e = ((torch_gram(feats[n]) - grams[n]) ** 2).sum() / (4.0 * c**2 * (h * w) ** 2)
+            c = feats[n].shape[1]
+            e = ((torch_gram(feats[n]) - grams[n]) ** 2).sum() / (4.0 * c**2)
             style_loss = style_loss + e / len(STYLE_LAYERS)
-        return config.content_weight * content_loss + config.style_weight * style_loss
+        return config.loss.content_weight * content_loss + config.loss.style_weight * style_loss
 
     image = to_torch(content).clone().requires_grad_(True)
 
@@ -182,9 +184,10 @@ class TorchVGG16:
 
 
 def torch_gram(features):
+    """The per-position Gram F Fᵀ / (H W), as nst_tf.losses.gram_matrix."""
     _, c, h, w = features.shape
     flat = features.reshape(c, h * w)
-    return flat @ flat.T
+    return flat @ flat.T / (h * w)
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from bench import common  # noqa: E402
 from nst_tf import gatys  # noqa: E402
 from nst_tf import images  # noqa: E402
+from nst_tf import losses  # noqa: E402
 
 common.define_gatys_problem_flags(image_size=512)
 flags.DEFINE_list("scales", ["256"], "Coarser sizes of the multi-scale run.")
@@ -110,10 +111,11 @@ def oracle_run(content, style, config, extractor, optimum, coarse_size, target):
 def main(argv):
     del argv
     base = gatys.GatysConfig(
-        image_size=FLAGS.image_size, feature_extractor="vgg16", weights=FLAGS.weights,
-        content_layers=("block4_conv2",),
-        style_layers=tuple(f"block{b}_conv1" for b in range(1, 6)),
-        log_every=FLAGS.report_every, init=FLAGS.init, optimizer=FLAGS.optimizer)
+        image_size=FLAGS.image_size, log_every=FLAGS.report_every, init=FLAGS.init,
+        optimizer=FLAGS.optimizer,
+        loss=losses.LossConfig(feature_extractor="vgg16", weights=FLAGS.weights,
+                               content_layers=("block4_conv2",),
+                               style_layers=tuple(f"block{b}_conv1" for b in range(1, 6))))
     content = images.load_image(FLAGS.content)
     style = images.load_image(FLAGS.style)
     extractor = gatys.build_extractor(base)

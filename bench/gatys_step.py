@@ -51,6 +51,7 @@ def build_step(kind, size, xla):
     from bench import common  # pylint: disable=import-outside-toplevel
     from nst_tf import features  # pylint: disable=import-outside-toplevel
     from nst_tf import gatys  # pylint: disable=import-outside-toplevel
+    from nst_tf import losses  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(0)
     image = tf.constant(rng.random((1, size, size, 3), dtype=np.float32))
@@ -67,7 +68,8 @@ def build_step(kind, size, xla):
 
         run = lambda: step(image)[1].numpy()  # noqa: E731
     else:
-        config = gatys.GatysConfig(image_size=size, weights=None, jit_compile=xla)
+        config = gatys.GatysConfig(image_size=size, jit_compile=xla,
+                                   loss=losses.LossConfig(weights=None))
         extractor = gatys.build_extractor(config)
         content = rng.random((size, size, 3), dtype=np.float32)
         style = rng.random((size, size, 3), dtype=np.float32)

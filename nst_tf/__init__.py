@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "stylize": ("nst_tf.gatys", "stylize"),
     "GatysConfig": ("nst_tf.gatys", "GatysConfig"),
+    "LossConfig": ("nst_tf.losses", "LossConfig"),
     "NSTError": ("nst_tf.errors", "NSTError"),
 }
 

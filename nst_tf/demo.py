@@ -27,6 +27,7 @@ from absl import flags
 from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
+from nst_tf import losses
 from nst_tf.errors import NSTError
 
 # Stable sample images of the TensorFlow style-transfer tutorial.
@@ -95,7 +96,7 @@ def main(argv):
     content = _image_path(FLAGS.content, SAMPLE_CONTENT)
     style = _image_path(FLAGS.style, SAMPLE_STYLE)
     config = gatys.GatysConfig(image_size=FLAGS.image_size, num_steps=FLAGS.num_steps,
-                               feature_extractor=extractor, weights=weights)
+                               loss=losses.LossConfig(feature_extractor=extractor, weights=weights))
     stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     output = os.path.join(FLAGS.output_dir, f"{stem(content)}_{stem(style)}.png")
 

@@ -14,10 +14,11 @@ cyclegan                           -> ``image_bytes`` [B] PNG strings
                ``stylize_tensor``  ``images`` [B, H, W, 3] -> ``images``
 multistyle     both of the above, each also taking ``style_weights`` [N]
 features       ``serving_default`` ``images`` -> ``<layer>`` feature maps and
-               = ``features``      ``<layer>_gram`` [B, C, C] Gram matrices
+               = ``features``      ``<layer>_gram`` [B, C, C] per-position Grams
                ``losses``          ``images``, ``content_images``,
-                                   ``style_images`` [1, H, W, 3] -> ``content``,
-                                   ``style``, ``tv``, ``total`` Gatys losses
+                                   ``style_images`` [1, H, W, 3] -> ``total``,
+                                   ``content``, ``style``, ``tv`` (and
+                                   weighted ``laplacian``, ``pixel``) terms
 gatys          ``serving_default`` ``content_bytes``, ``style_bytes`` [B]
                                    -> ``image_bytes`` [B]
                ``stylize_tensor``  ``content``, ``style`` [1, H, W, 3]
@@ -32,7 +33,8 @@ each version records how it was made (model type, style names, source).
 The Gatys model runs ``num_steps`` Adam steps from the content image inside
 the graph (a ``tf.while_loop``), with the loss of
 :class:`nst_tf.gatys.StyleTransferObjective`: slow, but one self-contained
-"any style" endpoint.
+"any style" endpoint. Both it and the ``features`` model's ``losses`` evaluate
+:class:`nst_tf.losses.PerceptualLoss` with ``gatys_config.loss``.
 
 TFLite (``format="tflite"``, fast and multistyle nets): ``model.tflite`` with
 a fixed ``[1, tflite_size, tflite_size, 3]`` input, because TFLite kernels are
@@ -73,9 +75,10 @@ class ExportConfig:
     """What to export and where; the ``nst-export`` flags map onto these fields.
 
     ``checkpoint`` is a training output directory (fast, multistyle, cyclegan).
-    ``gatys_config`` holds the feature network, layers and loss weights of the
-    ``features`` and ``gatys`` models, and ``num_steps`` / ``learning_rate`` of
-    the in-graph Adam loop (its ``optimizer`` must be ``adam``). ``precision``
+    ``gatys_config.loss`` holds the feature network, layers and loss weights of
+    the ``features`` and ``gatys`` models, and ``gatys_config`` the ``num_steps``
+    / ``learning_rate`` of the in-graph Adam loop (its ``optimizer`` must be
+    ``adam``). ``precision``
     is the compute type of the exported network, whatever it trained in; it
     overrides ``gatys_config.precision``.
     """
@@ -241,16 +244,17 @@ class FeaturesModule(tf.Module):
     """The frozen feature network and the Gatys loss, for reuse from any TF code.
 
     ``features(images)`` returns every requested layer's feature map and its
-    un-normalised Gram matrix G = F^T F (``losses.gram_matrix``; divide by
-    C*H*W for Johnson's normalisation). ``losses(images, content_images,
-    style_images)`` returns the Gatys loss terms of ``config`` for one image
-    against one content and one style image.
+    per-position Gram matrix Ĝ = FᵀF / (H W) (``losses.gram_matrix``; divide by
+    C for Johnson's normalisation). ``losses(images, content_images,
+    style_images)`` returns the loss terms of ``config.loss`` (without the
+    per-layer ones) for one image against one content and one style image.
     """
 
     def __init__(self, extractor, config, name=None):
         super().__init__(name=name)
         self.extractor = extractor
         self.config = config
+        self.perceptual_loss = losses.PerceptualLoss(config.loss, extractor)
         self.features = _graph_function(self._features, _images_spec())
         self.losses = _graph_function(self._losses, _images_spec(batch=1),
                                       _images_spec("content_images", batch=1),
@@ -265,10 +269,11 @@ class FeaturesModule(tf.Module):
         return outputs
 
     def _losses(self, images, content_images, style_images):
-        objective = gatys.make_objective(self.extractor, content_images[0] / 255.0, [style_images[0] / 255.0],
-                                         self.config)
-        total, terms = objective.loss(images / 255.0)
-        return {"total": total, "content": terms["content"], "style": terms["style"], "tv": terms["tv"]}
+        loss = self.perceptual_loss
+        total, terms = loss(images / 255.0, loss.content_target(content_images / 255.0),
+                            loss.style_target([style_images[0] / 255.0], [1.0]))
+        # Signature outputs are flat names: the per-layer "style/<layer>" terms stay out.
+        return {"total": total, **{name: value for name, value in terms.items() if "/" not in name}}
 
     def signatures(self):
         return {"serving_default": self.features, "features": self.features, "losses": self.losses}
@@ -296,14 +301,15 @@ class GatysModule(tf.Module):
     Starts from the content image (``init="content"``) and runs
     ``config.num_steps`` Adam steps at a constant ``config.learning_rate``,
     clipping pixels to [0, 1] after each, on the loss of
-    :func:`nst_tf.gatys.make_objective`. The style image is used at its own size
-    (capped by ``max_side``, like the content).
+    :class:`nst_tf.gatys.StyleTransferObjective`. The style image is used at its
+    own size (capped by ``max_side``, like the content).
     """
 
     def __init__(self, extractor, config, max_side=0, name=None):
         super().__init__(name=name)
         self.extractor = extractor
         self.config = config
+        self.perceptual_loss = losses.PerceptualLoss(config.loss, extractor)
         self._max_side = int(max_side)
         self.stylize_tensor = _graph_function(self._stylize_tensor, _images_spec("content", batch=1),
                                               _images_spec("style", batch=1))
@@ -316,7 +322,8 @@ class GatysModule(tf.Module):
         if self._max_side:
             content = cap_longest_side(content, self._max_side)
             style = cap_longest_side(style, self._max_side)
-        objective = gatys.make_objective(self.extractor, content[0] / 255.0, [style[0] / 255.0], self.config)
+        objective = gatys.StyleTransferObjective(self.perceptual_loss, content[0] / 255.0,
+                                                 [style[0] / 255.0], jit_compile=self.config.jit_compile)
 
         def step(t, x, m, v):
             _, _, gradient = objective.terms_and_gradient(x)

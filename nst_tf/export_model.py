@@ -20,10 +20,12 @@ from nst_tf import cli  # First: quiets TensorFlow start-up.
 from absl import flags
 
 from nst_tf import export
+from nst_tf import features
 from nst_tf import gatys
+from nst_tf import losses
 from nst_tf.precision import PRECISIONS
 
-_G = gatys.GatysConfig.__dataclass_fields__
+_G = {**losses.LossConfig.__dataclass_fields__, **gatys.GatysConfig.__dataclass_fields__}
 _E = export.ExportConfig.__dataclass_fields__
 
 flags.DEFINE_enum("model_type", None, export.MODEL_TYPES, "What to export.")
@@ -49,7 +51,7 @@ flags.DEFINE_enum("feature_extractor", _G["feature_extractor"].default, ["vgg19"
                   "Feature network of the features and gatys models.")
 flags.DEFINE_string("weights", _G["weights"].default,
                     "Feature network weights: imagenet (Keras cache), a .h5 file, or 'none' (random).")
-flags.DEFINE_enum("pooling", _G["pooling"].default, list(gatys.POOLINGS), "VGG pooling (Gatys et al.: avg).")
+flags.DEFINE_enum("pooling", _G["pooling"].default, list(features.POOLINGS), "VGG pooling (Gatys et al.: avg).")
 flags.DEFINE_list("content_layers", None, "Content layers, names or conv indices (default: the paper's).")
 flags.DEFINE_list("style_layers", None, "Style layers, names or conv indices (default: the paper's).")
 flags.DEFINE_list("style_layer_weights", None, "Weight w_l of each style layer (default 1/L).")
@@ -65,15 +67,15 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags():
-    gatys_config = cli.dataclass_from_flags(
-        gatys.GatysConfig,
+    loss = cli.dataclass_from_flags(
+        losses.LossConfig,
         FLAGS,
-        optimizer="adam",
         weights=cli.weights_flag(FLAGS.weights),
         content_layers=FLAGS.content_layers or None,
         style_layers=FLAGS.style_layers or None,
         style_layer_weights=cli.numbers_flag("style_layer_weights", FLAGS.style_layer_weights),
     )
+    gatys_config = cli.dataclass_from_flags(gatys.GatysConfig, FLAGS, optimizer="adam", loss=loss)
     return cli.dataclass_from_flags(export.ExportConfig, FLAGS, gatys_config=gatys_config)
 
 

@@ -89,6 +89,7 @@ EXTRACTORS = {
 }
 
 MIN_IMAGE_SIDE = 32
+POOLINGS = ("max", "avg")
 
 
 def get_spec(name):
@@ -171,8 +172,8 @@ def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooli
     layer_names = list(dict.fromkeys(resolve_layers(name, layers)))
     if not layer_names:
         raise NSTError("no feature layers selected")
-    if pooling not in ("max", "avg"):
-        raise NSTError(f"--pooling: must be 'max' or 'avg', not {pooling!r}")
+    if pooling not in POOLINGS:
+        raise NSTError(f"--pooling: must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     if pooling == "avg" and not spec.sequential:
         raise NSTError(f"--pooling=avg is only supported for VGG extractors, not {name}")
 

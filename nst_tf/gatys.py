@@ -7,16 +7,18 @@ Networks" (CVPR 2016) synthesise an image x by minimising, over its pixels,
 
 where p is the content photograph, a the artwork (or a blend of several
 artworks' Gram matrices), L_content = ½ Σ (F^l - P^l)² at the content layers,
-L_style = Σ_l w_l 1/(4 N_l² M_l²) Σ (G^l - A^l)² over the style layers, TV the
-total variation and L_lap the Laplacian loss of Li et al. 2017 (see
-:mod:`nst_tf.losses` for every formula). The feature maps come from a frozen
+L_style = Σ_l w_l 1/(4 N_l²) Σ (Ĝ^l - Â^l)² over the style layers with
+per-position Grams Ĝ = FᵀF/M (eq. 4 when the style image has the output's size),
+TV the total variation and L_lap the Laplacian loss of Li et al. 2017. The loss
+is :class:`nst_tf.losses.PerceptualLoss`, shared with the other methods (see
+:mod:`nst_tf.losses` for every formula); the feature maps come from a frozen
 ImageNet network (:mod:`nst_tf.features`).
 
 The pieces, from the inside out:
 
-* :class:`StyleTransferObjective` / :func:`make_objective`: the loss above as a
-  reusable ``tf.Module`` with a ``tf.function`` ``value_and_gradient``; content
-  features and style Grams are computed once.
+* :class:`StyleTransferObjective` / :func:`make_objective`: the loss above against
+  one content and style, as a reusable ``tf.Module`` with a ``tf.function``
+  ``value_and_gradient``; content features and style Grams are computed once.
 * :func:`optimize`: L-BFGS (:mod:`nst_tf.lbfgs`) or Adam/AdamW with learning-rate
   schedules, pixels kept in [0, 1].
 * :func:`stylize`: the whole pipeline: loading, colour preservation,
@@ -28,13 +30,12 @@ import io
 import json
 import math
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import features
 from nst_tf import fileio
 from nst_tf import images
 from nst_tf import lbfgs
@@ -46,8 +47,6 @@ from nst_tf.precision import PRECISIONS
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "exponential", "plateau")
 INITS = ("content", "noise", "style", "blend")
-POOLINGS = ("max", "avg")
-REDUCTIONS = ("sum", "mean")
 
 CHECKPOINT_FILE = "checkpoint.npz"
 
@@ -56,17 +55,16 @@ CHECKPOINT_FILE = "checkpoint.npz"
 class GatysConfig:
     """Every knob of the Gatys method; shared by ``nst-stylize`` and :func:`stylize`.
 
-    Loss weights are in the paper's units: content loss ½ Σ (F - P)² (or its
-    mean with ``content_loss="mean"``), style loss Σ_l w_l/(4 N² M²) Σ (G - A)²
-    with ``w_l`` defaulting to 1/L, on the network's own (caffe-scale)
-    activations. With these units α/β = 1e-3 (``content_weight=1``,
+    ``loss`` (:class:`nst_tf.losses.LossConfig`) holds the feature network, its
+    layers and the loss weights, in the paper's units by default: content loss
+    ½ Σ (F - P)² (or its mean with ``content_loss="mean"``), style loss
+    Σ_l w_l/(4 N²) Σ (Ĝ - Â)² on per-position Grams (eq. 4 when the style image
+    has the output's size) with ``w_l`` defaulting to 1/L, on the network's own
+    (caffe-scale) activations. With these units α/β = 1e-3 (``content_weight=1``,
     ``style_weight=1e3``) gives a clearly stylized image that keeps the
-    content's layout; lower the ratio for more style.
+    content's layout; lower the ratio for more style::
 
-    Fields that name layers accept Keras layer names (``"block4_conv2"``) or
-    conv indices (``7``, counting conv layers from 0 as seed 001 does).
-    ``None`` means the extractor's defaults (VGG19: content ``block4_conv2``,
-    style ``block1_conv1`` .. ``block5_conv1``).
+        GatysConfig(image_size=256, loss=LossConfig(style_weight=1e4))
     """
 
     # Sizes. ``image_size`` is the longest side of the output. ``scales`` lists
@@ -98,20 +96,8 @@ class GatysConfig:
     # L-BFGS stay float32.
     precision: str = "float32"
 
-    # Losses.
-    content_layers: Optional[Sequence[Union[str, int]]] = None
-    style_layers: Optional[Sequence[Union[str, int]]] = None
-    style_layer_weights: Optional[Sequence[float]] = None
-    content_weight: float = 1.0
-    style_weight: float = 1e3
-    tv_weight: float = 0.0
-    laplacian_weight: float = 0.0
-    content_loss: str = "sum"
-
-    # Feature extractor: weights "imagenet" (Keras cache), a weights file, or None (random).
-    feature_extractor: str = "vgg19"
-    weights: Optional[str] = "imagenet"
-    pooling: str = "max"
+    # Feature network, layers and loss weights (the paper's by default).
+    loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig)
 
     # Starting image and styles.
     init: str = "content"
@@ -132,10 +118,8 @@ class GatysConfig:
 
     def __post_init__(self):
         self.scales = tuple(int(s) for s in self.scales)
-        for name in ("content_layers", "style_layers", "style_layer_weights", "style_weights"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, tuple(value))
+        if self.style_weights is not None:
+            self.style_weights = tuple(self.style_weights)
         self.validate()
 
     def validate(self):
@@ -146,9 +130,6 @@ class GatysConfig:
             "lr_schedule": LR_SCHEDULES,
             "init": INITS,
             "preserve_color": images.PRESERVE_COLOR_MODES,
-            "pooling": POOLINGS,
-            "content_loss": REDUCTIONS,
-            "feature_extractor": tuple(features.EXTRACTORS),
             "precision": PRECISIONS,
         }
         for name, allowed in choices.items():
@@ -158,8 +139,7 @@ class GatysConfig:
                      "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")
-        for name in ("content_weight", "style_weight", "tv_weight", "laplacian_weight",
-                     "checkpoint_every", "weight_decay"):
+        for name in ("checkpoint_every", "weight_decay"):
             if not getattr(self, name) >= 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("learning_rate", "style_scale"):
@@ -171,21 +151,13 @@ class GatysConfig:
             _fail("lr_gamma", f"must be in (0, 1], got {self.lr_gamma}")
         if not 0.0 <= self.noise_ratio <= 1.0:
             _fail("noise_ratio", f"must be in [0, 1], got {self.noise_ratio}")
-        if self.content_weight == 0 and self.style_weight == 0:
-            _fail("style_weight", "content_weight and style_weight cannot both be 0")
         if any(s < 1 for s in self.scales) or list(self.scales) != sorted(set(self.scales)):
             _fail("scales", f"must be increasing positive sizes, got {list(self.scales)}")
         if self.scales and self.scales[-1] > self.image_size:
             _fail("scales", f"{self.scales[-1]} is larger than image_size={self.image_size}")
-        for name in ("style_layer_weights", "style_weights"):
-            value = getattr(self, name)
-            if value is not None and (not value or any(not w >= 0 for w in value)
-                                      or sum(value) <= 0):
-                _fail(name, f"must be non-negative with a positive sum, got {list(value)}")
-        if self.style_layer_weights is not None and self.style_layers is not None \
-                and len(self.style_layer_weights) != len(self.style_layers):
-            _fail("style_layer_weights", f"has {len(self.style_layer_weights)} values for "
-                  f"{len(self.style_layers)} style layers")
+        value = self.style_weights
+        if value is not None and (not value or any(not w >= 0 for w in value) or sum(value) <= 0):
+            _fail("style_weights", f"must be non-negative with a positive sum, got {list(value)}")
         if self.resume and not self.checkpoint_dir:
             _fail("resume", "needs checkpoint_dir")
 
@@ -214,16 +186,16 @@ def _fail(field, reason):
 
 
 class StyleTransferObjective(tf.Module):
-    """The Gatys loss of one image size, as a reusable TensorFlow module.
+    """The Gatys loss of one image size against one content and style, as a TensorFlow module.
 
-    ``L(x) = α L_content + β Σ_l w_l E_l + λ_tv TV(x) + λ_lap L_lap(p, x)``,
-    with the content features P and the (blended) style Grams A computed once
-    at construction. The image ``x`` is a float32 tensor ``[1, H, W, 3]`` in
-    [0, 1] of the content image's size.
+    ``L(x) = α L_content + β Σ_l w_l E_l + λ_tv TV(x) + λ_lap L_lap(p, x)``: a
+    :class:`nst_tf.losses.PerceptualLoss`, with the content target P and the
+    (blended) style Grams A computed once at construction. The image ``x`` is a
+    float32 tensor ``[1, H, W, 3]`` in [0, 1] of the content image's size.
 
     * :meth:`loss` ``(x) -> (total, terms)``: traceable Python, usable inside
-      any ``tf.function`` or ``GradientTape`` (``terms`` holds the unweighted
-      ``content``, ``style``, ``tv`` and ``laplacian`` losses).
+      any ``tf.function`` or ``GradientTape`` (``terms``: see
+      :meth:`nst_tf.losses.PerceptualLoss.__call__`).
     * :meth:`value_and_gradient` ``(x) -> (total, dL/dx)``: a ``tf.function``
       (XLA with ``jit_compile=True``) in the form L-BFGS expects.
     * :meth:`terms_and_gradient` ``(x) -> (total, terms, dL/dx)``: the same
@@ -232,75 +204,27 @@ class StyleTransferObjective(tf.Module):
       (for progress and logging).
 
     Args:
-      extractor: a :class:`nst_tf.features.FeatureExtractor` whose outputs
-        include ``content_layers`` and ``style_layers``.
+      perceptual_loss: the :class:`nst_tf.losses.PerceptualLoss` to minimise.
       content_image: ``[H, W, 3]`` or ``[1, H, W, 3]`` in [0, 1].
-      style_images: a list of such images (any sizes).
-      content_layers, style_layers: layer names (already resolved).
-      style_layer_weights: w_l per style layer (default 1/L each).
+      style_images: a list of ``[H, W, 3]`` images (any sizes).
       style_weights: blend weights of the style images (default equal).
-      content_weight, style_weight, tv_weight, laplacian_weight: α, β, λ_tv, λ_lap.
-      content_reduction: ``"sum"`` (the paper's ½ Σ) or ``"mean"``.
       jit_compile: compile the evaluation with XLA.
     """
 
-    def __init__(self, extractor, content_image, style_images, *, content_layers,
-                 style_layers, style_layer_weights=None, style_weights=None,
-                 content_weight=1.0, style_weight=1e3, tv_weight=0.0,
-                 laplacian_weight=0.0, content_reduction="sum", jit_compile=False,
-                 name=None):
+    def __init__(self, perceptual_loss, content_image, style_images, *, style_weights=None,
+                 jit_compile=False, name=None):
         super().__init__(name=name)
-        self.extractor = extractor
-        self.content_layers = tuple(content_layers)
-        self.style_layers = tuple(style_layers)
-        if style_layer_weights is None:
-            style_layer_weights = [1.0 / len(self.style_layers)] * len(self.style_layers)
-        self.style_layer_weights = dict(zip(self.style_layers,
-                                            (float(w) for w in style_layer_weights)))
-        self.content_weight = float(content_weight)
-        self.style_weight = float(style_weight)
-        self.tv_weight = float(tv_weight)
-        self.laplacian_weight = float(laplacian_weight)
-        self.content_reduction = content_reduction
-
-        self.content_image = _batched(content_image)
-        content_features = extractor(self.content_image)
-        # convert_to_tensor, not tf.constant: nst_tf.export also builds the
-        # objective inside a tf.function, from symbolic content and style.
-        self.content_targets = {name: tf.convert_to_tensor(content_features[name])
-                                for name in self.content_layers}
-        grams = []
-        for style in style_images:
-            style_features = extractor(_batched(style))
-            grams.append({name: losses.gram_matrix(style_features[name])
-                          for name in self.style_layers})
+        self.perceptual_loss = perceptual_loss
+        self.content_target = perceptual_loss.content_target(content_image)
         if style_weights is None:
-            style_weights = [1.0] * len(grams)
-        blended = losses.blend_grams(grams, list(style_weights))
-        self.style_targets = {name: tf.convert_to_tensor(gram) for name, gram in blended.items()}
-
+            style_weights = [1.0] * len(style_images)
+        self.style_targets = perceptual_loss.style_target(style_images, list(style_weights))
         self._evaluate = tf.function(self._terms_and_gradient, jit_compile=jit_compile)
         self._forward = tf.function(self.loss, jit_compile=jit_compile)
 
     def loss(self, image):
         """Return ``(total, terms)`` for ``image`` [1, H, W, 3] in [0, 1]."""
-        feats = self.extractor(image)
-        content = tf.add_n([
-            losses.content_loss(feats[name], self.content_targets[name],
-                                reduction=self.content_reduction)
-            for name in self.content_layers])
-        style = losses.style_loss({name: feats[name] for name in self.style_layers},
-                                  self.style_targets, layer_weights=self.style_layer_weights)
-        tv = losses.total_variation_loss(image)
-        terms = {"content": content, "style": style, "tv": tv}
-        total = self.content_weight * content + self.style_weight * style
-        if self.tv_weight:
-            # Only when weighted: a zero-weighted term would still cost its gradient.
-            total += self.tv_weight * tv
-        if self.laplacian_weight:
-            terms["laplacian"] = losses.laplacian_loss(image, self.content_image)
-            total += self.laplacian_weight * terms["laplacian"]
-        return total, terms
+        return self.perceptual_loss(image, self.content_target, self.style_targets)
 
     def losses(self, image):
         """Return ``(total, terms)`` without the gradient; compiled once per image shape."""
@@ -323,35 +247,9 @@ class StyleTransferObjective(tf.Module):
         return total, gradient
 
 
-def _batched(image):
-    image = tf.convert_to_tensor(image, tf.float32)
-    return image[tf.newaxis] if image.shape.rank == 3 else image
-
-
-def resolve_config_layers(config):
-    """Return ``(content_layers, style_layers)`` as layer names for ``config``."""
-    default_content, default_style = features.default_layers(config.feature_extractor)
-    content = _resolve_layers(config, "content_layers", config.content_layers or default_content)
-    style = _resolve_layers(config, "style_layers", config.style_layers or default_style)
-    if config.style_layer_weights is not None and len(config.style_layer_weights) != len(style):
-        _fail("style_layer_weights", f"has {len(config.style_layer_weights)} values for "
-              f"{len(style)} style layers")
-    return list(content), list(style)
-
-
-def _resolve_layers(config, field, layers):
-    try:
-        return features.resolve_layers(config.feature_extractor, layers)
-    except NSTError as exc:
-        _fail(field, str(exc))
-
-
 def build_extractor(config):
-    """The frozen feature network ``config`` asks for, with every layer it needs."""
-    content, style = resolve_config_layers(config)
-    return features.build_feature_extractor(
-        config.feature_extractor, layers=list(dict.fromkeys(content + style)),
-        weights=config.weights, pooling=config.pooling, precision=config.precision)
+    """The frozen feature network ``config`` (a :class:`GatysConfig`) asks for, in its precision."""
+    return losses.build_extractor(config.loss, precision=config.precision)
 
 
 def make_objective(extractor, content_image, style_images, config):
@@ -360,14 +258,9 @@ def make_objective(extractor, content_image, style_images, config):
     ``content_image`` is ``[H, W, 3]`` in [0, 1] at the size being optimised;
     ``style_images`` a list of images already scaled (see :func:`prepare_styles`).
     """
-    content_layers, style_layers = resolve_config_layers(config)
-    return StyleTransferObjective(
-        extractor, content_image, style_images,
-        content_layers=content_layers, style_layers=style_layers,
-        style_layer_weights=config.style_layer_weights, style_weights=config.style_weights,
-        content_weight=config.content_weight, style_weight=config.style_weight,
-        tv_weight=config.tv_weight, laplacian_weight=config.laplacian_weight,
-        content_reduction=config.content_loss, jit_compile=config.jit_compile)
+    return StyleTransferObjective(losses.PerceptualLoss(config.loss, extractor), content_image,
+                                  style_images, style_weights=config.style_weights,
+                                  jit_compile=config.jit_compile)
 
 
 # ---------------------------------------------------------------------------
@@ -615,7 +508,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     if progress is True:
         from nst_tf.progress import ProgressBar  # pylint: disable=import-outside-toplevel
         bar = ProgressBar(config.total_steps(), "stylize")
-        progress = lambda done, total, values: bar.update(done, **_short(values))  # noqa: E731
+        progress = lambda done, total, values: bar.update(done, **losses.summary(values))  # noqa: E731
     monitor = _Monitor(config, sizes, progress)
     rng = np.random.default_rng(config.seed)
     image = None
@@ -661,7 +554,7 @@ def weights_at_scale(config, shape, final_shape):
     """``config`` with the content weight of a coarse-to-fine scale of ``shape`` (H, W).
 
     The paper's content loss, ½ Σ (F - P)², grows with the number of feature
-    positions; its style loss, 1/(4 N² M²) Σ (G - A)², does not. Left as it is, α
+    positions; its style loss, 1/(4 N²) Σ (Ĝ - Â)² on per-position Grams, does not. Left as it is, α
     would weigh the content (output area / scale area) times less at a coarser
     scale than at the output size, and that scale would hand on a more stylized
     image than the output's α/β asks for, which the last scale then spends
@@ -670,11 +563,8 @@ def weights_at_scale(config, shape, final_shape):
     correction; TV and Laplacian weights are left as set, since a smooth image's
     squared differences grow about as fast as its pixel count shrinks.
     """
-    if config.content_loss != "sum" or tuple(shape[:2]) == tuple(final_shape[:2]):
+    if config.loss.content_loss != "sum" or tuple(shape[:2]) == tuple(final_shape[:2]):
         return config
     ratio = (final_shape[0] * final_shape[1]) / (shape[0] * shape[1])
-    return dataclasses.replace(config, content_weight=config.content_weight * ratio)
-
-
-def _short(values):
-    return {name: value for name, value in values.items() if name in ("total", "content", "style")}
+    loss = dataclasses.replace(config.loss, content_weight=config.loss.content_weight * ratio)
+    return dataclasses.replace(config, loss=loss)

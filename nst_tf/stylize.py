@@ -5,7 +5,7 @@
     nst-stylize --model=runs/starry --content=photos/ --output=stylized/
 
 Every Gatys flag maps one-to-one onto a field of :class:`nst_tf.gatys.GatysConfig`
-(same name, same default). Quiet by default: one progress bar on stderr, one
+or of its ``loss``, a :class:`nst_tf.losses.LossConfig` (same name, same default). Quiet by default: one progress bar on stderr, one
 result line on stdout; a bad input prints one line and exits with status 1
 without writing anything.
 """
@@ -24,10 +24,11 @@ from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
 from nst_tf import lbfgs
+from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
 
-_D = gatys.GatysConfig.__dataclass_fields__
+_D = {**losses.LossConfig.__dataclass_fields__, **gatys.GatysConfig.__dataclass_fields__}
 FLAGS = flags.FLAGS
 
 
@@ -98,7 +99,7 @@ flags.DEFINE_float("style_weight", _default("style_weight"), "beta.")
 flags.DEFINE_float("tv_weight", _default("tv_weight"), "Total-variation weight.")
 flags.DEFINE_float("laplacian_weight", _default("laplacian_weight"),
                    "Laplacian loss weight (Li et al. 2017).")
-flags.DEFINE_enum("content_loss", _default("content_loss"), gatys.REDUCTIONS,
+flags.DEFINE_enum("content_loss", _default("content_loss"), losses.REDUCTIONS,
                   "Content loss: sum (the paper's 1/2 sum of squares) or mean.")
 
 # Feature network.
@@ -106,7 +107,7 @@ flags.DEFINE_enum("feature_extractor", _default("feature_extractor"),
                   list(features.EXTRACTORS), "Feature network.")
 flags.DEFINE_string("weights", _default("weights"),
                     "imagenet (Keras cache), a Keras no-top weights file, or none (random).")
-flags.DEFINE_enum("pooling", _default("pooling"), gatys.POOLINGS, "VGG pooling.")
+flags.DEFINE_enum("pooling", _default("pooling"), features.POOLINGS, "VGG pooling.")
 
 # Start and colour.
 flags.DEFINE_enum("init", _default("init"), gatys.INITS, "Starting image.")
@@ -139,20 +140,25 @@ def default_output(content, styles):
 def config_from_flags(output):
     """The :class:`~nst_tf.gatys.GatysConfig` the flags describe.
 
-    Every config field has a flag of the same name; the few that need parsing
-    (number lists, ``--weights=none``, the default checkpoint folder) are
-    converted here.
+    Every config field (and every field of its ``loss``) has a flag of the same
+    name; the few that need parsing (number lists, ``--weights=none``, the
+    default checkpoint folder) are converted here.
     """
     checkpoint_dir = FLAGS.checkpoint_dir
     if checkpoint_dir is None and (FLAGS.checkpoint_every or FLAGS.resume):
         checkpoint_dir = os.path.splitext(output)[0] + "_checkpoint"
+    loss = cli.dataclass_from_flags(
+        losses.LossConfig,
+        FLAGS,
+        style_layer_weights=cli.numbers_flag("style_layer_weights", FLAGS.style_layer_weights),
+        weights=cli.weights_flag(FLAGS.weights),
+    )
     return cli.dataclass_from_flags(
         gatys.GatysConfig,
         FLAGS,
+        loss=loss,
         scales=cli.numbers_flag("scales", FLAGS.scales, int) or (),
-        style_layer_weights=cli.numbers_flag("style_layer_weights", FLAGS.style_layer_weights),
         style_weights=cli.numbers_flag("style_weights", FLAGS.style_weights),
-        weights=cli.weights_flag(FLAGS.weights),
         checkpoint_dir=checkpoint_dir,
     )
 

@@ -11,8 +11,10 @@ Recreates Gatys et al. 2016, Fig. 3 (style layers down, alpha/beta across):
 ``nst-stylize`` flag) and the values of that axis, separated by ``|`` so that
 list values keep their commas (quote the flag in a shell). Values are parsed
 as the field's type: numbers, booleans, ``none``, comma lists for layers and
-weights. The pseudo-field ``alpha_beta`` sets ``style_weight =
-content_weight / value``, the paper's content-to-style ratio. Either axis may
+weights. Loss fields (``style_weight``, ``style_layers``, ...) address the
+config's :class:`~nst_tf.losses.LossConfig`. The pseudo-field ``alpha_beta``
+sets ``style_weight = content_weight / value``, the paper's content-to-style
+ratio. Either axis may
 be omitted. Every other ``nst-stylize`` flag sets the base configuration of
 all cells. One progress bar covers the whole grid; the sheet is written
 atomically once every cell is done.
@@ -33,6 +35,7 @@ from absl import flags
 from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
+from nst_tf import losses
 from nst_tf import progress as progress_lib
 from nst_tf.errors import NSTError
 # The nst-stylize module (not the nst_tf.stylize function): its flags define the base config.
@@ -41,7 +44,9 @@ import nst_tf.stylize as stylize_cli  # noqa: E402  pylint: disable=wrong-import
 RATIO_FIELD = "alpha_beta"
 # Settings that belong to one run, not to a cell of a grid.
 NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "checkpoint_dir",
-                 "resume")
+                 "resume", "loss")
+# The fields of the nested LossConfig, swept by their own names.
+LOSS_FIELDS = {f.name: f for f in dataclasses.fields(losses.LossConfig)}
 
 flags.DEFINE_string("rows", None, "Row axis: FIELD:VALUE|VALUE|... (e.g. "
                     "'style_layers:0|0,2|0,2,4').")
@@ -71,8 +76,12 @@ class Axis:
             return config
         value = self.values[index]
         if self.field == RATIO_FIELD:
-            return dataclasses.replace(config, style_weight=config.content_weight / value)
-        return dataclasses.replace(config, **{self.field: value})
+            loss = dataclasses.replace(config.loss, style_weight=config.loss.content_weight / value)
+        elif self.field in LOSS_FIELDS:
+            loss = dataclasses.replace(config.loss, **{self.field: value})
+        else:
+            return dataclasses.replace(config, **{self.field: value})
+        return dataclasses.replace(config, loss=loss)
 
 
 def parse_axis(text, flag="--rows"):
@@ -89,7 +98,7 @@ def parse_axis(text, flag="--rows"):
     field = field.strip()
     if not sep or not rest.strip():
         raise NSTError(f"{flag}: expected FIELD:VALUE|VALUE|..., got {text!r}")
-    known = {f.name: f for f in dataclasses.fields(gatys.GatysConfig)}
+    known = {**{f.name: f for f in dataclasses.fields(gatys.GatysConfig)}, **LOSS_FIELDS}
     if field != RATIO_FIELD and (field not in known or field in NOT_SWEEPABLE):
         sweepable = sorted(set(known) - set(NOT_SWEEPABLE)) + [RATIO_FIELD]
         raise NSTError(f"{flag}: cannot sweep {field!r} (choose from {', '.join(sweepable)})")
@@ -102,7 +111,7 @@ def parse_axis(text, flag="--rows"):
 
 
 def _parse_value(kind, text, what):
-    """Parse ``text`` as the type annotation ``kind`` of a GatysConfig field."""
+    """Parse ``text`` as the type annotation ``kind`` of a GatysConfig or LossConfig field."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is typing.Union:
         if type(None) not in args:
@@ -146,7 +155,7 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
     extractors = _shared_extractors(flat)
     total = sum(config.total_steps() for config in flat)
     bar = progress_lib.ProgressBar(total, "sweep") if progress is True else None
-    report = (lambda done, _, values: bar.update(done, **values)) if bar else progress
+    report = (lambda done, _, values: bar.update(done, **losses.summary(values))) if bar else progress
     cells = []
     done = 0
     try:
@@ -171,14 +180,14 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
 
 
 def _extractor_key(config):
-    return config.feature_extractor, config.weights, config.pooling
+    return config.loss.feature_extractor, config.loss.weights, config.loss.pooling
 
 
 def _shared_extractors(configs):
     """One feature network per (extractor, weights, pooling), with every layer the cells use."""
     layers = {}
     for config in configs:
-        content, style = gatys.resolve_config_layers(config)
+        content, style = config.loss.layers()
         layers.setdefault(_extractor_key(config), []).extend(content + style)
     return {key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)),
                                                   weights=key[1], pooling=key[2])

@@ -8,6 +8,7 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
+from nst_tf.losses import LossConfig
 from nst_tf.training import feedforward as ff
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +53,8 @@ def tiny_config(photos, styles, output_dir, **kwargs):
         output_dir=str(output_dir),
         style_images=list(styles),
         data=PhotoDataConfig(train_dir=photos, image_size=32),
-        loss=ff.PerceptualLossConfig(weights=None, style_size=48),
+        loss=LossConfig.johnson(weights=None),
+        style_size=48,
         **{"multistyle": len(styles) > 1, **settings},
     )
 

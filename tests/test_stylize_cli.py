@@ -103,7 +103,7 @@ def test_shipped_flagfiles_parse_into_configs():
         "    stylize.FLAGS.unparse_flags()\n"
         "    stylize.FLAGS(['nst-stylize', *args.split(), '--content=c.jpg', '--style=s.jpg'])\n"
         "    c = stylize.config_from_flags('o.png')\n"
-        "    out[args] = [c.sizes(), c.scale_steps(), c.pooling, c.init, c.checkpoint_dir]\n"
+        "    out[args] = [c.sizes(), c.scale_steps(), c.loss.pooling, c.init, c.checkpoint_dir]\n"
         "print(json.dumps(out))\n")
     hq = "--flagfile=configs/gatys_hq_multiscale.flags"
     cases = ["--flagfile=configs/gatys_paper.flags", "--flagfile=configs/gatys_preview.flags",

@@ -12,6 +12,7 @@ from nst_tf import gatys
 from nst_tf import images
 from nst_tf import sweep
 from nst_tf.errors import NSTError
+from nst_tf.losses import LossConfig
 
 
 def test_parse_axis_uses_the_field_types():
@@ -38,10 +39,19 @@ def test_parse_axis_rejects_bad_input(text, match):
 
 
 def test_alpha_beta_sets_the_style_weight():
-    config = gatys.GatysConfig(content_weight=2.0)
+    config = gatys.GatysConfig(loss=LossConfig(content_weight=2.0))
     axis = sweep.parse_axis("alpha_beta:1e-3|1e-2")
-    assert axis.apply(config, 0).style_weight == pytest.approx(2e3)
-    assert axis.apply(config, 1).style_weight == pytest.approx(2e2)
+    assert axis.apply(config, 0).loss.style_weight == pytest.approx(2e3)
+    assert axis.apply(config, 1).loss.style_weight == pytest.approx(2e2)
+
+
+def test_loss_fields_are_swept_inside_the_loss_config():
+    config = gatys.GatysConfig(loss=LossConfig(style_weight=5.0), num_steps=7)
+    cell = sweep.parse_axis("style_weight:1e2|1e4").apply(config, 1)
+    assert cell.loss.style_weight == 1e4 and cell.loss.content_weight == 1.0 and cell.num_steps == 7
+    assert sweep.parse_axis("num_steps:3|4").apply(config, 0).loss == config.loss
+    with pytest.raises(NSTError, match="cannot sweep 'loss'"):
+        sweep.parse_axis("loss:x")
 
 
 def test_invalid_cell_value_is_reported_by_field():
@@ -60,8 +70,9 @@ def test_contact_sheet_layout():
 
 
 def _tiny_config():
-    return gatys.GatysConfig(image_size=48, num_steps=3, feature_extractor="vgg16", weights=None,
-                             content_layers=("block2_conv2",), style_layers=("block1_conv1",))
+    return gatys.GatysConfig(image_size=48, num_steps=3, loss=LossConfig(
+        feature_extractor="vgg16", weights=None, content_layers=("block2_conv2",),
+        style_layers=("block1_conv1",)))
 
 
 def test_sweep_renders_a_labelled_2x2_grid(tiny_image, rng):

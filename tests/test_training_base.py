@@ -44,7 +44,7 @@ class ToyTrainer(base.Trainer):
     def train_step(self, batch):
         def loss_fn():
             pred = tf.cast(self.model(batch["x"]), tf.float32)
-            return {"loss": tf.reduce_mean(tf.square(pred - batch["y"]))}
+            return {"total": tf.reduce_mean(tf.square(pred - batch["y"]))}
 
         return self.minimize(loss_fn, self.optimizer, self.model.trainable_variables)
 
@@ -139,7 +139,7 @@ def test_mixed_precision_trains_in_the_devices_16_bit_type(tmp_path, monkeypatch
     assert trainer.model.layers[0].compute_dtype == dtype
     assert keras.mixed_precision.global_policy().name == "float32"
     result = trainer.train()
-    assert np.isfinite(result.metrics["loss"]) and result.metrics["loss"] < 30
+    assert np.isfinite(result.metrics["total"]) and result.metrics["total"] < 30
 
 
 def test_step_seed_depends_on_seed_and_step(tmp_path):

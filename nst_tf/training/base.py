@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import fileio
+from nst_tf import losses
 from nst_tf import precision
 from nst_tf.errors import NSTError
 from nst_tf.progress import ProgressBar
@@ -230,20 +231,21 @@ class Trainer:
         return optimizer
 
     def minimize(self, loss_fn, optimizer, variables):
-        """One gradient step on the global-batch mean of ``loss_fn()["loss"]``.
+        """One gradient step on the global-batch mean of ``loss_fn()["total"]``.
 
-        ``loss_fn`` returns a dict of per-replica batch means; "loss" is the
-        objective and the rest are metrics. Dividing by the replica count makes
-        the optimiser's cross-replica gradient *sum* a mean over the global batch.
+        ``loss_fn`` returns a dict of per-replica batch means; "total" is the
+        objective and the rest are metrics (named as :data:`nst_tf.losses.TERMS`).
+        Dividing by the replica count makes the optimiser's cross-replica
+        gradient *sum* a mean over the global batch.
         """
         with tf.GradientTape() as tape:
-            losses = loss_fn()
-            objective = tf.cast(losses["loss"], tf.float32) / self.strategy.num_replicas_in_sync
+            values = loss_fn()
+            objective = tf.cast(values["total"], tf.float32) / self.strategy.num_replicas_in_sync
             if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
                 objective = optimizer.scale_loss(objective)
         grads = tape.gradient(objective, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        return losses
+        return values
 
     def step_seed(self, salt=0):
         """A stateless-RNG seed for this step: random choices replay exactly on resume."""
@@ -273,7 +275,7 @@ class Trainer:
                 values = self._distributed_step(batch)
                 step += 1
                 metrics = {name: float(value) for name, value in values.items()}
-                bar.update(step, **{k: v for k, v in metrics.items() if k == "loss"})
+                bar.update(step, **losses.summary(metrics))
                 if step % config.log_every == 0 or step == config.max_steps:
                     self._write_scalars(metrics, step)
                 if config.image_every and step % config.image_every == 0:

@@ -201,11 +201,11 @@ class CycleGANTrainer(base.Trainer):
             lambda: self._discriminator_losses(real, fakes), self.d_optimizer, self._variables(self.discriminators)
         )
         metrics = {name: value for name, value in g.items() if not name.startswith("fake_")}
-        metrics["d_loss"] = disc["loss"]
+        metrics["d_loss"] = disc["total"]
         if self.plateaus:
             context = tf.distribute.get_replica_context()
             end_of_epoch = (self.step + 1) % self.steps_per_epoch == 0
-            for name, optimizer, value in (("g", self.g_optimizer, g["loss"]), ("d", self.d_optimizer, disc["loss"])):
+            for name, optimizer, value in (("g", self.g_optimizer, g["total"]), ("d", self.d_optimizer, disc["total"])):
                 mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.cast(value, tf.float32))
                 self.plateaus[name].record(mean, optimizer, end_of_epoch)
         metrics["learning_rate"] = self.g_optimizer.learning_rate
@@ -243,7 +243,7 @@ class CycleGANTrainer(base.Trainer):
                 out["cycle"] += losses.cycle_consistency_loss(source, inverse(fake))
             if c.lambda_identity > 0:
                 out["identity"] += losses.identity_loss(target, generator(target))
-        out["loss"] = out["gan_g"] + c.lambda_cycle * (out["cycle"] + c.lambda_identity * out["identity"])
+        out["total"] = out["gan_g"] + c.lambda_cycle * (out["cycle"] + c.lambda_identity * out["identity"])
         return out
 
     def _discriminator_losses(self, real, fakes):
@@ -251,7 +251,7 @@ class CycleGANTrainer(base.Trainer):
         total = 0.0
         for d, net in self.discriminators.items():
             total += discriminator_loss(net(real[d[-1]]), net(fakes[d]))
-        return {"loss": total}
+        return {"total": total}
 
     def _translation_grid(self, direction, images):
         forward = self.generators[direction](images, training=False)

@@ -6,17 +6,17 @@ style index, the net gets its one-hot style weights), or learns new styles on
 top of a trained net while only the new styles' gamma/beta move
 (``base_dir``: the "incremental" training of seed 004).
 
-The loss is Johnson's perceptual loss on a frozen VGG16:
+The loss is :class:`nst_tf.losses.PerceptualLoss` with Johnson's settings
+(:meth:`nst_tf.losses.LossConfig.johnson`) by default, on a frozen VGG16:
 
     L = a * l_feat(relu2_2) + b * s(t) * sum_j w_j / C_j^2 * ||G_j(y) - G_j(y_s)||_F^2
         + c * TV(255 y) + d * ||y - x||^2 / (C H W)
 
-with Grams normalised by C_j H_j W_j. Dividing each layer by C_j^2 makes it the
-mean over the Gram's entries, as Johnson's Torch code computes it, so his
-weights (content 1, style 5, TV 1e-6 on 0-255 pixels) carry over. ``s(t)`` is
-1, or the optional staged schedule of seed 004: ``warmup_steps`` of content
-only, then the style weight ramps in linearly over ``style_ramp_steps`` while
-the learning rate halves every ``lr_halve_every`` steps.
+with Grams normalised by C_j H_j W_j (Johnson units, see :mod:`nst_tf.losses`),
+so his weights (content 1, style 5, TV 1e-6 on 0-255 pixels) carry over. ``s(t)``
+is 1, or the optional staged schedule: ``warmup_steps`` of content only, then the
+style weight ramps in linearly over ``style_ramp_steps`` while the learning rate
+halves every ``lr_halve_every`` steps.
 """
 
 import dataclasses
@@ -26,30 +26,12 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-from nst_tf import data, features, images, losses, models, schedules
+from nst_tf import data, images, losses, models, schedules
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import base
 
-JOHNSON_CONTENT_LAYERS = ("block2_conv2",)
-JOHNSON_STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")
 SAMPLE_STYLES = 4  # TensorBoard shows the sample photos in at most this many styles
-
-
-@dataclasses.dataclass
-class PerceptualLossConfig:
-    """The loss network, its layers and the weights of the loss terms."""
-
-    feature_extractor: str = "vgg16"
-    weights: Optional[str] = "imagenet"  # "imagenet", a weights file, or None (tests)
-    content_layers: Optional[Sequence[str]] = None  # default: see loss_layers()
-    style_layers: Optional[Sequence[str]] = None
-    style_layer_weights: Optional[Sequence[float]] = None  # one per style layer; default all 1
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 1e-6
-    pixel_weight: float = 0.0
-    style_size: int = 256  # longest side of the style images when their Grams are taken
 
 
 @dataclasses.dataclass
@@ -63,7 +45,8 @@ class FeedForwardConfig(base.TrainConfig):
 
     style_images: Sequence[str] = ()
     data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig)
-    loss: PerceptualLossConfig = dataclasses.field(default_factory=PerceptualLossConfig)
+    loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig.johnson)
+    style_size: int = 256  # longest side of the style images when their Grams are taken
     multistyle: bool = False
     base_dir: Optional[str] = None  # add the styles to this trained multi-style run
     width: float = 1.0
@@ -94,71 +77,6 @@ class FeedForwardConfig(base.TrainConfig):
         ])
 
 
-def loss_layers(config):
-    """``(content_layers, style_layers)`` as Keras names: Johnson's for VGG unless overridden.
-
-    Extractors without Johnson's layers (ResNet50) default to their own
-    :func:`nst_tf.features.default_layers`.
-    """
-    name = config.feature_extractor
-    if name.startswith("vgg"):
-        content, style = JOHNSON_CONTENT_LAYERS, JOHNSON_STYLE_LAYERS
-    else:
-        content, style = features.default_layers(name)
-    return (
-        features.resolve_layers(name, config.content_layers or content),
-        features.resolve_layers(name, config.style_layers or style),
-    )
-
-
-class PerceptualLoss:
-    """Johnson's perceptual loss against style targets computed once (see the module docstring)."""
-
-    def __init__(self, config, style_images):
-        self.config = config
-        content, style = loss_layers(config)
-        if config.style_layer_weights is not None and len(config.style_layer_weights) != len(style):
-            raise NSTError(
-                f"--style_layer_weights: {len(config.style_layer_weights)} weights for {len(style)} style layers"
-            )
-        self.extractor = features.build_feature_extractor(
-            config.feature_extractor, layers=list(dict.fromkeys(content + style)), weights=config.weights
-        )
-        # The content photos only need the (shallow) content layers: a sub-model
-        # sharing the extractor's layers skips the deeper ones.
-        self.content_extractor = keras.Model(
-            self.extractor.input, {name: self.extractor.output[name] for name in content}
-        )
-        self.content_layers = content
-        style_features = [self.extractor(tf.constant(image[None])) for image in style_images]
-        # [num_styles, C, C] per layer; a batch gathers each photo's target.
-        self.target_grams = {
-            name: tf.concat([losses.gram_matrix(f[name], normalize=True) for f in style_features], axis=0)
-            for name in style
-        }
-        user_weights = config.style_layer_weights or [1.0] * len(style)
-        self.style_layer_weights = {
-            name: float(w) / float(self.target_grams[name].shape[-1]) ** 2 for name, w in zip(style, user_weights)
-        }
-
-    def __call__(self, outputs, photos, style_index, style_scale=1.0):
-        """The loss terms for stylized ``outputs`` of ``photos`` in styles ``style_index`` ([B])."""
-        cfg = self.config
-        out = self.extractor(outputs)
-        target = self.content_extractor(photos)
-        content = tf.add_n(
-            [losses.content_loss(out[n], target[n], reduction="mean") for n in self.content_layers]
-        )
-        grams = {name: tf.gather(g, style_index) for name, g in self.target_grams.items()}
-        style = losses.perceptual_style_loss(out, grams, self.style_layer_weights)
-        # On 0-255 values, the scale of Johnson's TV weights.
-        tv = losses.total_variation_loss(tf.cast(outputs, tf.float32) * 255.0)
-        terms = {"content_loss": content, "style_loss": style, "tv_loss": tv}
-        total = cfg.content_weight * content + cfg.style_weight * style_scale * style + cfg.tv_weight * tv
-        if cfg.pixel_weight:
-            terms["pixel_loss"] = tf.reduce_mean(tf.square(tf.cast(outputs, tf.float32) - photos))
-            total += cfg.pixel_weight * terms["pixel_loss"]
-        return {"loss": total, **terms}
 
 
 def load_style_images(paths, style_size):
@@ -177,7 +95,7 @@ class FeedForwardTrainer(base.Trainer):
     def prepare(self):
         config = self.config
         self.method = "multistyle" if config.multistyle or config.base_dir else "fast"
-        self._style_images = load_style_images(config.style_images, config.loss.style_size)
+        self._style_images = load_style_images(config.style_images, config.style_size)
         data.photo_source(config.data)  # fail on a bad --train_dir/--tfds_name before building anything
         self._sample_photos = None
 
@@ -201,7 +119,9 @@ class FeedForwardTrainer(base.Trainer):
                 )
             variables = self.model.trainable_variables
         self.train_variables = variables
-        self.loss = PerceptualLoss(cfg.loss, self._style_images)
+        self.loss = losses.PerceptualLoss(cfg.loss)
+        # [num_styles, C, C] per layer; a batch gathers each photo's target.
+        self.style_targets = self.loss.style_target(self._style_images)
         schedule = schedules.HalvingSchedule(cfg.learning_rate, start=cfg.warmup_steps, every=cfg.lr_halve_every)
         self.optimizer = self.make_optimizer(keras.optimizers.Adam(learning_rate=schedule))
         self.optimizer.build(variables)
@@ -219,6 +139,13 @@ class FeedForwardTrainer(base.Trainer):
     def make_dataset(self, input_context):
         fn = data.photo_dataset_fn(self.config.data, self.config.batch_size, start=int(self.data_position.numpy()))
         return fn(input_context)
+
+    def loss_terms(self, outputs, photos, style_index, style_weight_scale=1.0):
+        """``{"total": ..., **terms}`` of stylized ``outputs`` of ``photos`` in trained styles
+        ``style_index`` ([B], counted from the first trained style)."""
+        total, terms = self.loss(outputs, self.loss.content_target(photos), self.style_targets,
+                                 style_index, style_weight_scale)
+        return {"total": total, **terms}
 
     def stylize(self, photos, style_index):
         """The net's output for ``photos`` in model styles ``style_index`` ([B] ints)."""
@@ -238,7 +165,7 @@ class FeedForwardTrainer(base.Trainer):
 
         def loss_fn():
             outputs = self.stylize(photos, index + self.first_style)
-            return self.loss(outputs, photos, index, scale)
+            return self.loss_terms(outputs, photos, index, scale)
 
         metrics = self.minimize(loss_fn, self.optimizer, self.train_variables)
         metrics["learning_rate"] = self.optimizer.learning_rate

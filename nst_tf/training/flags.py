@@ -5,11 +5,13 @@ and the ``*_from_flags`` functions in ``main``. The generic flags
 (:func:`define_common_flags`) are shared by every trainer.
 """
 
+import dataclasses
 import sys
 
 from absl import flags
 
 from nst_tf import cli
+from nst_tf import losses
 from nst_tf.data import PhotoDataConfig
 from nst_tf.training import feedforward
 from nst_tf.training.base import TrainConfig
@@ -33,7 +35,7 @@ def define_common_flags(max_steps=TrainConfig.max_steps, checkpoint_every=TrainC
 
 def define_feedforward_flags(multistyle):
     """Flags of nst-train-fast (``multistyle=False``) and nst-train-multistyle."""
-    loss = feedforward.PerceptualLossConfig()
+    loss = losses.LossConfig.johnson()
     ff = feedforward.FeedForwardConfig  # its class attributes are the field defaults
     photos = PhotoDataConfig()
     flags.DEFINE_multi_string("style", [], "Style image" + (" (repeat for each style)." if multistyle else "."))
@@ -59,7 +61,7 @@ def define_feedforward_flags(multistyle):
                       "(block2_conv2) for VGG, the extractor's default otherwise.")
     flags.DEFINE_list("style_layers", [], "Style layers; default relu1_2, relu2_2, relu3_3, relu4_3 for VGG.")
     flags.DEFINE_list("style_layer_weights", [], "One weight per style layer (default all 1).")
-    flags.DEFINE_integer("style_size", loss.style_size, "Longest side of the style images for their Gram targets.",
+    flags.DEFINE_integer("style_size", ff.style_size, "Longest side of the style images for their Gram targets.",
                          lower_bound=32)
     flags.DEFINE_float("width", ff.width, "Width multiplier of the style net's channels.", lower_bound=0.01)
     flags.DEFINE_integer("num_residual_blocks", ff.num_residual_blocks, "Residual blocks in the style net.",
@@ -86,14 +88,15 @@ def define_feedforward_flags(multistyle):
 
 def feedforward_config_from_flags(values, multistyle):
     """A FeedForwardConfig (run settings included) from parsed flag values."""
-    loss = cli.dataclass_from_flags(
-        feedforward.PerceptualLossConfig,
-        values,
+    # The flags a trainer defines override Johnson's loss settings, its default.
+    fields = {f.name: getattr(values, f.name) for f in dataclasses.fields(losses.LossConfig) if hasattr(values, f.name)}
+    fields.update(
         weights=cli.weights_flag(values.weights),
         content_layers=values.content_layers or None,
         style_layers=values.style_layers or None,
         style_layer_weights=cli.numbers_flag("style_layer_weights", values.style_layer_weights),
     )
+    loss = dataclasses.replace(losses.LossConfig.johnson(), **fields)
     adding = multistyle and bool(values.add_style)
     return cli.dataclass_from_flags(
         feedforward.FeedForwardConfig,
@@ -123,9 +126,11 @@ def report(result, output_dir):
             "(run the same command again to resume)\n"
         )
         sys.exit(130)
-    losses = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k.endswith("loss"))
+    # The summary terms, and the CycleGAN discriminator's loss beside its generators' total.
+    shown = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()
+                     if k in losses.SUMMARY_TERMS or k == "d_loss")
     skipped = f", skipped {result.skipped_files} unreadable files" if result.skipped_files else ""
-    cli.result(f"step {result.step}: {losses}; model in {output_dir}{skipped}")
+    cli.result(f"step {result.step}: {shown}; model in {output_dir}{skipped}")
 
 
 def feedforward_main(multistyle):
