@@ -111,19 +111,24 @@ class GatysConfig:
         "twice as fast on CPUs with AVX512-BF16 or AMX and slower on others.", choices=PRECISIONS)
 
     # Losses.
-    content_layers: Optional[Sequence[Union[str, int]]] = None
-    style_layers: Optional[Sequence[Union[str, int]]] = None
-    style_layer_weights: Optional[Sequence[float]] = None
-    content_weight: float = 1.0
-    style_weight: float = 1e3
-    tv_weight: float = 0.0
-    laplacian_weight: float = 0.0
-    content_loss: str = "sum"
+    content_layers: Optional[Sequence[Union[str, int]]] = option(
+        None, "Content layers by name or conv index (default: block4_conv2).")
+    style_layers: Optional[Sequence[Union[str, int]]] = option(
+        None, "Style layers by name or conv index (default: block1..5_conv1).")
+    style_layer_weights: Optional[Sequence[float]] = option(
+        None, "Weight w_l per style layer (default: 1/L each).")
+    content_weight: float = option(1.0, "alpha.")
+    style_weight: float = option(1e3, "beta.")
+    tv_weight: float = option(0.0, "Total-variation weight.")
+    laplacian_weight: float = option(0.0, "Laplacian loss weight (Li et al. 2017).")
+    content_loss: str = option(
+        "sum", "Content loss: sum (the paper's 1/2 sum of squares) or mean.", choices=REDUCTIONS)
 
     # Feature extractor: weights "imagenet" (Keras cache), a weights file, or None (random).
-    feature_extractor: str = "vgg19"
-    weights: Optional[str] = "imagenet"
-    pooling: str = "max"
+    feature_extractor: str = option("vgg19", "Feature network.", choices=tuple(features.EXTRACTORS))
+    weights: Optional[str] = option(
+        "imagenet", "imagenet (Keras cache), a Keras no-top weights file, or none (random).")
+    pooling: str = option("max", "VGG pooling.", choices=POOLINGS)
 
     # Starting image and styles.
     init: str = option("content", "Starting image.", choices=INITS)
