@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import data, features, images, losses, models
+from nst_tf.config import option
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -40,34 +41,42 @@ SAMPLE_STYLES = 4  # TensorBoard shows the sample photos in at most this many st
 class PerceptualLossConfig:
     """The loss network, its layers and the weights of the loss terms."""
 
-    feature_extractor: str = "vgg16"
-    weights: Optional[str] = "imagenet"  # "imagenet", a weights file, or None (tests)
-    content_layers: Optional[Sequence[str]] = None  # default: see loss_layers()
-    style_layers: Optional[Sequence[str]] = None
-    style_layer_weights: Optional[Sequence[float]] = None  # one per style layer; default all 1
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 1e-6
-    pixel_weight: float = 0.0
-    style_size: int = 256  # longest side of the style images when their Grams are taken
+    feature_extractor: str = option("vgg16", "Loss network.", choices=tuple(features.EXTRACTORS))
+    weights: Optional[str] = option("imagenet", "Loss-network weights: 'imagenet' (Keras cache), a Keras "
+                                    "no-top .weights.h5 file, or 'none' (random, for tests).")
+    content_layers: Optional[Sequence[str]] = option(
+        None, "Content layers (names or conv indices); default relu2_2 (block2_conv2) for VGG, the "
+        "extractor's default otherwise.")
+    style_layers: Optional[Sequence[str]] = option(
+        None, "Style layers; default relu1_2, relu2_2, relu3_3, relu4_3 for VGG.")
+    style_layer_weights: Optional[Sequence[float]] = option(
+        None, "One weight per style layer (default all 1).")
+    content_weight: float = option(1.0, "Weight of the feature (content) loss.", min=0.0)
+    style_weight: float = option(5.0, "Weight of the style (Gram) loss.", min=0.0)
+    tv_weight: float = option(1e-6, "Weight of the total-variation loss (on 0-255 pixels).", min=0.0)
+    pixel_weight: float = option(0.0, "Weight of a per-pixel loss to the input photo.", min=0.0)
+    style_size: int = option(256, "Longest side of the style images for their Gram targets.", min=32)
 
 
 @dataclasses.dataclass
 class FeedForwardConfig:
     """What a feed-forward training run learns, from which data, with which schedule."""
 
-    style_images: Sequence[str]
+    style_images: Sequence[str] = option(help="Style image (repeat for each style).", flag="style", multi=True)
     data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig)
     loss: PerceptualLossConfig = dataclasses.field(default_factory=PerceptualLossConfig)
-    multistyle: bool = False
-    base_dir: Optional[str] = None  # add the styles to this trained multi-style run
-    width: float = 1.0
-    num_residual_blocks: int = 5
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    warmup_steps: int = 0
-    style_ramp_steps: int = 0
-    lr_halve_every: int = 0
+    multistyle: bool = option(False, "A conditional-instance-norm net for several styles (Dumoulin et al.).")
+    base_dir: Optional[str] = option(None, "With --add_style: the output dir of a trained multi-style run "
+                                     "(left unchanged; the result goes to --output_dir).")
+    width: float = option(1.0, "Width multiplier of the style net's channels.", min=0.01)
+    num_residual_blocks: int = option(5, "Residual blocks in the style net.", min=0)
+    batch_size: int = option(4, "Global batch size (split over replicas).", min=1)
+    learning_rate: float = option(1e-3, "Adam learning rate.", min=0.0)
+    warmup_steps: int = option(0, "Staged schedule: content-only steps before the style loss starts.", min=0)
+    style_ramp_steps: int = option(0, "Staged schedule: steps over which the style weight ramps to "
+                                   "--style_weight after the warm-up.", min=0)
+    lr_halve_every: int = option(0, "Staged schedule: halve the learning rate every N steps after the "
+                                 "warm-up (0: constant).", min=0)
 
 
 def loss_layers(config):
