@@ -15,14 +15,15 @@ one weight per style, normalised to a convex mix (one-hot picks a style).
 import dataclasses
 import json
 import os
-import time
 from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from nst_tf import images
+from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.precision import PRECISIONS
 from nst_tf.progress import ProgressBar
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -31,14 +32,18 @@ EXPORT_INFO = os.path.join("assets.extra", "nst_tf.json")
 
 @dataclasses.dataclass
 class InferenceConfig:
-    model: str
-    content: str  # an image file or a folder
-    output: Optional[str] = None  # a file (one image) or a folder; default beside the content
-    style_weights: Optional[Sequence[float]] = None  # multi-style mix; default: the first style
-    preserve_color: str = "none"  # "none", "luminance" or "histogram" (images.preserve_color)
-    max_side: Optional[int] = None  # shrink larger inputs to this longest side first
-    batch_size: int = 4
-    precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
+    model: str = option(help="Trained feed-forward model directory (nst-train-fast / nst-train-multistyle) "
+                        "or a SavedModel exported by nst-export.")
+    content: str = option(help="An image file or a folder (searched recursively).")
+    output: Optional[str] = option(None, "A file (one image) or a folder; default beside the content.")
+    style_weights: Optional[Sequence[float]] = option(
+        None, "Multi-style mix, one weight per style (default: the first style).")
+    preserve_color: str = option("none", "Keep the content's colours (see nst_tf.images.preserve_color).",
+                                 choices=images.PRESERVE_COLOR_MODES)
+    max_side: Optional[int] = option(None, "Shrink larger inputs to this longest side first.", min=1)
+    batch_size: int = option(4, "Images of equal size per forward pass.", min=1)
+    precision: str = option("float32", "Compute precision of a training dir's net; a SavedModel's is fixed "
+                            "when it is exported.", choices=PRECISIONS)
 
 
 class Stylizer:
@@ -186,27 +191,3 @@ def stylize_files(config, progress=True):
     bar.close()
     return target, len(jobs)
 
-
-def stylize_from_flags(values):
-    """``nst-stylize --model=DIR``: the feed-forward branch of nst_tf.stylize."""
-    from nst_tf import cli  # pylint: disable=import-outside-toplevel
-
-    if not values.content:
-        raise NSTError("--content: required (an image or a folder)")
-    try:
-        weights = [float(w) for w in values.style_weights] if values.style_weights else None
-    except ValueError:
-        raise NSTError(f"--style_weights: not numbers: {','.join(values.style_weights)}") from None
-    config = InferenceConfig(
-        model=values.model,
-        content=values.content,
-        output=values.output,
-        style_weights=weights,
-        preserve_color=values.preserve_color,
-        # Full size unless the user asked for a size: the Gatys default is not meant here.
-        max_side=values.image_size if values["image_size"].present else None,
-        precision=values.precision,
-    )
-    start = time.monotonic()
-    target, count = stylize_files(config)
-    cli.result(f"{target} {count} image{'s' if count != 1 else ''} {time.monotonic() - start:.1f}s")

@@ -1,50 +1,42 @@
-"""Translate images with a trained CycleGAN generator, at full size.
+"""Translate images with a trained CycleGAN generator, at full size (``nst-translate``).
 
-    nst-translate --model=runs/monet2photo --direction=b2a --input=photos/ --output=out/
-
-``--model`` is a ``nst-train-cyclegan`` output dir. The generator is fully
+The model is a ``nst-train-cyclegan`` output dir. The generator is fully
 convolutional, so images keep their size: odd sizes are reflection-padded to a
 multiple of 4 inside the model and cropped back. A folder is processed in
 batches of same-sized images; each output is written atomically as
-``<output>/<input name>.png`` (or ``--format=jpg``).
+``<output>/<input name>.png`` (or ``format="jpg"``).
 """
-
-from nst_tf import cli  # first: quiets TensorFlow's start-up logging
 
 import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
-from absl import flags
 
 from nst_tf import images
+from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.progress import ProgressBar
 from nst_tf.training import base
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("model", None, "Training output dir of nst-train-cyclegan.")
-flags.DEFINE_enum("direction", "a2b", ["a2b", "b2a"], "a2b uses generator_a2b (A -> B), b2a the inverse.")
-flags.DEFINE_string("input", None, "An image file or a folder of images (searched recursively).")
-flags.DEFINE_string("output", None, "Output folder.")
-flags.DEFINE_integer("batch_size", 4, "Images per forward pass (same-sized images are batched).", lower_bound=1)
-flags.DEFINE_integer("max_side", 0, "Resize so the longest side is at most this first (0: full size).", lower_bound=0)
-flags.DEFINE_enum("format", "png", ["png", "jpg"], "Output format.")
-for _name in ("model", "input", "output"):
-    flags.mark_flag_as_required(_name)
+DIRECTIONS = ("a2b", "b2a")
+FORMATS = ("png", "jpg")
 
 
 @dataclasses.dataclass
 class TranslateConfig:
-    model: str
-    input: str
-    output: str
-    direction: str = "a2b"
-    batch_size: int = 4
-    max_side: int = 0
-    format: str = "png"
+    model: str = option(help="Training output dir of nst-train-cyclegan.")
+    input: str = option(help="An image file or a folder of images (searched recursively).")
+    output: str = option(help="Output folder.")
+    direction: str = option("a2b", "a2b uses generator_a2b (A -> B), b2a the inverse.", choices=DIRECTIONS)
+    batch_size: int = option(4, "Images per forward pass (same-sized images are batched).", min=1)
+    max_side: int = option(0, "Resize so the longest side is at most this first (0: full size).", min=0)
+    format: str = option("png", "Output format.", choices=FORMATS)
+
+    def __post_init__(self):
+        for name, allowed in (("direction", DIRECTIONS), ("format", FORMATS)):
+            if getattr(self, name) not in allowed:
+                raise NSTError(f"--{name}: must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
 
 def _batches(paths, batch_size, max_side):
@@ -94,17 +86,3 @@ def translate(config):
             bar.update(len(written))
     return written
 
-
-def main(argv):
-    del argv
-    config = TranslateConfig(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(TranslateConfig)})
-    written = translate(config)
-    cli.result(f"translated {len(written)} image(s) {config.direction} -> {config.output}")
-
-
-def run():
-    cli.run(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -122,7 +122,7 @@ def test_bad_inputs(tmp_path, runs, content):
 def test_stylize_command_with_model(tmp_path, runs, content):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.stylize", f"--model={runs['multi']}", f"--content={content}",
+        [sys.executable, "-m", "nst_tf.cli.stylize", f"--model={runs['multi']}", f"--content={content}",
          f"--output={tmp_path / 'out'}", "--style_weights=0,1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -33,7 +33,7 @@ def model_dir(tmp_path_factory):
 def run_translate(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
-        [sys.executable, "-m", "nst_tf.translate", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "nst_tf.cli.translate", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
 
 
