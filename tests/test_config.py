@@ -169,6 +169,7 @@ def test_log_dir_takes_over_absls_flag():
 
 
 def test_import_leaves_tensorflow_and_absl_logging_alone():
-    code = "import sys, nst_tf.config; print(sorted(m for m in ('tensorflow', 'absl.logging') if m in sys.modules))"
+    code = ("import sys, nst_tf.config\n"
+            "print(sorted(m for m in ('tensorflow', 'absl.logging') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

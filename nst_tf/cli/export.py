@@ -29,7 +29,8 @@ from nst_tf import export
 GATYS_FLAGS = ("feature_extractor", "weights", "pooling", "content_layers", "style_layers",
                "style_layer_weights", "content_weight", "style_weight", "tv_weight", "num_steps",
                "learning_rate")
-ONLY = tuple(f.name for f in dataclasses.fields(export.ExportConfig) if f.name != "gatys_config") + GATYS_FLAGS
+ONLY = tuple(f.name for f in dataclasses.fields(export.ExportConfig)
+             if f.name != "gatys_config") + GATYS_FLAGS
 EXCLUDE = ("gatys_config.precision",)  # --precision is ExportConfig's
 
 FLAGS = flags.FLAGS

@@ -28,7 +28,11 @@ def _feedforward_exclude(multistyle):
 
 
 def define_feedforward_flags(multistyle):
-    """Flags of nst-train-fast (``multistyle=False``) and nst-train-multistyle: TrainConfig's and FeedForwardConfig's."""
+    """Flags of nst-train-fast (``multistyle=False``) or nst-train-multistyle.
+
+    They are the fields of TrainConfig and FeedForwardConfig, and
+    nst-train-multistyle's ``--add_style``.
+    """
     config.define_flags(TrainConfig)
     config.define_flags(feedforward.FeedForwardConfig, exclude=_feedforward_exclude(multistyle),
                         help_overrides=None if multistyle else {"style": "Style image."})
@@ -37,7 +41,8 @@ def define_feedforward_flags(multistyle):
                                   "--base_dir; only its gamma/beta are trained (repeatable).")
         flags.register_multi_flags_validator(
             ["style", "add_style", "base_dir"],
-            lambda v: bool(v["add_style"]) == bool(v["base_dir"]) and (bool(v["style"]) != bool(v["add_style"])),
+            lambda v: bool(v["add_style"]) == bool(v["base_dir"])
+            and bool(v["style"]) != bool(v["add_style"]),
             message="give either --style (train new styles) or --add_style with --base_dir (add styles)",
         )
     else:
