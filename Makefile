@@ -26,7 +26,7 @@ install-test: $(PY)
 # Stylize a sample pair into out/. Online it fetches the sample images and the
 # VGG19 weights once (Keras cache); offline pass CONTENT=, STYLE= and WEIGHTS=.
 demo: install
-	$(PY) -m nst_tf.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
+	$(PY) -m nst_tf.cli.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
 
 # The documentation site (docs/mkdocs.yml -> build/site/). --strict: a broken
 # link or anchor fails the build, and with it `make test`.

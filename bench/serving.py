@@ -80,7 +80,7 @@ def timed(fn, count):
 def start_server(base):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nst_tf.serve", f"--model_base_path={base}", "--port=0",
+        [sys.executable, "-m", "nst_tf.cli.serve", f"--model_base_path={base}", "--port=0",
          f"--max_concurrent_predictions={FLAGS.concurrency}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()

@@ -7,8 +7,9 @@ Four methods share one set of building blocks:
 * Dumoulin et al. multi-style net -> ``nst-train-multistyle``
 * Zhu et al. CycleGAN             -> ``nst-train-cyclegan``
 
-Attributes are imported lazily so that ``import nst_tf`` stays cheap and the
-command-line tools can configure TensorFlow's logging before it is imported.
+The command-line tools live in :mod:`nst_tf.cli`. Attributes are imported
+lazily so that ``import nst_tf`` stays cheap and the tools can configure
+TensorFlow's logging before it is imported.
 """
 
 import importlib

@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple, Optional
 import tensorflow as tf
 
 from nst_tf import images
+from nst_tf.config import option
 from nst_tf.errors import NSTError
 
 # tfds elements are whole encoded photos (~160 kB for COCO): a few hundred MB of
@@ -36,12 +37,13 @@ PROBE_FILES = 20
 class PhotoDataConfig:
     """Where the training photos come from and how they are cropped."""
 
-    train_dir: Optional[str] = None  # a folder of images (recursive); wins over tfds
-    tfds_name: str = "coco/2017"
-    tfds_data_dir: Optional[str] = None
-    tfds_split: str = "train"
-    image_size: int = 256
-    seed: int = 0
+    train_dir: Optional[str] = option(None, "Folder of training photos (searched recursively); without it "
+                                      "the photos come from tfds --tfds_name.")
+    tfds_name: str = option("coco/2017", "tfds dataset of training photos (when no --train_dir).")
+    tfds_data_dir: Optional[str] = option(None, "tfds data dir (default: tfds' own, ~/tensorflow_datasets).")
+    tfds_split: str = option("train", "tfds split to train on.")
+    image_size: int = option(256, "Training crop size in pixels.", min=32)
+    seed: int = option(0, "Seed of the photo order and crops.")
 
 
 # ----------------------------------------------------------------- image helpers
@@ -233,13 +235,14 @@ class UnpairedDataConfig:
     test images get a plain resize to ``image_size``. Images are RGB in [-1, 1].
     """
 
-    data_dir: Optional[str] = None
-    tfds_name: str = "cycle_gan/monet2photo"
-    tfds_data_dir: Optional[str] = None
-    image_size: int = 256
-    load_size: int = 286
-    max_train_images: int = 0  # per domain; 0 keeps them all
-    seed: int = 0
+    data_dir: Optional[str] = option(None, "Folder with trainA, trainB, testA, testB (the authors' layout); "
+                                     "wins over tfds.")
+    tfds_name: str = option("cycle_gan/monet2photo", "tfds dataset with trainA/trainB/testA/testB splits.")
+    tfds_data_dir: Optional[str] = option(None, "tfds data folder (default: tfds' own).")
+    image_size: int = option(256, "Training crop size (the paper: 256).", min=32)
+    load_size: int = option(286, "Resize to this square before the random crop (286).", min=32)
+    max_train_images: int = option(0, "Use only the first N training images of each domain (0: all).", min=0)
+    seed: int = option(0, "Seed of the crops, flips and data order.")
 
 
 def _domain_source(config, split):

@@ -59,6 +59,7 @@ from nst_tf import gatys
 from nst_tf import images
 from nst_tf import losses
 from nst_tf import precision
+from nst_tf.config import option
 from nst_tf.errors import NSTError
 
 MODEL_TYPES = ("fast", "multistyle", "cyclegan", "features", "gatys")
@@ -83,14 +84,20 @@ class ExportConfig:
     overrides ``gatys_config.precision``.
     """
 
-    model_type: str
-    export_dir: str
-    checkpoint: Optional[str] = None
-    direction: str = "a2b"
-    max_side: int = 0
-    format: str = "saved_model"
-    tflite_size: int = 256
-    precision: str = "float32"
+    model_type: str = option(help="What to export.", choices=MODEL_TYPES)
+    export_dir: str = option(help="Model folder; the new version is written to <export_dir>/<n+1>/.")
+    checkpoint: Optional[str] = option(None, "Training output directory (fast, multistyle, cyclegan): "
+                                       "model_config.json + checkpoints/.")
+    direction: str = option("a2b", "CycleGAN generator to export: a2b (generator_a2b) or b2a.",
+                            choices=DIRECTIONS)
+    max_side: int = option(0, "Shrink inputs with a longer side than this inside the graph (0: no cap).",
+                           min=0)
+    format: str = option("saved_model", "saved_model (TF Serving) or tflite (fast and multistyle nets only).",
+                         choices=FORMATS)
+    tflite_size: int = option(256, "Fixed height and width of the TFLite model's input.", min=8)
+    precision: str = option("float32", "Compute type of the exported network. bfloat16 is about 2x faster on "
+                            "CPUs with AVX512-BF16 or AMX and slower elsewhere; the signatures stay float32.",
+                            choices=precision.PRECISIONS)
     gatys_config: gatys.GatysConfig = dataclasses.field(
         default_factory=lambda: gatys.GatysConfig(optimizer="adam", num_steps=100))
 

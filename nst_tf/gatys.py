@@ -41,6 +41,7 @@ from nst_tf import images
 from nst_tf import lbfgs
 from nst_tf import losses
 from nst_tf import schedules
+from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
 
@@ -71,50 +72,64 @@ class GatysConfig:
     # smaller sizes to optimise first (coarse to fine); each result, upsampled,
     # initialises the next size. ``num_steps`` is per scale; ``coarse_steps``, when
     # set, replaces it at every scale but the last, whose steps cost the most.
-    image_size: int = 512
-    scales: Sequence[int] = ()
-    style_scale: float = 1.0
-    num_steps: int = 300
-    coarse_steps: Optional[int] = None
+    image_size: int = option(512, "Longest side of the output.", min=32)
+    scales: Sequence[int] = option(
+        (), "Smaller sizes optimised first, coarse to fine, e.g. 256,512; each result initialises "
+        "the next size, ending at --image_size.")
+    style_scale: float = option(1.0, "Style image longest side relative to the content's.")
+    num_steps: int = option(300, "Optimiser steps per scale.", min=1)
+    coarse_steps: Optional[int] = option(
+        None, "Steps at each --scales size, before the last (default: --num_steps).", min=1)
 
     # Optimiser. ``lbfgs_history``/``lbfgs_tolerance`` None: nst_tf.lbfgs defaults.
-    optimizer: str = "lbfgs"
-    learning_rate: float = 0.02
-    lr_schedule: str = "constant"
-    lr_step_size: int = 50
-    lr_gamma: float = 0.3
-    lr_patience: int = 10
-    weight_decay: float = 0.004
-    lbfgs_history: Optional[int] = None
-    lbfgs_tolerance: Optional[float] = None
+    optimizer: str = option("lbfgs", "Optimiser.", choices=OPTIMIZERS)
+    learning_rate: float = option(0.02, "Adam/AdamW learning rate (pixels in [0, 1]).")
+    lr_schedule: str = option(
+        "constant", "Adam/AdamW schedule: step (x lr_gamma every lr_step_size), exponential, "
+        "plateau (x lr_gamma after lr_patience steps without improvement).", choices=LR_SCHEDULES)
+    lr_step_size: int = option(50, "Steps per decay.", min=1)
+    lr_gamma: float = option(0.3, "Decay factor of the LR schedules.")
+    lr_patience: int = option(10, "Plateau patience (steps).", min=1)
+    weight_decay: float = option(0.004, "AdamW weight decay.")
+    lbfgs_history: Optional[int] = option(
+        None, "L-BFGS correction pairs (default: nst_tf.lbfgs's).", min=1)
+    lbfgs_tolerance: Optional[float] = option(
+        None, "L-BFGS gradient tolerance (default: nst_tf.lbfgs's).")
     # "hager_zhang" runs tfp.optimizer.lbfgs_minimize; see nst_tf.lbfgs for why
     # the one-evaluation backtracking search is the default.
-    lbfgs_line_search: str = "backtracking"
-    jit_compile: bool = False
+    lbfgs_line_search: str = option(
+        "backtracking", "backtracking: one evaluation per iteration (default); hager_zhang: "
+        "tfp.optimizer.lbfgs_minimize with its Wolfe line search.", choices=lbfgs.LINE_SEARCHES)
+    jit_compile: bool = option(False, "Compile the loss with XLA.")
     # "bfloat16": the feature network computes in bfloat16 (nst_tf.precision), about
     # 1.8x faster per step on CPUs with AVX512-BF16 or AMX; the image, the losses and
     # L-BFGS stay float32.
-    precision: str = "float32"
+    precision: str = option(
+        "float32", "Compute precision of the feature network (or of --model). bfloat16 is about "
+        "twice as fast on CPUs with AVX512-BF16 or AMX and slower on others.", choices=PRECISIONS)
 
     # Feature network, layers and loss weights (the paper's by default).
     loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig)
 
     # Starting image and styles.
-    init: str = "content"
-    noise_ratio: float = 0.6
-    style_weights: Optional[Sequence[float]] = None
-    style_crop: bool = False
-    preserve_color: str = dataclasses.field(
-        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
-    seed: int = 0
+    init: str = option("content", "Starting image.", choices=INITS)
+    noise_ratio: float = option(0.6, "With --init=blend: (1 - r) content + r noise.")
+    style_weights: Optional[Sequence[float]] = option(
+        None, "Blend weights of the --style images, e.g. 0.7,0.3 (default: equal).")
+    style_crop: bool = option(
+        False, "Centre-crop the style image to the content's aspect ratio first.")
+    preserve_color: str = option("none", images.PRESERVE_COLOR_HELP, choices=images.PRESERVE_COLOR_MODES)
+    seed: int = option(0, "Random seed (noise init, random weights).")
 
     # Monitoring and interruption.
-    log_dir: Optional[str] = None
-    log_every: int = 10
-    image_every: int = 50
-    checkpoint_every: int = 0
-    checkpoint_dir: Optional[str] = None
-    resume: bool = False
+    log_dir: Optional[str] = option(None, "TensorBoard log folder (losses per step, images).")
+    log_every: int = option(10, "Steps between progress/TensorBoard reports.", min=1)
+    image_every: int = option(50, "Steps between TensorBoard images.", min=1)
+    checkpoint_every: int = option(
+        0, "Save the image being optimised every N steps (0: never).", min=0)
+    checkpoint_dir: Optional[str] = option(
+        None, "Checkpoint folder (default: <output without extension>_checkpoint).")
+    resume: bool = option(False, "Continue from the checkpoint in --checkpoint_dir.")
 
     def __post_init__(self):
         self.scales = tuple(int(s) for s in self.scales)

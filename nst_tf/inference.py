@@ -25,14 +25,15 @@ convex mix (one-hot picks a style).
 import dataclasses
 import json
 import os
-import time
 from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from nst_tf import images
+from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.precision import PRECISIONS
 from nst_tf.progress import ProgressBar
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -48,16 +49,18 @@ DIRECTIONS = ("a2b", "b2a")
 
 @dataclasses.dataclass
 class InferenceConfig:
-    model: str
-    content: str  # an image file or a folder
-    output: Optional[str] = None  # a file (one image) or a folder; default beside the content
-    style_weights: Optional[Sequence[float]] = None  # multi-style mix; default: the first style
-    # The same modes as Gatys', but "histogram", which recolours the style images, is refused.
-    preserve_color: str = dataclasses.field(
-        default="none", metadata={"help": images.PRESERVE_COLOR_HELP, "choices": images.PRESERVE_COLOR_MODES})
-    max_side: Optional[int] = None  # shrink larger inputs to this longest side first
-    batch_size: int = 4
-    precision: str = "float32"  # of a training dir's net (nst_tf.precision); a SavedModel's is fixed
+    model: str = option(help="Trained feed-forward model directory (nst-train-fast / nst-train-multistyle) "
+                        "or a SavedModel exported by nst-export.")
+    content: str = option(help="An image file or a folder (searched recursively).")
+    output: Optional[str] = option(None, "A file (one image) or a folder; default beside the content.")
+    style_weights: Optional[Sequence[float]] = option(
+        None, "Multi-style mix, one weight per style (default: the first style).")
+    preserve_color: str = option("none", images.PRESERVE_COLOR_HELP,
+                                 choices=images.PRESERVE_COLOR_MODES)
+    max_side: Optional[int] = option(None, "Shrink larger inputs to this longest side first.", min=1)
+    batch_size: int = option(4, "Images of equal size per forward pass.", min=1)
+    precision: str = option("float32", "Compute precision of a training dir's net; a SavedModel's is fixed "
+                            "when it is exported.", choices=PRECISIONS)
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
@@ -73,13 +76,14 @@ class InferenceConfig:
 class TranslateConfig:
     """``nst-translate``: a CycleGAN run's generator over a file or folder, into the ``output`` folder."""
 
-    model: str
-    input: str  # an image file or a folder
-    output: str  # a folder: <output>/<input name>.<format>
-    direction: str = "a2b"
-    batch_size: int = 4
-    max_side: int = 0  # shrink larger inputs to this longest side first (0: full size)
-    format: str = "png"
+    model: str = option(help="Training output dir of nst-train-cyclegan, or a SavedModel nst-export wrote "
+                        "from one (for the same --direction).")
+    input: str = option(help="An image file or a folder of images (searched recursively).")
+    output: str = option(help="Output folder: <output>/<input name>.<format>.")
+    direction: str = option("a2b", "a2b uses generator_a2b (A -> B), b2a the inverse.", choices=DIRECTIONS)
+    batch_size: int = option(4, "Images per forward pass (same-sized images are batched).", min=1)
+    max_side: int = option(0, "Resize so the longest side is at most this first (0: full size).", min=0)
+    format: str = option("png", "Output format.", choices=TRANSLATE_FORMATS)
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
@@ -298,28 +302,3 @@ def translate(config, progress=True):
     stylizer = Stylizer(config.model, direction=config.direction)
     return run_files(stylizer, jobs, max_side=config.max_side, batch_size=config.batch_size,
                      desc=f"translate {config.direction}", progress=progress)
-
-
-def stylize_from_flags(values):
-    """``nst-stylize --model=DIR``: the feed-forward branch of nst_tf.stylize."""
-    from nst_tf import cli  # pylint: disable=import-outside-toplevel
-
-    if not values.content:
-        raise NSTError("--content: required (an image or a folder)")
-    try:
-        weights = [float(w) for w in values.style_weights] if values.style_weights else None
-    except ValueError:
-        raise NSTError(f"--style_weights: not numbers: {','.join(values.style_weights)}") from None
-    config = InferenceConfig(
-        model=values.model,
-        content=values.content,
-        output=values.output,
-        style_weights=weights,
-        preserve_color=values.preserve_color,
-        # Full size unless the user asked for a size: the Gatys default is not meant here.
-        max_side=values.image_size if values["image_size"].present else None,
-        precision=values.precision,
-    )
-    start = time.monotonic()
-    target, count = stylize_files(config)
-    cli.result(f"{target} {count} image{'s' if count != 1 else ''} {time.monotonic() - start:.1f}s")

@@ -56,6 +56,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import features
+from nst_tf.config import option
 from nst_tf.errors import NSTError
 
 UNITS = ("gatys", "johnson")
@@ -340,14 +341,6 @@ class StyleLoss:
 # --- the configured loss of every method -------------------------------------------
 
 
-def _option(default, help_text, choices=None):
-    """A dataclass field with its flag's help text (and choices) in the metadata."""
-    metadata = {"help": help_text}
-    if choices is not None:
-        metadata["choices"] = tuple(choices)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
 def _fail(field, reason):
     raise NSTError(f"--{field}: {reason}")
 
@@ -374,31 +367,31 @@ class LossConfig:
     conv layers from 0). Each field is the flag of the same name.
     """
 
-    feature_extractor: str = _option(
+    feature_extractor: str = option(
         "vgg19", "Feature (loss) network, frozen.", choices=features.EXTRACTORS)
-    weights: Optional[str] = _option(
+    weights: Optional[str] = option(
         "imagenet", "Feature network weights: imagenet (Keras cache), a Keras no-top .weights.h5 "
         "file, or none (random, for tests).")
-    pooling: str = _option(
+    pooling: str = option(
         "max", "VGG pooling: max, or avg as Gatys et al. suggest.", choices=features.POOLINGS)
-    content_layers: Optional[Sequence[Union[str, int]]] = _option(
+    content_layers: Optional[Sequence[Union[str, int]]] = option(
         None, "Content layers by name or conv index (default: block4_conv2; block2_conv2 = relu2_2 "
         "on VGG with --units=johnson).")
-    style_layers: Optional[Sequence[Union[str, int]]] = _option(
+    style_layers: Optional[Sequence[Union[str, int]]] = option(
         None, "Style layers by name or conv index (default: block1_conv1..block5_conv1; relu1_2, "
         "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson).")
-    style_layer_weights: Optional[Sequence[float]] = _option(
+    style_layer_weights: Optional[Sequence[float]] = option(
         None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson).")
-    content_weight: float = _option(1.0, "Content loss weight (alpha).")
-    style_weight: float = _option(1e3, "Style loss weight (beta).")
-    tv_weight: float = _option(
+    content_weight: float = option(1.0, "Content loss weight (alpha).")
+    style_weight: float = option(1e3, "Style loss weight (beta).")
+    tv_weight: float = option(
         0.0, "Total-variation loss weight (on 0-255 pixels with --units=johnson, else 0-1).")
-    laplacian_weight: float = _option(0.0, "Laplacian loss weight (Li et al. 2017).")
-    pixel_weight: float = _option(0.0, "Weight of a per-pixel mean squared error to the content image.")
-    content_loss: str = _option(
+    laplacian_weight: float = option(0.0, "Laplacian loss weight (Li et al. 2017).")
+    pixel_weight: float = option(0.0, "Weight of a per-pixel mean squared error to the content image.")
+    content_loss: str = option(
         "sum", "Content loss reduction: sum (Gatys et al.'s 1/2 sum of squares) or mean (Johnson "
         "et al.'s, over C*H*W).", choices=REDUCTIONS)
-    units: str = _option(
+    units: str = option(
         "gatys", "Style loss scale per layer, on per-position Grams: gatys (1/(4 N^2), the paper's "
         "alpha/beta) or johnson (1/N^4, his published weights; TV on 0-255 pixels).", choices=UNITS)
 

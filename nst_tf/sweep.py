@@ -1,36 +1,28 @@
-"""nst-sweep: a labelled contact sheet of Gatys results over a grid of two settings.
+"""A labelled contact sheet of Gatys results over a grid of two settings (``nst-sweep``).
 
-Recreates Gatys et al. 2016, Fig. 3 (style layers down, alpha/beta across):
+Recreates Gatys et al. 2016, Fig. 3 (style layers down, alpha/beta across)::
 
-    nst-sweep --content=photo.jpg --style=painting.jpg --output=fig3.png \\
-        --rows="style_layers:0|0,2|0,2,4|0,2,4,8|0,2,4,8,12" \\
-        --cols="alpha_beta:1e-5|1e-4|1e-3|1e-2"
+    sheet = sweep(content, style, GatysConfig(image_size=256),
+                  rows=parse_axis("style_layers:0|0,2|0,2,4|0,2,4,8|0,2,4,8,12"),
+                  cols=parse_axis("alpha_beta:1e-5|1e-4|1e-3|1e-2"))
 
-``--rows`` and ``--cols`` each take ``FIELD:VALUE|VALUE|...``: a
-:class:`~nst_tf.gatys.GatysConfig` field (the same name as its
-``nst-stylize`` flag) and the values of that axis, separated by ``|`` so that
-list values keep their commas (quote the flag in a shell). Values are parsed
-as the field's type: numbers, booleans, ``none``, comma lists for layers and
-weights. Loss fields (``style_weight``, ``style_layers``, ...) address the
-config's :class:`~nst_tf.losses.LossConfig`. The pseudo-field ``alpha_beta``
-sets ``style_weight = content_weight / value``, the paper's content-to-style
-ratio. Either axis may
-be omitted. Every other ``nst-stylize`` flag sets the base configuration of
-all cells. One progress bar covers the whole grid; the sheet is written
-atomically once every cell is done.
+An axis (``--rows`` and ``--cols`` of ``nst-sweep``) is written
+``FIELD:VALUE|VALUE|...``: a :class:`~nst_tf.gatys.GatysConfig` field (the same
+name as its ``nst-stylize`` flag) and the values of that axis, separated by
+``|`` so that list values keep their commas (quote the flag in a shell).
+Values are parsed as the field's type: numbers, booleans, ``none``, comma
+lists for layers and weights. Loss fields (``style_weight``, ``style_layers``,
+...) address the config's :class:`~nst_tf.losses.LossConfig`. The pseudo-field
+``alpha_beta`` sets ``style_weight = content_weight / value``, the paper's
+content-to-style ratio. Either axis may be omitted. One progress bar covers the
+whole grid.
 """
-
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
 
 import collections.abc
 import dataclasses
-import os
-import time
 import typing
 
-import keras
 import numpy as np
-from absl import flags
 
 from nst_tf import features
 from nst_tf import gatys
@@ -38,8 +30,6 @@ from nst_tf import images
 from nst_tf import losses
 from nst_tf import progress as progress_lib
 from nst_tf.errors import NSTError
-# The nst-stylize module (not the nst_tf.stylize function): its flags define the base config.
-import nst_tf.stylize as stylize_cli  # noqa: E402  pylint: disable=wrong-import-order
 
 RATIO_FIELD = "alpha_beta"
 # Settings that belong to one run, not to a cell of a grid.
@@ -47,14 +37,6 @@ NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "che
                  "resume", "loss")
 # The fields of the nested LossConfig, swept by their own names.
 LOSS_FIELDS = {f.name: f for f in dataclasses.fields(losses.LossConfig)}
-
-flags.DEFINE_string("rows", None, "Row axis: FIELD:VALUE|VALUE|... (e.g. "
-                    "'style_layers:0|0,2|0,2,4').")
-flags.DEFINE_string("cols", None, "Column axis: FIELD:VALUE|VALUE|... (e.g. "
-                    "'alpha_beta:1e-4|1e-3|1e-2').")
-flags.DEFINE_integer("cell_size", None, "Longest side of each cell on the sheet "
-                     "(default: --image_size).", lower_bound=16)
-FLAGS = flags.FLAGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,36 +217,3 @@ def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
             x += col_w[c]
     return np.asarray(sheet, dtype=np.float32) / 255.0
 
-
-def main(argv):
-    del argv
-    if not FLAGS.content:
-        raise NSTError("--content: required")
-    if not FLAGS.style:
-        raise NSTError("--style: required")
-    if FLAGS.model:
-        raise NSTError("--model: nst-sweep runs the optimisation method only")
-    for name in ("checkpoint_every", "resume", "log_dir"):
-        if FLAGS[name].present:
-            raise NSTError(f"--{name}: not supported by nst-sweep")
-    output = FLAGS.output or "sweep.png"
-    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
-        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
-    rows = parse_axis(FLAGS.rows, "--rows")
-    cols = parse_axis(FLAGS.cols, "--cols")
-    base = stylize_cli.config_from_flags(output)
-    keras.utils.set_random_seed(base.seed)
-    start = time.monotonic()
-    sheet = sweep(FLAGS.content, FLAGS.style, base, rows, cols, progress=True,
-                  cell_size=FLAGS.cell_size)
-    images.save_image(output, sheet)
-    cli.result(f"{output} {len(rows.values)}x{len(cols.values)} cells "
-               f"{sheet.shape[1]}x{sheet.shape[0]} {time.monotonic() - start:.1f}s")
-
-
-def run():
-    cli.run(main)
-
-
-if __name__ == "__main__":
-    run()

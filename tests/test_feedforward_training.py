@@ -185,14 +185,14 @@ def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
         "--width=0.125\n--num_residual_blocks=1\n--weights=none\n--max_steps=2\n"
     )
     out = tmp_path / "run"
-    done = run_cli("nst_tf.train_fast", f"--flagfile={flagfile}", f"--output_dir={out}")
+    done = run_cli("nst_tf.cli.train_fast", f"--flagfile={flagfile}", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("step 2: total=") and done.stdout.count("\n") == 1
     assert f"--style={styles[0]}" in (out / "flags.txt").read_text()
     assert "--helpfull" not in (out / "flags.txt").read_text()
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-2")
 
-    missing = run_cli("nst_tf.train_fast", "--style=/no/such.jpg", f"--train_dir={photos}", "--weights=none",
+    missing = run_cli("nst_tf.cli.train_fast", "--style=/no/such.jpg", f"--train_dir={photos}", "--weights=none",
                       f"--output_dir={out}2")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].endswith("/no/such.jpg: no such file")
@@ -200,7 +200,7 @@ def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
 
 
 def test_train_multistyle_flag_combinations(tmp_path, styles):
-    both = run_cli("nst_tf.train_multistyle", f"--style={styles[0]}", f"--add_style={styles[1]}",
+    both = run_cli("nst_tf.cli.train_multistyle", f"--style={styles[0]}", f"--add_style={styles[1]}",
                    f"--base_dir={tmp_path}", f"--output_dir={tmp_path}/o")
     assert both.returncode != 0 and "either --style" in both.stderr
 
@@ -208,7 +208,7 @@ def test_train_multistyle_flag_combinations(tmp_path, styles):
 CHECK_FLAGFILES = """
 import glob, sys
 from absl import flags
-import nst_tf.train_multistyle  # defines every feed-forward training flag
+import nst_tf.cli.train_multistyle  # defines every feed-forward training flag
 for path in sorted(glob.glob("configs/fast_*.flags") + glob.glob("configs/multistyle_*.flags")):
     for arg in flags.FLAGS.read_flags_from_files([f"--flagfile={path}"]):
         name = arg[2:].split("=", 1)[0]

@@ -429,13 +429,3 @@ def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
     losses = {p: float(exact.losses(image)[0]) for p, image in final.items()}
     assert losses["float32"] < 0.2 * start
     assert losses["bfloat16"] < 1.05 * losses["float32"]
-
-
-def test_package_stylize_stays_the_api_after_the_script_module_is_imported(tiny_image):
-    import nst_tf
-    import nst_tf.stylize  # rebinds the package attribute to the script module
-
-    cfg = gatys.GatysConfig(image_size=48, num_steps=1, optimizer="adam",
-                            loss=LossConfig(weights=None))
-    out = nst_tf.stylize(tiny_image, tiny_image, cfg)
-    assert out.shape[2] == 3 and 0.0 <= out.min() and out.max() <= 1.0

@@ -135,7 +135,7 @@ def test_bad_inputs(tmp_path, runs, content):
 def test_stylize_command_with_model(tmp_path, runs, content):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.stylize", f"--model={runs['multi']}", f"--content={content}",
+        [sys.executable, "-m", "nst_tf.cli.stylize", f"--model={runs['multi']}", f"--content={content}",
          f"--output={tmp_path / 'out'}", "--style_weights=0,1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -218,7 +218,7 @@ def test_translate_keeps_odd_sizes_and_matches_the_generator(cyclegan_run, tmp_p
     inputs = {"odd.png": (37, 45), "tall.png": (61, 22), "sub/same.png": (37, 45)}
     for name, (h, w) in inputs.items():
         images.save_image(str(tmp_path / "in" / name), rng.random((h, w, 3)))
-    proc = run_command("nst_tf.translate", f"--model={folder}", f"--input={tmp_path / 'in'}",
+    proc = run_command("nst_tf.cli.translate", f"--model={folder}", f"--input={tmp_path / 'in'}",
                        f"--output={tmp_path / 'out'}", "--batch_size=2")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"translated 3 image(s) a2b -> {tmp_path / 'out'}"
@@ -235,7 +235,7 @@ def test_translate_single_file_and_missing_direction(cyclegan_run, tmp_path):
                                                             format="jpg"), progress=False)
     assert written == [str(tmp_path / "o" / "one.jpg")]
     assert images.load_image(written[0]).shape == (33, 35, 3)
-    proc = run_command("nst_tf.translate", f"--model={folder}", "--direction=b2a", f"--input={tmp_path / 'one.jpg'}",
+    proc = run_command("nst_tf.cli.translate", f"--model={folder}", "--direction=b2a", f"--input={tmp_path / 'one.jpg'}",
                        f"--output={tmp_path / 'b'}")
     assert proc.returncode == 1
     assert "has no generator_b2a" in proc.stderr.strip().splitlines()[-1]

@@ -43,7 +43,7 @@ def test_stylize_writes_output_with_flagfile(inputs, tmp_path):
     flagfile = tmp_path / "quick.flags"
     flagfile.write_text("# a user's flagfile\n--optimizer=adam\n--learning_rate=0.05\n")
     output = tmp_path / "result.png"
-    proc = tool("nst_tf.stylize", f"--flagfile={flagfile}", f"--content={inputs / 'photo.png'}",
+    proc = tool("nst_tf.cli.stylize", f"--flagfile={flagfile}", f"--content={inputs / 'photo.png'}",
                 f"--style={inputs / 'art.png'}", f"--style={inputs / 'art.png'}",
                 "--style_weights=0.5,0.5", f"--output={output}", *TINY)
     assert proc.returncode == 0, proc.stderr
@@ -74,7 +74,7 @@ def bad_runs(inputs, tmp_path_factory):
         argv = [f"--content={inputs / 'photo.png'}", f"--style={inputs / 'art.png'}",
                 f"--output={output}", *TINY, *(a.format(d=inputs, out=output) for a in args)]
         runs[case] = (folder, subprocess.Popen(
-            [sys.executable, "-m", "nst_tf.stylize", *argv], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "nst_tf.cli.stylize", *argv], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO))
     results = {}
     for case, (folder, proc) in runs.items():
@@ -97,7 +97,7 @@ def test_shipped_flagfiles_parse_into_configs():
     script = (
         "import json, sys\n"
         "import importlib\n"
-        "stylize = importlib.import_module('nst_tf.stylize')  # not the nst_tf.stylize API\n"
+        "stylize = importlib.import_module('nst_tf.cli.stylize')\n"
         "out = {}\n"
         "for args in sys.argv[1:]:\n"
         "    stylize.FLAGS.unparse_flags()\n"
@@ -122,7 +122,7 @@ def test_shipped_flagfiles_parse_into_configs():
 def test_demo_offline_detects_vgg16_weights(assets, hed_weights, tmp_path):
     content = assets / "images/content/chicago.jpg"
     style = assets / "images/style/starry_night.jpg"
-    proc = tool("nst_tf.demo", f"--content={content}", f"--style={style}",
+    proc = tool("nst_tf.cli.demo", f"--content={content}", f"--style={style}",
                 f"--weights={hed_weights}", f"--output_dir={tmp_path}", "--image_size=64",
                 "--num_steps=3")
     assert proc.returncode == 0, proc.stderr

@@ -100,7 +100,7 @@ def test_cli_writes_the_sheet(tmp_path, tiny_image, rng):
     style = _write(tmp_path / "style.png", rng.random((40, 40, 3)).astype(np.float32))
     output = tmp_path / "out" / "sheet.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    args = [sys.executable, "-m", "nst_tf.sweep", f"--content={content}", f"--style={style}",
+    args = [sys.executable, "-m", "nst_tf.cli.sweep", f"--content={content}", f"--style={style}",
             f"--output={output}", "--image_size=48", "--num_steps=2", "--weights=none",
             "--feature_extractor=vgg16", "--content_layers=block2_conv2",
             "--style_layers=block1_conv1", "--rows=style_weight:1e2|1e4",

@@ -34,10 +34,10 @@ def command(name, data):
     """The module and flags of a tiny, practically endless run of training command ``name``."""
     styles = [f"--style={path}" for path in data["styles"]]
     if name == "fast":
-        return "nst_tf.train_fast", [styles[0], f"--train_dir={data['photos']}", *TINY_FEEDFORWARD]
+        return "nst_tf.cli.train_fast", [styles[0], f"--train_dir={data['photos']}", *TINY_FEEDFORWARD]
     if name == "multistyle":
-        return "nst_tf.train_multistyle", [*styles, f"--train_dir={data['photos']}", *TINY_FEEDFORWARD]
-    return "nst_tf.train_cyclegan", [f"--data_dir={data['unpaired']}", *TINY_CYCLEGAN]
+        return "nst_tf.cli.train_multistyle", [*styles, f"--train_dir={data['photos']}", *TINY_FEEDFORWARD]
+    return "nst_tf.cli.train_cyclegan", [f"--data_dir={data['unpaired']}", *TINY_CYCLEGAN]
 
 
 @pytest.mark.parametrize("name", ["fast", "multistyle", "cyclegan"])

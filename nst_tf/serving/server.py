@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import tensorflow as tf
 from absl import logging
 
+from nst_tf.config import option
 from nst_tf.serving import protocol
 from nst_tf.serving.protocol import RequestError
 from nst_tf.serving.repository import ModelRepository
@@ -43,19 +44,23 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 class ServerConfig:
     """Settings of the embedded endpoint; the ``nst-serve`` flags map onto these fields."""
 
-    model_base_path: str = "export/models"
-    host: str = "127.0.0.1"
-    port: int = 8501
-    # Same meaning as TF Serving's --file_system_poll_wait_seconds.
-    poll_seconds: float = 1.0
-    # Newest versions kept loaded per model (TF Serving: latest { num_versions }).
-    num_versions: int = 2
-    max_request_bytes: int = 32 * 1024 * 1024
-    max_image_pixels: int = 4096 * 4096
-    max_batch_size: int = 64
-    # Model runs at once; more requests wait. Bounds memory, since every image
-    # of every concurrent request holds its activations.
-    max_concurrent_predictions: int = 4
+    model_base_path: str = option("export/models", "Folder of models: <name>/<version>/saved_model.pb, as "
+                                  "nst-export writes.")
+    host: str = option("127.0.0.1", "Address to bind. The default answers this machine only; 0.0.0.0 "
+                       "exposes it.")
+    port: int = option(8501, "REST port (TF Serving's default is 8501; 0: any free port).", min=0, max=65535)
+    # The flag has TF Serving's name.
+    poll_seconds: float = option(1.0, "How often to look for new or removed versions.", min=0.05,
+                                 flag="file_system_poll_wait_seconds")
+    num_versions: int = option(2, "Newest versions of each model kept loaded (TF Serving: latest "
+                               "{ num_versions }).", min=1)
+    max_request_bytes: int = option(32 * 1024 * 1024, "Largest request body accepted, in bytes (bigger: "
+                                    "HTTP 413).", min=1)
+    max_image_pixels: int = option(4096 * 4096, "Largest image accepted, width x height (bigger: HTTP 413).",
+                                   min=1)
+    max_batch_size: int = option(64, "Most images (instances) in one request.", min=1)
+    # Bounds memory, since every image of every concurrent request holds its activations.
+    max_concurrent_predictions: int = option(4, "Model runs at once; further requests wait.", min=1)
 
     def __post_init__(self):
         for field in ("num_versions", "max_request_bytes", "max_image_pixels", "max_batch_size",

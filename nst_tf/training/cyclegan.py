@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import data, losses, schedules
+from nst_tf.config import option
 from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
 from nst_tf.training import base
 from nst_tf.training.image_pool import ImagePool
@@ -45,33 +46,39 @@ class CycleGANConfig(base.TrainConfig):
     ``image_every=None`` writes the translation grid at each epoch end.
     """
 
-    data_dir: Optional[str] = None
-    tfds_name: str = "cycle_gan/monet2photo"
-    tfds_data_dir: Optional[str] = None
-    image_size: int = 256
-    load_size: int = 286
-    n_blocks: int = 9
-    ngf: int = 64
-    ndf: int = 64
-    upsampling: str = "transpose"
-    epochs: int = 100
-    epochs_decay: int = 100
-    steps_per_epoch: int = 0  # 0: one pass over the larger domain
-    max_train_images: int = 0
-    batch_size: int = 1
-    learning_rate: float = 2e-4
-    beta_1: float = 0.5
-    gan_loss: str = "lsgan"
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
-    pool_size: int = 50
-    direction: str = "both"
-    lr_schedule: str = "linear"
-    plateau_factor: float = 0.1
-    plateau_patience: int = 10
-    num_samples: int = 4
-    max_steps: int = 2**62
-    image_every: Optional[int] = None
+    data_dir: Optional[str] = option(None, "Folder with trainA, trainB, testA, testB (the authors' layout); "
+                                     "wins over tfds.")
+    tfds_name: str = option("cycle_gan/monet2photo", "tfds dataset with trainA/trainB/testA/testB splits.")
+    tfds_data_dir: Optional[str] = option(None, "tfds data folder (default: tfds' own).")
+    image_size: int = option(256, "Training crop size (the paper: 256).", min=32)
+    load_size: int = option(286, "Resize to this square before the random crop (286).", min=32)
+    n_blocks: int = option(9, "Generator residual blocks: 9 for 256 px, 6 for 128 px.", min=0)
+    ngf: int = option(64, "Generator width (filters of the first layer).", min=1)
+    ndf: int = option(64, "Discriminator width (filters of the first layer).", min=1)
+    upsampling: str = option("transpose", "Generator upsampling: transposed conv (paper) or nearest resize + "
+                             "conv (no checkerboard).", choices=UPSAMPLING_MODES)
+    epochs: int = option(100, "Epochs at the initial learning rate.", min=0)
+    epochs_decay: int = option(100, "Epochs of linear decay to 0 after --epochs.", min=0)
+    steps_per_epoch: int = option(0, "Steps per epoch (0: one pass over the larger domain).", min=0)
+    max_train_images: int = option(0, "Use only the first N training images of each domain (0: all).", min=0)
+    batch_size: int = option(1, "Global batch size (the paper: 1).", min=1)
+    learning_rate: float = option(2e-4, "Adam learning rate of G and D.", min=0.0)
+    beta_1: float = option(0.5, "Adam beta1.", min=0.0, max=1.0)
+    gan_loss: str = option("lsgan", "Adversarial loss.", choices=tuple(losses.GAN_LOSSES))
+    lambda_cycle: float = option(10.0, "Weight of the cycle-consistency L1 loss.", min=0.0)
+    lambda_identity: float = option(0.5, "Identity loss weight as a fraction of --lambda_cycle (0: off).",
+                                    min=0.0)
+    pool_size: int = option(50, "Generated-image history per domain (0: none).", min=0)
+    direction: str = option("both", "both: CycleGAN; a2b/b2a: one generator and one discriminator, no "
+                            "cycle loss.", choices=DIRECTIONS)
+    lr_schedule: str = option("linear", "linear: constant for --epochs then linear decay; plateau: reduce "
+                              "on plateau; constant.", choices=LR_SCHEDULES)
+    plateau_factor: float = option(0.1, "LR multiplier on a plateau.", min=0.0, max=1.0)
+    plateau_patience: int = option(10, "Epochs without improvement before a cut.", min=0)
+    num_samples: int = option(4, "Test images per TensorBoard translation grid.", min=1)
+    max_steps: int = option(2**62, "Caps the run; --epochs and --epochs_decay set its length.", min=1)
+    image_every: Optional[int] = option(None, "Write the translation grid every N steps (default: at each "
+                                        "epoch end; 0: never).", min=0)
 
     def __post_init__(self):
         super().__post_init__()

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import data, images, losses, models, schedules
+from nst_tf.config import option
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -43,22 +44,30 @@ class FeedForwardConfig(base.TrainConfig):
     ``base_dir`` names the trained multi-style run they are added to.
     """
 
-    style_images: Sequence[str] = ()
-    data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig)
+    style_images: Sequence[str] = option((), "Style image (repeat for each style).", flag="style", multi=True)
+    # The photos' order and crops follow the run's seed.
+    data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig,
+                                              metadata={"set_by_parent": ("seed",)})
+    # Johnson et al.'s loss network, layers and weights by default.
     loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig.johnson)
-    style_size: int = 256  # longest side of the style images when their Grams are taken
-    multistyle: bool = False
-    base_dir: Optional[str] = None  # add the styles to this trained multi-style run
-    width: float = 1.0
-    num_residual_blocks: int = 5
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    warmup_steps: int = 0
-    style_ramp_steps: int = 0
-    lr_halve_every: int = 0
+    style_size: int = option(256, "Longest side of the style images for their Gram targets.", min=32)
+    multistyle: bool = option(False, "A conditional-instance-norm net for several styles (Dumoulin et al.).")
+    base_dir: Optional[str] = option(None, "With --add_style: the output dir of a trained multi-style run "
+                                     "(left unchanged; the result goes to --output_dir).")
+    width: float = option(1.0, "Width multiplier of the style net's channels.", min=0.01)
+    num_residual_blocks: int = option(5, "Residual blocks in the style net.", min=0)
+    batch_size: int = option(4, "Global batch size (split over replicas).", min=1)
+    learning_rate: float = option(1e-3, "Adam learning rate.", min=0.0)
+    warmup_steps: int = option(0, "Staged schedule: content-only steps before the style loss starts.", min=0)
+    style_ramp_steps: int = option(0, "Staged schedule: steps over which the style weight ramps to "
+                                   "--style_weight after the warm-up.", min=0)
+    lr_halve_every: int = option(0, "Staged schedule: halve the learning rate every N steps after the "
+                                 "warm-up (0: constant).", min=0)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.data.seed != self.seed:
+            self.data = dataclasses.replace(self.data, seed=self.seed)
         style_flag = "--add_style" if self.base_dir else "--style"
         count = len(self.style_images)
         base.check_all([

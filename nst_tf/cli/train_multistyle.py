@@ -9,13 +9,12 @@ styles' outputs stay bit-identical; the base run is left unchanged):
         --add_style=data/styles/the_scream.jpg --output_dir=runs/multistyle_plus_scream
 """
 
-from nst_tf import cli  # first: quiets TensorFlow's start-up logging
+from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
 
-from nst_tf.training import flags as train_flags
+from nst_tf.cli import training
 
-train_flags.define_common_flags(max_steps=40000, checkpoint_every=1000)
-train_flags.define_feedforward_flags(multistyle=True)
-main = train_flags.feedforward_main(multistyle=True)
+training.define_feedforward_flags(multistyle=True)
+main = training.feedforward_main(multistyle=True)
 
 
 def run():

@@ -1,15 +1,20 @@
-"""Shared plumbing for the absl command-line tools.
+"""The command-line tools: one absl main per module, and their shared plumbing.
 
-Every script starts with ``from nst_tf import cli`` *before* importing
-TensorFlow: importing this module imports TensorFlow with its C++ start-up
+Each command is a console script and a module, e.g. ``nst-stylize`` is
+``python -m nst_tf.cli.stylize`` (or ``python nst_tf/cli/stylize.py``):
+``stylize``, ``sweep``, ``train_fast``, ``train_multistyle``, ``train_cyclegan``,
+``translate``, ``export``, ``serve`` and ``demo``. Their flags are generated
+from the fields of the library's config dataclasses (:mod:`nst_tf.config`).
+
+Every command module starts with ``from nst_tf import cli`` *before* importing
+TensorFlow: importing this package imports TensorFlow with its C++ start-up
 logging silenced, unless ``--verbosity``/``-v`` asks for more.
 
-A script's ``main`` parses flags into a config and calls the library; it raises
-:class:`~nst_tf.errors.NSTError` for bad input. :func:`run` turns that into one
-line on stderr and exit status 1, with nothing half-written.
+A command's ``main`` parses flags into a config and calls the library; it
+raises :class:`~nst_tf.errors.NSTError` for bad input. :func:`run` turns that
+into one line on stderr and exit status 1, with nothing half-written.
 """
 
-import dataclasses
 import os
 import sys
 import warnings
@@ -56,7 +61,7 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-# Scripts import this module before anything that imports TensorFlow, so the
+# Commands import this package before anything that imports TensorFlow, so the
 # quiet import below is the one that loads it.
 if _requested_verbosity(sys.argv) < 1 and "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -115,38 +120,3 @@ def _parse_flags_or_exit(argv):
     except flags.Error as exc:
         error(str(exc))
 
-
-def dataclass_from_flags(cls, values, **overrides):
-    """An instance of dataclass ``cls`` whose fields take the flags of the same name.
-
-    ``values`` is absl's FLAGS (or any object with those attributes); fields
-    without a flag keep their defaults, and ``overrides`` set fields whose flag
-    needs parsing or is named differently.
-    """
-    kwargs = {f.name: getattr(values, f.name) for f in dataclasses.fields(cls) if _is_ours(values, f.name)}
-    kwargs.update(overrides)
-    return cls(**kwargs)
-
-
-def _is_ours(values, name):
-    """Whether ``values`` has a flag ``name`` that is not one of absl's own (``--log_dir``...)."""
-    if not hasattr(values, name):
-        return False
-    if isinstance(values, flags.FlagValues):
-        return not (values.find_module_defining_flag(name) or "").startswith("absl")
-    return True
-
-
-def weights_flag(value):
-    """``--weights``: ``imagenet``, a weights file, or ``none``/``random`` for random weights."""
-    return None if (value or "").lower() in ("", "none", "random") else value
-
-
-def numbers_flag(name, values, cast=float):
-    """A comma-separated list flag as a tuple of numbers, or None when it is empty."""
-    if not values:
-        return None
-    try:
-        return tuple(cast(v) for v in values)
-    except ValueError:
-        raise NSTError(f"--{name}: expected comma-separated numbers, got {','.join(values)!r}") from None

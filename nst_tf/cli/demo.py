@@ -3,11 +3,11 @@
 Online, with no arguments, it fetches a sample photo and painting once with
 ``keras.utils.get_file`` and the ImageNet VGG19 weights through the Keras cache:
 
-    python -m nst_tf.demo --output_dir=out
+    python -m nst_tf.cli.demo --output_dir=out
 
 Offline, everything can be local files:
 
-    python -m nst_tf.demo --content=photo.jpg --style=painting.jpg \\
+    python -m nst_tf.cli.demo --content=photo.jpg --style=painting.jpg \\
         --weights=vgg16_hed_bsds500_notop.weights.h5 --output_dir=out
 
 ``--feature_extractor=auto`` (the default) reads a weights file to tell VGG16,
@@ -24,10 +24,10 @@ import h5py
 import keras
 from absl import flags
 
+from nst_tf import config
 from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
-from nst_tf import losses
 from nst_tf.errors import NSTError
 
 # Stable sample images of the TensorFlow style-transfer tutorial.
@@ -41,16 +41,17 @@ SAMPLE_STYLE = ("kandinsky_composition_7.jpg",
 # Conv kernels per backbone, to recognise a weights file.
 _KERNEL_COUNTS = {13: "vgg16", 16: "vgg19", 53: "resnet50"}
 
+# The demo's quick preview settings, and the GatysConfig fields it has flags for.
+DEFAULTS = gatys.GatysConfig(image_size=256, num_steps=100)
+CONFIG_FLAGS = ("image_size", "num_steps", "weights")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("content", "", "Content image; empty: download a sample photo.")
 flags.DEFINE_string("style", "", "Style image; empty: download a sample painting.")
-flags.DEFINE_string("weights", "imagenet",
-                    "imagenet (Keras cache), a Keras no-top weights file, or none (random).")
 flags.DEFINE_enum("feature_extractor", "auto", ["auto", *features.EXTRACTORS],
                   "Feature network; auto: vgg19, or what the --weights file holds.")
 flags.DEFINE_string("output_dir", "out", "Folder for the result.")
-flags.DEFINE_integer("image_size", 256, "Longest side of the result.", lower_bound=32)
-flags.DEFINE_integer("num_steps", 100, "L-BFGS iterations.", lower_bound=1)
+config.define_flags(DEFAULTS, only=CONFIG_FLAGS, help_overrides={"num_steps": "L-BFGS iterations."})
 
 
 def detect_extractor(path):
@@ -86,22 +87,21 @@ def _image_path(value, sample):
 
 def main(argv):
     del argv
-    weights = None if FLAGS.weights.lower() in ("none", "") else FLAGS.weights
     extractor = FLAGS.feature_extractor
     if extractor == "auto":
-        is_file = weights not in (None, "imagenet")
+        weights = FLAGS.weights
+        is_file = weights.lower() not in ("", "none", "imagenet")
         if is_file and not os.path.isfile(weights):
             raise NSTError(f"--weights: {weights}: no such file")
         extractor = detect_extractor(weights) if is_file else "vgg19"
+    options = config.from_flags(DEFAULTS, FLAGS, only=CONFIG_FLAGS, feature_extractor=extractor)
     content = _image_path(FLAGS.content, SAMPLE_CONTENT)
     style = _image_path(FLAGS.style, SAMPLE_STYLE)
-    config = gatys.GatysConfig(image_size=FLAGS.image_size, num_steps=FLAGS.num_steps,
-                               loss=losses.LossConfig(feature_extractor=extractor, weights=weights))
     stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     output = os.path.join(FLAGS.output_dir, f"{stem(content)}_{stem(style)}.png")
 
     start = time.monotonic()
-    result = gatys.stylize(content, style, config, progress=True)
+    result = gatys.stylize(content, style, options, progress=True)
     images.save_image(output, result)
     height, width = result.shape[:2]
     cli.result(f"{output} {width}x{height} {extractor} {time.monotonic() - start:.1f}s")
