@@ -9,7 +9,7 @@ STYLE   ?=
 WEIGHTS ?= imagenet
 OUT     ?= out
 
-.PHONY: venv install install-test demo docs test bench clean
+.PHONY: venv install install-test demo docs lint format test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,17 @@ demo: install
 docs: install-test
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet -f docs/mkdocs.yml
 
-test: install-test docs
+# ruff, configured in pyproject.toml: the linter and the formatter's check.
+lint: install-test
+	$(PY) -m ruff check nst_tf tests bench
+	$(PY) -m ruff format --check nst_tf tests bench
+
+# Rewrite the code in the project's format (what `make lint` checks).
+format: install-test
+	$(PY) -m ruff check --fix nst_tf tests bench
+	$(PY) -m ruff format nst_tf tests bench
+
+test: install-test docs lint
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
 
 bench: install

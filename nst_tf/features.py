@@ -8,7 +8,7 @@ cost of a call is only what the losses need.
 
 Layers are chosen by Keras layer name (``"block4_conv2"``) or by index in the
 extractor's ordered list of selectable layers (for VGG, the conv layers:
-0..15 for VGG19, as Gatys et al. and seed 001 count them).
+0..15 for VGG19, as Gatys et al. and the "Artistic Style Transfer Paper Recreation" report count them).
 """
 
 import dataclasses

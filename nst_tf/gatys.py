@@ -374,7 +374,7 @@ def initial_image(content, styles, config, rng):
 
     ``content``: the content image itself; ``noise``: uniform white noise;
     ``style``: the first style image resized to the content's size;
-    ``blend``: (1 - r)·content + r·noise with r = ``noise_ratio`` (seed 004).
+    ``blend``: (1 - r)·content + r·noise with r = ``noise_ratio`` (the noise-ratio initialisation of the HKU COMP 3359 report).
     """
     if config.init == "content":
         return content

@@ -437,7 +437,7 @@ def scale_style_image(style, content_shape, style_scale=1.0, crop=False):
     (brush strokes) appear at that relative scale in the result, larger when
     ``style_scale`` grows. With ``crop=True`` it is first centre-cropped to the
     content's aspect ratio, which magnifies the style's motifs relative to the
-    picture (the cropped-style experiment of seed 004).
+    picture (the cropped-style experiment of the HKU COMP 3359 report).
 
     Args:
       style: HxWx3 float image.

@@ -229,7 +229,7 @@ def test_script_path_with_a_shipped_flagfile(tmp_path):
          "--num_samples=1"],
         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("done: step 1, ") and done.stdout.strip().endswith(f"-> {out}")
+    assert done.stdout.startswith("step 1: total=") and done.stdout.strip().endswith(f"model in {out}")
     saved = (out / base.FLAGS_FILE).read_text().split()
     assert "--n_blocks=1" in saved  # from the command line
     assert "--checkpoint_every=100" in saved  # from the flagfile
@@ -245,10 +245,12 @@ def _other_flags(cls):
 
 
 RECIPES = {
-    "gatys_*.flags": [(gatys.GatysConfig, ("rows", "cols", "output"))],
-    "fast_*.flags": [(feedforward.FeedForwardConfig, ())],
-    "multistyle_*.flags": [(feedforward.FeedForwardConfig, ())],
-    "cyclegan_*.flags": [(cyclegan.CycleGANConfig, ())],
+    # (config class, the command's own flags in the file, fields the user gives on the command line)
+    "gatys_*.flags": [(gatys.GatysConfig, ("rows", "cols", "output"), {})],
+    "fast_*.flags": [(feedforward.FeedForwardConfig, (), {"style_images": ("painting.jpg",)})],
+    "multistyle_*.flags": [(feedforward.FeedForwardConfig, (),
+                            {"style_images": ("a.jpg", "b.jpg"), "multistyle": True})],
+    "cyclegan_*.flags": [(cyclegan.CycleGANConfig, (), {})],
 }
 
 
@@ -291,8 +293,11 @@ def test_every_recipe_loads_into_its_configs_with_the_values_in_the_file():
         assert len(pattern) == 1, f"{path}: add it to RECIPES"
         in_file = recipe_flags(path)
         checked = set()
-        for cls, ignore in RECIPES[pattern[0]]:
-            loaded = config.from_flagfile(cls, path, ignore=ignore)
+        for cls, ignore, given in RECIPES[pattern[0]]:
+            # A recipe that names its paintings needs none from the command line.
+            if "style" in in_file:
+                given = {k: v for k, v in given.items() if k != "style_images"}
+            loaded = config.from_flagfile(cls, path, ignore=ignore, **given)
             assert isinstance(loaded, cls)
             for leaf in config.leaves(cls):
                 if leaf.name in in_file:
@@ -305,8 +310,8 @@ def test_every_recipe_loads_into_its_configs_with_the_values_in_the_file():
 def test_a_recipe_loads_with_overrides_and_rejects_unknown_flags(tmp_path):
     path = os.path.join(REPO, "configs", "gatys_paper.flags")
     paper = config.from_flagfile(gatys.GatysConfig, path, image_size=256)
-    assert (paper.pooling, paper.init, paper.image_size, paper.num_steps) == ("avg", "noise", 256, 500)
-    assert paper.style_layer_weights == (0.2,) * 5 and paper.weights == "imagenet"
+    assert (paper.loss.pooling, paper.init, paper.image_size, paper.num_steps) == ("avg", "noise", 256, 500)
+    assert paper.loss.style_layer_weights == (0.2,) * 5 and paper.loss.weights == "imagenet"
     with pytest.raises(nst_tf.NSTError, match="not flags of GatysConfig: --rows="):
         config.from_flagfile(gatys.GatysConfig, os.path.join(REPO, "configs", "gatys_fig3_sweep.flags"))
     with pytest.raises(nst_tf.NSTError, match="--output_dir: required"):

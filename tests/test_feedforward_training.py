@@ -242,7 +242,7 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
     in a 1e-5 relative change of the learning rate: 300 steps of this schedule
     are that sensitive, which is why the bounds are loose. With Johnson's style weight 5 and
     no warm-up, 300 steps wipe the content (SSIM 0.16) with this loss net:
-    seed 004's trouble, hence the staged schedule and style weight 1 here.
+    the trouble the HKU COMP 3359 report ran into, hence the staged schedule and style weight 1 here.
     """
     from nst_tf.images import list_images, load_image, resize_image, rgb_to_yiq  # pylint: disable=import-outside-toplevel
 

@@ -1,7 +1,7 @@
 """CycleGAN networks (Zhu et al. 2017): the ResNet generator and the 70x70 PatchGAN.
 
 Both follow the authors' released code where it differs from the paper's prose
-(seed 000, appendix C):
+(as appendix C of Meurisse, Schoffeniels and Vermeylen's INFO8010 report gives it):
 
 * generator ``c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3``:
   reflection padding around the 7x7 and residual convolutions, zero padding 1

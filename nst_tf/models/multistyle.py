@@ -6,7 +6,7 @@ vector selects a style (one-hot) or blends several (a convex mix of their gamma/
 
 New styles are added to a trained net with :meth:`MultiStyleNet.expand`, then only the new
 styles' gamma/beta (:meth:`MultiStyleNet.style_variables`) are trained, with the trunk frozen,
-as in the "incremental" training of seed 004. The old styles' outputs stay bit-identical.
+as in the "incremental" training of the HKU COMP 3359 report. The old styles' outputs stay bit-identical.
 """
 
 import keras

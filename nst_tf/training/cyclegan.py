@@ -10,7 +10,7 @@ and each discriminator minimises its LSGAN (default) or BCE loss on real
 images against generated ones drawn from a history pool of 50 (Shrivastava et
 al. 2017). One ``tf.function`` step updates both generators with one Adam
 optimiser, then both discriminators with another (the authors' order). The
-``a2b``/``b2a`` variant of seed 000 trains one generator and one discriminator,
+``a2b``/``b2a`` variant of the INFO8010 report (Meurisse et al.) trains one generator and one discriminator,
 with no cycle term.
 
 Learning rate: Adam 2e-4, beta1 0.5, constant for ``epochs`` then linearly to 0

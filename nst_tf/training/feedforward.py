@@ -4,7 +4,7 @@ One loop serves both. A :class:`TransformNet` learns one style; a
 :class:`MultiStyleNet` learns N styles at once (each photo of a batch draws a
 style index, the net gets its one-hot style weights), or learns new styles on
 top of a trained net while only the new styles' gamma/beta move
-(``base_dir``: the "incremental" training of seed 004).
+(``base_dir``: the "incremental" training of the HKU COMP 3359 report).
 
 The loss is :class:`nst_tf.losses.PerceptualLoss` with Johnson's settings
 (:meth:`nst_tf.losses.LossConfig.johnson`) by default, on a frozen VGG16:
