@@ -9,10 +9,10 @@ import os
 import pathlib
 import time
 
-from absl import flags
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
+from absl import flags
 
 from nst_tf import layers as nst_layers
 
@@ -26,8 +26,11 @@ def define_gatys_problem_flags(image_size):
     chicago x starry_night on the HED VGG16 stand-in weights, so every Gatys
     benchmark measures the same objective.
     """
-    flags.DEFINE_string("weights", str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
-                        "Keras VGG16 no-top weights file (the HED stand-in).")
+    flags.DEFINE_string(
+        "weights",
+        str(ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"),
+        "Keras VGG16 no-top weights file (the HED stand-in).",
+    )
     flags.DEFINE_string("content", str(ASSETS / "images" / "content" / "chicago.jpg"), "Content image.")
     flags.DEFINE_string("style", str(ASSETS / "images" / "style" / "starry_night.jpg"), "Style image.")
     flags.DEFINE_integer("image_size", image_size, "Longest side in pixels.")
@@ -76,8 +79,9 @@ def conv_forward_flops(model, input_shape):
     captured = []
 
     def visit(layer):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense,
-                              nst_layers.ReflectConv2D)):
+        if isinstance(
+            layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense, nst_layers.ReflectConv2D)
+        ):
             captured.append(layer)
             return
         for sub in getattr(layer, "_layers", []) or []:
@@ -117,11 +121,13 @@ def conv_forward_flops(model, input_shape):
             total += 2 * int(np.prod(out_shape[:-1])) * kh * kw * int(in_shape[-1]) * layer.filters
     return total
 
+
 def peak_memory_mib():
     """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
 
 def best_time(fn, repeats=3, warmup=1):
     """Best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, in seconds."""

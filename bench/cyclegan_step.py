@@ -24,9 +24,13 @@ import tempfile
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
+from common import SgemmSamples  # noqa: E402
+from common import best_time  # noqa: E402
+from common import conv_forward_flops  # noqa: E402
+from common import peak_memory_mib  # noqa: E402
 
-from nst_tf.training.cyclegan import CycleGANConfig, CycleGANTrainer  # noqa: E402
+from nst_tf.training.cyclegan import CycleGANConfig  # noqa: E402
+from nst_tf.training.cyclegan import CycleGANTrainer  # noqa: E402
 
 ASSETS = os.environ.get(
     "NST_ASSETS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "assets")
@@ -55,19 +59,23 @@ def main():
     g_flops = conv_forward_flops(trainer.generators["a2b"], shape)
     d_flops = conv_forward_flops(trainer.discriminators["a2b"], shape)
     flops = 18 * g_flops + 16 * d_flops
-    print(f"sgemm: {sgemm.rates[0]:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
-          f"(G forward {g_flops / 1e9:.1f}, D forward {d_flops / 1e9:.2f})")
+    print(
+        f"sgemm: {sgemm.rates[0]:.1f} GFLOP/s; step: {flops / 1e9:.1f} GFLOP "
+        f"(G forward {g_flops / 1e9:.1f}, D forward {d_flops / 1e9:.2f})"
+    )
 
     variants = [("tf.function", tf.function(trainer._cross_replica_step))]
     if args.jit_compile:
         variants.append(("tf.function(jit_compile=True)", tf.function(trainer._cross_replica_step, jit_compile=True)))
     for name, step in variants:
-        seconds = best_time(lambda: [float(v) for v in step(batch).values()], repeats=args.repeats, warmup=1)
+        seconds = best_time(lambda step=step: [float(v) for v in step(batch).values()], repeats=args.repeats, warmup=1)
         rate = flops / seconds / 1e9
         best, now = sgemm.sample()
-        print(f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / best:.2f} of sgemm "
-              f"({best:.0f} GFLOP/s best in run, {now:.0f} just now), "
-              f"peak RSS so far {peak_memory_mib() / 1024:.2f} GiB")
+        print(
+            f"{name}: {seconds:.2f} s/step, {rate:.1f} GFLOP/s = {rate / best:.2f} of sgemm "
+            f"({best:.0f} GFLOP/s best in run, {now:.0f} just now), "
+            f"peak RSS so far {peak_memory_mib() / 1024:.2f} GiB"
+        )
 
 
 if __name__ == "__main__":

@@ -29,20 +29,22 @@ import os
 import pathlib
 import sys
 
-from absl import app
-from absl import flags
-
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import app
+from absl import flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import SgemmSamples, best_time, conv_forward_flops, peak_memory_mib  # noqa: E402
+from bench.common import SgemmSamples  # noqa: E402
+from bench.common import best_time  # noqa: E402
+from bench.common import conv_forward_flops  # noqa: E402
+from bench.common import peak_memory_mib  # noqa: E402
 from nst_tf import losses  # noqa: E402
-from nst_tf.precision import policy_scope  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
+from nst_tf.precision import policy_scope  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512", "1024"], "Inference image sides in pixels (batch 1).")
 flags.DEFINE_integer("train_size", 256, "Training crop side in pixels.")
@@ -68,8 +70,7 @@ def report(sgemm, label, seconds, flops, extra="", bf16=None):
     )
     if bf16 is not None:
         best, _ = bf16.sample()
-        print(f"  = {gflops / best:.2f} of the bfloat16 matmul rate ({best:.0f} GFLOP/s best in run)",
-              flush=True)
+        print(f"  = {gflops / best:.2f} of the bfloat16 matmul rate ({best:.0f} GFLOP/s best in run)", flush=True)
 
 
 def bench_inference(model, sgemm, label, bf16=None):
@@ -81,9 +82,8 @@ def bench_inference(model, sgemm, label, bf16=None):
     for side in (int(s) for s in FLAGS.sizes):
         images = tf.random.uniform([1, side, side, 3])
         flops = conv_forward_flops(model, images.shape)
-        seconds = best_time(lambda: serve(images).numpy(), repeats=FLAGS.repeats)
-        report(sgemm, f"{label} {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ",
-               bf16=bf16)
+        seconds = best_time(lambda images=images: serve(images).numpy(), repeats=FLAGS.repeats)
+        report(sgemm, f"{label} {side:4d} px batch 1", seconds, flops, extra=f"{1 / seconds:6.2f} images/s ", bf16=bf16)
 
 
 def bench_training(model, sgemm, precision="float32", bf16=None):
@@ -100,16 +100,16 @@ def bench_training(model, sgemm, precision="float32", bf16=None):
     @tf.function(jit_compile=FLAGS.jit_compile)
     def step(photos):
         with tf.GradientTape() as tape:
-            total, _ = loss(model(photos, training=True), loss.content_target(photos), style_targets,
-                            style_index)
+            total, _ = loss(model(photos, training=True), loss.content_target(photos), style_targets, style_index)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return total
 
     photos = tf.random.uniform(shape, seed=2)
     style_features = loss.extractor(tf.zeros(shape))
-    gram_flops = sum(2 * int(np.prod(style_features[name].shape)) * int(style_features[name].shape[-1])
-                     for name in loss.style_layers)
+    gram_flops = sum(
+        2 * int(np.prod(style_features[name].shape)) * int(style_features[name].shape[-1]) for name in loss.style_layers
+    )
     flops = (
         3 * conv_forward_flops(model, shape)
         + 2 * conv_forward_flops(loss.extractor, shape)
@@ -117,8 +117,9 @@ def bench_training(model, sgemm, precision="float32", bf16=None):
         + 2 * gram_flops
     )
     seconds = best_time(lambda: step(photos).numpy(), repeats=FLAGS.repeats)
-    report(sgemm, f"training step {FLAGS.train_size} px batch {FLAGS.train_batch} {precision}", seconds, flops,
-           bf16=bf16)
+    report(
+        sgemm, f"training step {FLAGS.train_size} px batch {FLAGS.train_batch} {precision}", seconds, flops, bf16=bf16
+    )
 
 
 def main(argv):

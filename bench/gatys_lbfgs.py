@@ -33,11 +33,10 @@ import pathlib
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 import numpy as np
 import tensorflow as tf
+from absl import app
+from absl import flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,10 +52,10 @@ flags.DEFINE_integer("iterations", 100, "Reference L-BFGS iterations.")
 flags.DEFINE_integer("max_iterations", 200, "Iteration cap for our runs.")
 flags.DEFINE_integer("threads", 0, "Threads for both frameworks (0: their defaults).")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds of every run; each figure is its best round.")
-flags.DEFINE_list("line_searches", ["backtracking"],
-                  "nst_tf.lbfgs line searches to run (backtracking, hager_zhang).")
-flags.DEFINE_list("precisions", ["float32", "bfloat16"],
-                  "Compute precisions of our feature network (float32, bfloat16).")
+flags.DEFINE_list("line_searches", ["backtracking"], "nst_tf.lbfgs line searches to run (backtracking, hager_zhang).")
+flags.DEFINE_list(
+    "precisions", ["float32", "bfloat16"], "Compute precisions of our feature network (float32, bfloat16)."
+)
 FLAGS = flags.FLAGS
 
 STYLE_LAYERS = tuple(f"block{b}_conv1" for b in range(1, 6))
@@ -65,9 +64,12 @@ CONTENT_LAYERS = ("block4_conv2",)
 
 def build_problem(precision="float32"):
     config = gatys.GatysConfig(
-        image_size=FLAGS.image_size, precision=precision,
-        loss=losses.LossConfig(feature_extractor="vgg16", weights=FLAGS.weights,
-                               content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS))
+        image_size=FLAGS.image_size,
+        precision=precision,
+        loss=losses.LossConfig(
+            feature_extractor="vgg16", weights=FLAGS.weights, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS
+        ),
+    )
     content = images.resize_longest_side(images.load_image(FLAGS.content), FLAGS.image_size)
     style = gatys.prepare_styles([images.load_image(FLAGS.style)], content, config)[0]
     objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)
@@ -78,8 +80,7 @@ def build_problem(precision="float32"):
 # The PyTorch reference
 
 
-Reference = collections.namedtuple(
-    "Reference", "trace seconds loss clipped_loss torch_eval_s tf_eval_s")
+Reference = collections.namedtuple("Reference", "trace seconds loss clipped_loss torch_eval_s tf_eval_s")
 
 
 def torch_reference(config, content, style, objective, iterations):
@@ -118,9 +119,16 @@ def torch_reference(config, content, style, objective, iterations):
         torch_times.append(_timed(torch_eval))
         tf_times.append(_timed(lambda: objective.value_and_gradient(tf_image)[0].numpy()))
 
-    optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=iterations,
-                                  max_eval=2 * iterations, history_size=100,
-                                  tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None)
+    optimizer = torch.optim.LBFGS(
+        [image],
+        lr=1.0,
+        max_iter=iterations,
+        max_eval=2 * iterations,
+        history_size=100,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        line_search_fn=None,
+    )
     trace = []
 
     def closure():
@@ -160,9 +168,13 @@ class TorchVGG16:
         for b, n in enumerate(self.BLOCKS, start=1):
             for c in range(1, n + 1):
                 kernel, bias = keras_model.get_layer(f"block{b}_conv{c}").get_weights()
-                self.convs.append((f"block{b}_conv{c}",
-                                   torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
-                                   torch.from_numpy(bias.copy())))
+                self.convs.append(
+                    (
+                        f"block{b}_conv{c}",
+                        torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
+                        torch.from_numpy(bias.copy()),
+                    )
+                )
         self.mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
     def __call__(self, images_nhwc):
@@ -211,8 +223,9 @@ def run_ours(objective, exact, initial, max_iterations, **options):
         trace.append((time.perf_counter() - start, int(evaluations.numpy()), loss))
 
     start = time.perf_counter()
-    result = lbfgs.minimize(counted, initial, max_iterations=max_iterations,
-                            callback=callback, callback_every=1, **options)
+    result = lbfgs.minimize(
+        counted, initial, max_iterations=max_iterations, callback=callback, callback_every=1, **options
+    )
     return trace, result, time.perf_counter() - start
 
 
@@ -221,8 +234,14 @@ def timed_run(objective, exact, initial, iterations, **options):
     every 10 as nst-stylize's progress bar does: the traced runs report every iteration,
     which costs a ``tf.function`` call each."""
     start = time.perf_counter()
-    result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=iterations,
-                            callback=lambda *_: None, callback_every=10, **options)
+    result = lbfgs.minimize(
+        objective.value_and_gradient,
+        initial,
+        max_iterations=iterations,
+        callback=lambda *_: None,
+        callback_every=10,
+        **options,
+    )
     seconds = time.perf_counter() - start
     return seconds, float(exact.losses(result.image)[0])
 
@@ -260,51 +279,62 @@ def main(argv):
         refs.append(ref)
         for line_search, precision in variants:
             objective = objectives[precision]
-            trace, result, seconds = run_ours(objective, exact, initial, FLAGS.max_iterations,
-                                              line_search=line_search)
+            trace, result, seconds = run_ours(objective, exact, initial, FLAGS.max_iterations, line_search=line_search)
             ours[line_search, precision].append((result, trace[-1][2], seconds))
             for index, target in enumerate((ref.loss, ref.clipped_loss)):
                 hit = first_below(trace, target)  # our trace has one entry per iteration
                 if hit is not None:
                     iterations, _, evals = hit
-                    run_s, loss = timed_run(objective, exact, initial, iterations,
-                                            line_search=line_search)
+                    run_s, loss = timed_run(objective, exact, initial, iterations, line_search=line_search)
                     to_target[line_search, precision, index].append((run_s, evals, loss))
     ref = min(refs, key=lambda r: r.seconds)
-    print(f"problem: {content.shape[1]}x{content.shape[0]} px, initial loss TF {tf_loss0:.6g}, "
-          f"torch {ref.trace[0][2]:.6g}; best of {FLAGS.rounds} alternating rounds")
-    print(f"one evaluation (best of 3, interleaved): TF {min(r.tf_eval_s for r in refs):.3f} s, "
-          f"torch {min(r.torch_eval_s for r in refs):.3f} s")
+    print(
+        f"problem: {content.shape[1]}x{content.shape[0]} px, initial loss TF {tf_loss0:.6g}, "
+        f"torch {ref.trace[0][2]:.6g}; best of {FLAGS.rounds} alternating rounds"
+    )
+    print(
+        f"one evaluation (best of 3, interleaved): TF {min(r.tf_eval_s for r in refs):.3f} s, "
+        f"torch {min(r.torch_eval_s for r in refs):.3f} s"
+    )
 
     def label(line_search, precision):
         return f"ours {line_search} {precision}"
 
-    targets = (("torch's own (unclipped) loss", ref.loss),
-               ("loss of torch's image clipped to [0, 1]", ref.clipped_loss))
+    targets = (
+        ("torch's own (unclipped) loss", ref.loss),
+        ("loss of torch's image clipped to [0, 1]", ref.clipped_loss),
+    )
     print(f"\n{'run':28s} {'iters':>5s} {'evals':>5s} {'wall s':>7s} {'final loss':>11s}")
-    print(f"{'torch.optim.LBFGS h=100 noLS':28s} {FLAGS.iterations:5d} {ref.trace[-1][1]:5d} "
-          f"{ref.seconds:7.1f} {ref.loss:11.6g}  (clipped image: {ref.clipped_loss:.6g})")
+    print(
+        f"{'torch.optim.LBFGS h=100 noLS':28s} {FLAGS.iterations:5d} {ref.trace[-1][1]:5d} "
+        f"{ref.seconds:7.1f} {ref.loss:11.6g}  (clipped image: {ref.clipped_loss:.6g})"
+    )
     for variant, rounds in ours.items():
         result, loss, _ = rounds[0]
-        print(f"{label(*variant):28s} {result.iterations:5d} {result.evaluations:5d} "
-              f"{min(s for _, _, s in rounds):7.1f} {loss:11.6g}  (traced: reports every "
-              f"iteration)")
+        print(
+            f"{label(*variant):28s} {result.iterations:5d} {result.evaluations:5d} "
+            f"{min(s for _, _, s in rounds):7.1f} {loss:11.6g}  (traced: reports every "
+            f"iteration)"
+        )
     for index, (target_label, target) in enumerate(targets):
         _, ref_s, ref_evals = first_below(ref.trace, target)
         print(f"\ntarget {target:.6g}: {target_label}; torch: {ref_s:.1f} s, {ref_evals} evaluations")
-        print(f"{'run':28s} {'s to target':>11s} {'wall ratio':>10s} {'evals':>5s} "
-              f"{'eval ratio':>10s} {'loss':>11s}")
+        print(f"{'run':28s} {'s to target':>11s} {'wall ratio':>10s} {'evals':>5s} {'eval ratio':>10s} {'loss':>11s}")
         for variant in variants:
             hits = to_target.get((*variant, index))
             if not hits:
                 print(f"{label(*variant):28s} {'not reached':>11s}")
                 continue
             seconds, evals, loss = min(hits)
-            print(f"{label(*variant):28s} {seconds:11.1f} {seconds / ref.seconds:10.2f} "
-                  f"{evals:5} {evals / ref.trace[-1][1]:10.2f} {loss:11.6g}")
-    print("\nwall ratio: our time to the target / torch's 100-iteration wall time "
-          "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load. "
-          "Losses are the float32 objective's.")
+            print(
+                f"{label(*variant):28s} {seconds:11.1f} {seconds / ref.seconds:10.2f} "
+                f"{evals:5} {evals / ref.trace[-1][1]:10.2f} {loss:11.6g}"
+            )
+    print(
+        "\nwall ratio: our time to the target / torch's 100-iteration wall time "
+        "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load. "
+        "Losses are the float32 objective's."
+    )
 
 
 def _timed(fn):

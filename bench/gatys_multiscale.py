@@ -43,8 +43,11 @@ common.define_gatys_problem_flags(image_size=512)
 flags.DEFINE_list("scales", ["256"], "Coarser sizes of the multi-scale run.")
 flags.DEFINE_integer("steps", 100, "Single-scale iterations; its final loss is the last target.")
 flags.DEFINE_integer("multiscale_steps", 50, "Multi-scale iterations at each coarser scale.")
-flags.DEFINE_integer("final_steps", None, "Most multi-scale iterations at 512 px "
-                     "(default: 2 x --steps); the run stops at the last target.")
+flags.DEFINE_integer(
+    "final_steps",
+    None,
+    "Most multi-scale iterations at 512 px (default: 2 x --steps); the run stops at the last target.",
+)
 flags.DEFINE_integer("report_every", 2, "Iterations between loss reports (resolution).")
 flags.DEFINE_enum("init", "content", ["content", "noise"], "Starting image of both runs.")
 flags.DEFINE_enum("optimizer", "lbfgs", ["lbfgs", "adam"], "Optimiser of both runs (Adam: the default learning rate).")
@@ -88,8 +91,7 @@ def oracle_run(content, style, config, extractor, optimum, coarse_size, target):
     Returns the reports [(iteration, seconds, loss)] as :func:`timed_run` does.
     """
     fine = images.resize_longest_side(content, config.image_size)
-    start_image = images.resize_image(images.resize_longest_side(optimum, coarse_size),
-                                      fine.shape[:2])
+    start_image = images.resize_image(images.resize_longest_side(optimum, coarse_size), fine.shape[:2])
     trace = []
 
     def on_step(step, image, losses):
@@ -98,11 +100,9 @@ def oracle_run(content, style, config, extractor, optimum, coarse_size, target):
             raise _Reached()
 
     start = time.perf_counter()
-    objective = gatys.make_objective(extractor, fine,
-                                     gatys.prepare_styles([style], fine, config), config)
+    objective = gatys.make_objective(extractor, fine, gatys.prepare_styles([style], fine, config), config)
     try:
-        gatys.optimize(objective, start_image[None], config, on_step=on_step,
-                       report_every=config.log_every)
+        gatys.optimize(objective, start_image[None], config, on_step=on_step, report_every=config.log_every)
     except _Reached:
         pass
     return trace
@@ -111,33 +111,45 @@ def oracle_run(content, style, config, extractor, optimum, coarse_size, target):
 def main(argv):
     del argv
     base = gatys.GatysConfig(
-        image_size=FLAGS.image_size, log_every=FLAGS.report_every, init=FLAGS.init,
+        image_size=FLAGS.image_size,
+        log_every=FLAGS.report_every,
+        init=FLAGS.init,
         optimizer=FLAGS.optimizer,
-        loss=losses.LossConfig(feature_extractor="vgg16", weights=FLAGS.weights,
-                               content_layers=("block4_conv2",),
-                               style_layers=tuple(f"block{b}_conv1" for b in range(1, 6))))
+        loss=losses.LossConfig(
+            feature_extractor="vgg16",
+            weights=FLAGS.weights,
+            content_layers=("block4_conv2",),
+            style_layers=tuple(f"block{b}_conv1" for b in range(1, 6)),
+        ),
+    )
     content = images.load_image(FLAGS.content)
     style = images.load_image(FLAGS.style)
     extractor = gatys.build_extractor(base)
 
     single = dataclasses.replace(base, num_steps=FLAGS.steps)
-    multi = dataclasses.replace(base, num_steps=FLAGS.final_steps or 2 * FLAGS.steps,
-                                coarse_steps=FLAGS.multiscale_steps,
-                                scales=tuple(int(s) for s in FLAGS.scales))
+    multi = dataclasses.replace(
+        base,
+        num_steps=FLAGS.final_steps or 2 * FLAGS.steps,
+        coarse_steps=FLAGS.multiscale_steps,
+        scales=tuple(int(s) for s in FLAGS.scales),
+    )
     single_trace, _, optimum = timed_run(content, style, single, extractor)
     targets = [next(p for p in single_trace if p[0] >= FLAGS.steps * q) for q in (0.25, 0.5, 0.75, 1)]
     multi_trace, coarse_s, _ = timed_run(content, style, multi, extractor, target=targets[-1][2])
-    oracle_trace = oracle_run(content, style, multi, extractor, optimum, multi.sizes()[-2],
-                              targets[-1][2])
+    oracle_trace = oracle_run(content, style, multi, extractor, optimum, multi.sizes()[-2], targets[-1][2])
 
     sizes = "->".join(str(s) for s in multi.sizes())
-    print(f"multi-scale {sizes}: {FLAGS.multiscale_steps} iterations per coarser scale "
-          f"({coarse_s:.1f} s), then up to {multi.num_steps} at {FLAGS.image_size} px "
-          f"until the target")
+    print(
+        f"multi-scale {sizes}: {FLAGS.multiscale_steps} iterations per coarser scale "
+        f"({coarse_s:.1f} s), then up to {multi.num_steps} at {FLAGS.image_size} px "
+        f"until the target"
+    )
     px = f"{FLAGS.image_size} px its"
     print(f"{'target: single-scale':>26s} {'':>9s} {'multi-scale':>27s} {'':>4s} {'oracle':>13s}")
-    print(f"{'iterations':>10s} {'loss':>10s} {'s':>7s} {px:>11s} {'s':>7s} "
-          f"{'speed-up':>8s} {'bound':>7s} {px:>11s} {'bound':>7s}")
+    print(
+        f"{'iterations':>10s} {'loss':>10s} {'s':>7s} {px:>11s} {'s':>7s} "
+        f"{'speed-up':>8s} {'bound':>7s} {px:>11s} {'bound':>7s}"
+    )
     for iterations, target_s, target in targets:
         line = f"{iterations:10d} {target:10.4g} {target_s:7.1f} "
         reached = next((p for p in multi_trace if p[2] <= target), None)
@@ -145,18 +157,23 @@ def main(argv):
             line += f"{'not reached':>35s}"
         else:
             final_iterations, multi_s, _ = reached
-            line += (f"{final_iterations:11d} {multi_s:7.1f} {target_s / multi_s:8.2f} "
-                     f"{target_s / (multi_s - coarse_s):7.2f}")
+            line += (
+                f"{final_iterations:11d} {multi_s:7.1f} {target_s / multi_s:8.2f} "
+                f"{target_s / (multi_s - coarse_s):7.2f}"
+            )
         oracle = next((p for p in oracle_trace if p[2] <= target), None)
-        line += (f" {oracle[0]:11d} {target_s / oracle[1]:7.2f}" if oracle
-                 else f" {'not reached':>19s}")
+        line += f" {oracle[0]:11d} {target_s / oracle[1]:7.2f}" if oracle else f" {'not reached':>19s}"
         print(line)
-    print("target (issue 2): speed-up >= 3. bound: the speed-up if the coarser scales cost "
-          "nothing; oracle: also with the last coarser scale handing on single-scale's result")
-    print(f"{FLAGS.image_size} px loss after the first {FLAGS.report_every} iterations: "
-          f"single-scale {single_trace[0][2]:.4g} (from {FLAGS.init}), multi-scale "
-          f"{multi_trace[0][2]:.4g} (from the upsampled {multi.sizes()[-2]} px result), oracle "
-          f"{oracle_trace[0][2]:.4g}")
+    print(
+        "target (issue 2): speed-up >= 3. bound: the speed-up if the coarser scales cost "
+        "nothing; oracle: also with the last coarser scale handing on single-scale's result"
+    )
+    print(
+        f"{FLAGS.image_size} px loss after the first {FLAGS.report_every} iterations: "
+        f"single-scale {single_trace[0][2]:.4g} (from {FLAGS.init}), multi-scale "
+        f"{multi_trace[0][2]:.4g} (from the upsampled {multi.sizes()[-2]} px result), oracle "
+        f"{oracle_trace[0][2]:.4g}"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,7 @@ def build_step(kind, size, xla):
     rng = np.random.default_rng(0)
     image = tf.constant(rng.random((1, size, size, 3), dtype=np.float32))
     if kind == "plain":
-        extractor = features.build_feature_extractor("vgg19", layers=["block5_conv1"],
-                                                     weights=None)
+        extractor = features.build_feature_extractor("vgg19", layers=["block5_conv1"], weights=None)
 
         @tf.function(jit_compile=xla)
         def step(x):
@@ -68,8 +67,7 @@ def build_step(kind, size, xla):
 
         run = lambda: step(image)[1].numpy()  # noqa: E731
     else:
-        config = gatys.GatysConfig(image_size=size, jit_compile=xla,
-                                   loss=losses.LossConfig(weights=None))
+        config = gatys.GatysConfig(image_size=size, jit_compile=xla, loss=losses.LossConfig(weights=None))
         extractor = gatys.build_extractor(config)
         content = rng.random((size, size, 3), dtype=np.float32)
         style = rng.random((size, size, 3), dtype=np.float32)
@@ -88,8 +86,9 @@ def run_case(spec):
     seconds = common.best_time(run, repeats=FLAGS.repeats, warmup=1)
     peak = common.peak_memory_mib()
     sgemm = common.sgemm_gflops()
-    print(json.dumps({"seconds": seconds, "gflops": 2 * forward_flops / seconds / 1e9,
-                      "sgemm": sgemm, "peak_mib": peak}))
+    print(
+        json.dumps({"seconds": seconds, "gflops": 2 * forward_flops / seconds / 1e9, "sgemm": sgemm, "peak_mib": peak})
+    )
 
 
 def main(argv):
@@ -98,33 +97,50 @@ def main(argv):
         run_case(FLAGS.case)
         return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    print(f"{'step':11s} {'px':>4s} {'XLA':>3s} {'s/step':>7s} {'GFLOP/s':>8s} {'sgemm':>7s} "
-          f"{'ratio':>6s} {'peak MiB':>8s}", flush=True)
+    print(
+        f"{'step':11s} {'px':>4s} {'XLA':>3s} {'s/step':>7s} {'GFLOP/s':>8s} {'sgemm':>7s} "
+        f"{'ratio':>6s} {'peak MiB':>8s}",
+        flush=True,
+    )
     rows = []
     for size in (int(s) for s in FLAGS.sizes):
         for kind in KINDS:
             for xla in (0, 1):
                 out = subprocess.run(
-                    [sys.executable, __file__, f"--case={kind},{size},{xla}",
-                     f"--repeats={FLAGS.repeats}"],
-                    env=env, capture_output=True, text=True, check=False)
+                    [sys.executable, __file__, f"--case={kind},{size},{xla}", f"--repeats={FLAGS.repeats}"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if out.returncode != 0:
-                    print(f"{kind:11s} {size:4d} {'on' if xla else 'off':>3s} failed: "
-                          f"{(out.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+                    print(
+                        f"{kind:11s} {size:4d} {'on' if xla else 'off':>3s} failed: "
+                        f"{(out.stderr.strip().splitlines() or ['?'])[-1]}",
+                        flush=True,
+                    )
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append((kind, size, xla, r))
-                print(f"{kind:11s} {size:4d} {'on' if xla else 'off':>3s} {r['seconds']:7.3f} "
-                      f"{r['gflops']:8.1f} {r['sgemm']:7.1f} {r['gflops'] / r['sgemm']:6.2f} "
-                      f"{r['peak_mib']:8.0f}", flush=True)
-    print("ratio = conv GFLOP/s (forward + input gradient) / float32 sgemm GFLOP/s, same "
-          "process; target: production at 512 px >= 0.85, peak <= ~1640 MiB")
+                print(
+                    f"{kind:11s} {size:4d} {'on' if xla else 'off':>3s} {r['seconds']:7.3f} "
+                    f"{r['gflops']:8.1f} {r['sgemm']:7.1f} {r['gflops'] / r['sgemm']:6.2f} "
+                    f"{r['peak_mib']:8.0f}",
+                    flush=True,
+                )
+    print(
+        "ratio = conv GFLOP/s (forward + input gradient) / float32 sgemm GFLOP/s, same "
+        "process; target: production at 512 px >= 0.85, peak <= ~1640 MiB"
+    )
     if rows:
         # One sgemm sample can land on a busy moment; the run's best is the conservative rate.
         best = max(r["sgemm"] for *_, r in rows)
-        print(f"against the best sgemm sample of the run ({best:.1f} GFLOP/s): " + ", ".join(
-            f"{kind} {size} XLA {'on' if xla else 'off'} {r['gflops'] / best:.2f}"
-            for kind, size, xla, r in rows))
+        print(
+            f"against the best sgemm sample of the run ({best:.1f} GFLOP/s): "
+            + ", ".join(
+                f"{kind} {size} XLA {'on' if xla else 'off'} {r['gflops'] / best:.2f}" for kind, size, xla, r in rows
+            )
+        )
 
 
 if __name__ == "__main__":

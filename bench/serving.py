@@ -33,18 +33,18 @@ import threading
 import time
 import urllib.request
 
+import numpy as np
+import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
-
-import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import conv_forward_flops, sgemm_gflops  # noqa: E402
+from bench.common import conv_forward_flops  # noqa: E402
+from bench.common import sgemm_gflops  # noqa: E402
 from nst_tf import export  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 
@@ -80,9 +80,20 @@ def timed(fn, count):
 def start_server(base):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nst_tf.cli.serve", f"--model_base_path={base}", "--port=0",
-         f"--max_concurrent_predictions={FLAGS.concurrency}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "nst_tf.cli.serve",
+            f"--model_base_path={base}",
+            "--port=0",
+            f"--max_concurrent_predictions={FLAGS.concurrency}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = proc.stdout.readline()
     match = re.search(r"at (http://127\.0\.0\.1:\d+)$", line.strip())
     if not match:
@@ -92,8 +103,7 @@ def start_server(base):
 
 
 def post(url, body):
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as response:
         answer = json.loads(response.read())
     return base64.b64decode(answer["predictions"][0]["b64"])
@@ -116,8 +126,10 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)  # SavedModel writing logs at INFO
     tf.get_logger().setLevel("ERROR")
     sgemm = sgemm_gflops()
-    print(f"sgemm: {sgemm:.1f} GFLOP/s; TransformNet width {FLAGS.width}; {FLAGS.requests} requests per "
-          f"measurement, {FLAGS.concurrency} clients for throughput; {os.cpu_count()} CPUs")
+    print(
+        f"sgemm: {sgemm:.1f} GFLOP/s; TransformNet width {FLAGS.width}; {FLAGS.requests} requests per "
+        f"measurement, {FLAGS.concurrency} clients for throughput; {os.cpu_count()} CPUs"
+    )
     net = TransformNet(width=FLAGS.width)
     with tempfile.TemporaryDirectory() as base:
         path = export.export(export.ExportConfig("fast", os.path.join(base, "fast")), model=net)
@@ -145,12 +157,14 @@ def main(argv):
                 served_rps = throughput(served, FLAGS.requests, FLAGS.concurrency)
                 gflops = conv_forward_flops(net, [1, side, side, 3]) / local_p50 / 1e9
                 sgemm = max(sgemm, sgemm_gflops())
-                print(f"{side} px  in-process: p50 {local_p50 * 1e3:7.1f} ms  p95 {local_p95 * 1e3:7.1f} ms  "
-                      f"{local_rps:5.2f} req/s | nst-serve: p50 {served_p50 * 1e3:7.1f} ms  "
-                      f"p95 {served_p95 * 1e3:7.1f} ms  {served_rps:5.2f} req/s | "
-                      f"served/in-process p50 {served_p50 / local_p50:4.2f}  "
-                      f"net conv FLOPs / in-process p50 {gflops:5.1f} GFLOP/s = "
-                      f"{gflops / sgemm:4.2f} x sgemm")
+                print(
+                    f"{side} px  in-process: p50 {local_p50 * 1e3:7.1f} ms  p95 {local_p95 * 1e3:7.1f} ms  "
+                    f"{local_rps:5.2f} req/s | nst-serve: p50 {served_p50 * 1e3:7.1f} ms  "
+                    f"p95 {served_p95 * 1e3:7.1f} ms  {served_rps:5.2f} req/s | "
+                    f"served/in-process p50 {served_p50 / local_p50:4.2f}  "
+                    f"net conv FLOPs / in-process p50 {gflops:5.1f} GFLOP/s = "
+                    f"{gflops / sgemm:4.2f} x sgemm"
+                )
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)

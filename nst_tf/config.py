@@ -58,8 +58,17 @@ _NUMBER_TYPES = {int: "integers", float: "numbers"}
 flags.disclaim_key_flags()
 
 
-def option(default=dataclasses.MISSING, help=None, *, default_factory=dataclasses.MISSING,  # noqa: A002
-           choices=None, min=None, max=None, flag=None, multi=False):  # noqa: A002
+def option(
+    default=dataclasses.MISSING,
+    help=None,
+    *,
+    default_factory=dataclasses.MISSING,  # noqa: A002
+    choices=None,
+    min=None,
+    max=None,
+    flag=None,
+    multi=False,
+):  # noqa: A002
     """A dataclass field with the metadata its flag needs (see the module docstring)."""
     metadata = {"help": help}
     for key, value in (("choices", choices), ("min", min), ("max", max), ("flag", flag)):
@@ -96,8 +105,9 @@ class Leaf:
             try:
                 return tuple(self.element(v) for v in raw)
             except ValueError:
-                raise NSTError(f"--{self.name}: expected comma-separated "
-                               f"{_NUMBER_TYPES[self.element]}, got {','.join(raw)!r}") from None
+                raise NSTError(
+                    f"--{self.name}: expected comma-separated {_NUMBER_TYPES[self.element]}, got {','.join(raw)!r}"
+                ) from None
         if self.optional and self.kind is str and raw is not None and raw.lower() in ("", "none"):
             return None
         return raw
@@ -158,14 +168,18 @@ def leaves(default, exclude=(), only=None):
         for entry in group:
             if not any(_matches(entry, leaf) for leaf in found):
                 raise ValueError(f"{label}: {entry!r} is no field of {_name(default)}")
-    selected = [leaf for leaf in found
-                if (only is None or any(_matches(e, leaf) for e in only))
-                and not any(_matches(e, leaf) for e in exclude)]
+    selected = [
+        leaf
+        for leaf in found
+        if (only is None or any(_matches(e, leaf) for e in only)) and not any(_matches(e, leaf) for e in exclude)
+    ]
     paths = {}
     for leaf in selected:
         if leaf.name in paths:
-            raise ValueError(f"{_name(default)}: fields {paths[leaf.name]} and {leaf.path} both "
-                             f"make the flag --{leaf.name}; exclude one of them")
+            raise ValueError(
+                f"{_name(default)}: fields {paths[leaf.name]} and {leaf.path} both "
+                f"make the flag --{leaf.name}; exclude one of them"
+            )
         paths[leaf.name] = leaf.path
     return selected
 
@@ -184,12 +198,18 @@ def _walk(default, prefix, skip=()):
         value = _field_default(default, field)
         kind = hints[field.name]
         if _is_config(kind):
-            yield from _walk(kind if value is _REQUIRED else value, path + ".",
-                             field.metadata.get("set_by_parent", ()))
+            yield from _walk(kind if value is _REQUIRED else value, path + ".", field.metadata.get("set_by_parent", ()))
             continue
         kind, element, optional = _flag_type(kind, f"{cls.__name__}.{field.name}")
-        yield Leaf(path=path, name=field.metadata.get("flag", field.name), field=field, kind=kind,
-                   element=element, optional=optional, default=value)
+        yield Leaf(
+            path=path,
+            name=field.metadata.get("flag", field.name),
+            field=field,
+            kind=kind,
+            element=element,
+            optional=optional,
+            default=value,
+        )
 
 
 def define_flags(default, flag_values=flags.FLAGS, exclude=(), help_overrides=None, only=None):
@@ -216,8 +236,7 @@ def _define(leaf, flag_values, help_text):
     if leaf.name in _TAKEN_FROM_ABSL:
         if flag_values is flags.FLAGS:
             import absl.logging  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        if leaf.name in flag_values and (flag_values.find_module_defining_flag(leaf.name)
-                                         or "").startswith("absl"):
+        if leaf.name in flag_values and (flag_values.find_module_defining_flag(leaf.name) or "").startswith("absl"):
             delattr(flag_values, leaf.name)
     meta = leaf.field.metadata
     default = None if leaf.default is _REQUIRED else leaf.default
@@ -227,16 +246,14 @@ def _define(leaf, flag_values, help_text):
             raise TypeError(f"{leaf.path}: multi needs a sequence of strings")
         flags.DEFINE_multi_string(leaf.name, list(default or ()), help_text, **common)
     elif leaf.kind is tuple:
-        flags.DEFINE_list(leaf.name, None if default is None else [str(v) for v in default],
-                          help_text, **common)
+        flags.DEFINE_list(leaf.name, None if default is None else [str(v) for v in default], help_text, **common)
     elif "choices" in meta:
         flags.DEFINE_enum(leaf.name, default, meta["choices"], help_text, **common)
     elif leaf.kind is bool:
         flags.DEFINE_boolean(leaf.name, default, help_text, **common)
     elif leaf.kind in (int, float):
         define = flags.DEFINE_integer if leaf.kind is int else flags.DEFINE_float
-        define(leaf.name, default, help_text, lower_bound=meta.get("min"),
-               upper_bound=meta.get("max"), **common)
+        define(leaf.name, default, help_text, lower_bound=meta.get("min"), upper_bound=meta.get("max"), **common)
     else:
         flags.DEFINE_string(leaf.name, default, help_text, **common)
 
@@ -335,4 +352,3 @@ def from_flagfile(default, path, ignore=(), **overrides):
     if unknown:
         raise NSTError(f"{path}: not flags of {_name(default)}: {' '.join(unknown)}")
     return from_flags(default, values, **overrides)
-

@@ -19,7 +19,9 @@ are shared by the CycleGAN data code.
 
 import dataclasses
 import os
-from typing import Callable, NamedTuple, Optional
+from typing import Callable
+from typing import NamedTuple
+from typing import Optional
 
 import tensorflow as tf
 
@@ -37,8 +39,9 @@ PROBE_FILES = 20
 class PhotoDataConfig:
     """Where the training photos come from and how they are cropped."""
 
-    train_dir: Optional[str] = option(None, "Folder of training photos (searched recursively); without it "
-                                      "the photos come from tfds --tfds_name.")
+    train_dir: Optional[str] = option(
+        None, "Folder of training photos (searched recursively); without it the photos come from tfds --tfds_name."
+    )
     tfds_name: str = option("coco/2017", "tfds dataset of training photos (when no --train_dir).")
     tfds_data_dir: Optional[str] = option(None, "tfds data dir (default: tfds' own, ~/tensorflow_datasets).")
     tfds_split: str = option("train", "tfds split to train on.")
@@ -235,8 +238,9 @@ class UnpairedDataConfig:
     test images get a plain resize to ``image_size``. Images are RGB in [-1, 1].
     """
 
-    data_dir: Optional[str] = option(None, "Folder with trainA, trainB, testA, testB (the authors' layout); "
-                                     "wins over tfds.")
+    data_dir: Optional[str] = option(
+        None, "Folder with trainA, trainB, testA, testB (the authors' layout); wins over tfds."
+    )
     tfds_name: str = option("cycle_gan/monet2photo", "tfds dataset with trainA/trainB/testA/testB splits.")
     tfds_data_dir: Optional[str] = option(None, "tfds data folder (default: tfds' own).")
     image_size: int = option(256, "Training crop size (the paper: 256).", min=32)
@@ -322,7 +326,8 @@ def unpaired_test_images(config, domain, count):
     source, _, to_bytes = _domain_source(config, split)
     size = [config.image_size, config.image_size]
     ds = source.take(count).map(
-        lambda item: tf.image.resize(images.decode_image_tensor(to_bytes(item)), size, antialias=True))
+        lambda item: tf.image.resize(images.decode_image_tensor(to_bytes(item)), size, antialias=True)
+    )
     batch = list(ds.ignore_errors().batch(count).take(1))
     if not batch:
         raise NSTError(f"test{domain}: no readable test images")

@@ -86,20 +86,24 @@ class ExportConfig:
 
     model_type: str = option(help="What to export.", choices=MODEL_TYPES)
     export_dir: str = option(help="Model folder; the new version is written to <export_dir>/<n+1>/.")
-    checkpoint: Optional[str] = option(None, "Training output directory (fast, multistyle, cyclegan): "
-                                       "model_config.json + checkpoints/.")
-    direction: str = option("a2b", "CycleGAN generator to export: a2b (generator_a2b) or b2a.",
-                            choices=DIRECTIONS)
-    max_side: int = option(0, "Shrink inputs with a longer side than this inside the graph (0: no cap).",
-                           min=0)
-    format: str = option("saved_model", "saved_model (TF Serving) or tflite (fast and multistyle nets only).",
-                         choices=FORMATS)
+    checkpoint: Optional[str] = option(
+        None, "Training output directory (fast, multistyle, cyclegan): model_config.json + checkpoints/."
+    )
+    direction: str = option("a2b", "CycleGAN generator to export: a2b (generator_a2b) or b2a.", choices=DIRECTIONS)
+    max_side: int = option(0, "Shrink inputs with a longer side than this inside the graph (0: no cap).", min=0)
+    format: str = option(
+        "saved_model", "saved_model (TF Serving) or tflite (fast and multistyle nets only).", choices=FORMATS
+    )
     tflite_size: int = option(256, "Fixed height and width of the TFLite model's input.", min=8)
-    precision: str = option("float32", "Compute type of the exported network. bfloat16 is about 2x faster on "
-                            "CPUs with AVX512-BF16 or AMX and slower elsewhere; the signatures stay float32.",
-                            choices=precision.PRECISIONS)
+    precision: str = option(
+        "float32",
+        "Compute type of the exported network. bfloat16 is about 2x faster on "
+        "CPUs with AVX512-BF16 or AMX and slower elsewhere; the signatures stay float32.",
+        choices=precision.PRECISIONS,
+    )
     gatys_config: gatys.GatysConfig = dataclasses.field(
-        default_factory=lambda: gatys.GatysConfig(optimizer="adam", num_steps=100))
+        default_factory=lambda: gatys.GatysConfig(optimizer="adam", num_steps=100)
+    )
 
     def __post_init__(self):
         if self.model_type not in MODEL_TYPES:
@@ -135,9 +139,7 @@ def cap_longest_side(images, max_side):
     longest = tf.reduce_max(size)
     scale = tf.cast(max_side, tf.float32) / tf.cast(longest, tf.float32)
     new_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
-    return tf.cond(longest > max_side,
-                   lambda: tf.image.resize(images, new_size, antialias=True),
-                   lambda: images)
+    return tf.cond(longest > max_side, lambda: tf.image.resize(images, new_size, antialias=True), lambda: images)
 
 
 def decode_input_image(data):
@@ -228,8 +230,11 @@ class StylizeModule(tf.Module):
 
     def stylize_encoded(self, image_bytes, style_weights=None):
         """[B] encoded images -> [B] PNG strings; images may differ in size, so one at a time."""
-        return tf.map_fn(lambda data: encode_png(self.stylize(decode_input_image(data), style_weights)),
-                         image_bytes, fn_output_signature=tf.string)
+        return tf.map_fn(
+            lambda data: encode_png(self.stylize(decode_input_image(data), style_weights)),
+            image_bytes,
+            fn_output_signature=tf.string,
+        )
 
     def signatures(self):
         return {"serving_default": self.serving_default, "stylize_tensor": self.stylize_tensor}
@@ -263,9 +268,12 @@ class FeaturesModule(tf.Module):
         self.config = config
         self.perceptual_loss = losses.PerceptualLoss(config.loss, extractor)
         self.features = _graph_function(self._features, _images_spec())
-        self.losses = _graph_function(self._losses, _images_spec(batch=1),
-                                      _images_spec("content_images", batch=1),
-                                      _images_spec("style_images", batch=1))
+        self.losses = _graph_function(
+            self._losses,
+            _images_spec(batch=1),
+            _images_spec("content_images", batch=1),
+            _images_spec("style_images", batch=1),
+        )
 
     def _features(self, images):
         maps = self.extractor(images / 255.0)
@@ -277,8 +285,11 @@ class FeaturesModule(tf.Module):
 
     def _losses(self, images, content_images, style_images):
         loss = self.perceptual_loss
-        total, terms = loss(images / 255.0, loss.content_target(content_images / 255.0),
-                            loss.style_target([style_images[0] / 255.0], [1.0]))
+        total, terms = loss(
+            images / 255.0,
+            loss.content_target(content_images / 255.0),
+            loss.style_target([style_images[0] / 255.0], [1.0]),
+        )
         # Signature outputs are flat names: the per-layer "style/<layer>" terms stay out.
         return {"total": total, **{name: value for name, value in terms.items() if "/" not in name}}
 
@@ -318,19 +329,23 @@ class GatysModule(tf.Module):
         self.config = config
         self.perceptual_loss = losses.PerceptualLoss(config.loss, extractor)
         self._max_side = int(max_side)
-        self.stylize_tensor = _graph_function(self._stylize_tensor, _images_spec("content", batch=1),
-                                              _images_spec("style", batch=1))
-        self.serving_default = _graph_function(self._serving_default,
-                                               tf.TensorSpec([None], tf.string, name="content_bytes"),
-                                               tf.TensorSpec([None], tf.string, name="style_bytes"))
+        self.stylize_tensor = _graph_function(
+            self._stylize_tensor, _images_spec("content", batch=1), _images_spec("style", batch=1)
+        )
+        self.serving_default = _graph_function(
+            self._serving_default,
+            tf.TensorSpec([None], tf.string, name="content_bytes"),
+            tf.TensorSpec([None], tf.string, name="style_bytes"),
+        )
 
     def stylize(self, content, style):
         """[1, H, W, 3] content and style in [0, 255] -> the optimised image in [0, 255]."""
         if self._max_side:
             content = cap_longest_side(content, self._max_side)
             style = cap_longest_side(style, self._max_side)
-        objective = gatys.StyleTransferObjective(self.perceptual_loss, content[0] / 255.0,
-                                                 [style[0] / 255.0], jit_compile=self.config.jit_compile)
+        objective = gatys.StyleTransferObjective(
+            self.perceptual_loss, content[0] / 255.0, [style[0] / 255.0], jit_compile=self.config.jit_compile
+        )
 
         def step(t, x, m, v):
             _, _, gradient = objective.terms_and_gradient(x)
@@ -338,8 +353,9 @@ class GatysModule(tf.Module):
             return t + 1, tf.clip_by_value(x, 0.0, 1.0), m, v
 
         x = content / 255.0
-        _, x, _, _ = tf.while_loop(lambda t, *_: t <= self.config.num_steps, step,
-                                   (tf.constant(1), x, tf.zeros_like(x), tf.zeros_like(x)))
+        _, x, _, _ = tf.while_loop(
+            lambda t, *_: t <= self.config.num_steps, step, (tf.constant(1), x, tf.zeros_like(x), tf.zeros_like(x))
+        )
         return x * 255.0
 
     def _stylize_tensor(self, content, style):
@@ -394,8 +410,11 @@ def build_module(config, model=None):
     from ``config.gatys_config``), and computes in its own precision.
     """
     if config.model_type in ("features", "gatys"):
-        extractor = model if model is not None else gatys.build_extractor(
-            dataclasses.replace(config.gatys_config, precision=config.precision))
+        extractor = (
+            model
+            if model is not None
+            else gatys.build_extractor(dataclasses.replace(config.gatys_config, precision=config.precision))
+        )
         if config.model_type == "features":
             return FeaturesModule(extractor, config.gatys_config)
         return GatysModule(extractor, config.gatys_config, max_side=config.max_side)
@@ -421,8 +440,11 @@ def _info(config, module, description):
     if description and description.get("style_names"):
         info["style_names"] = list(description["style_names"])
     if config.model_type in ("features", "gatys"):
-        info["gatys_config"] = {k: v for k, v in dataclasses.asdict(config.gatys_config).items()
-                         if k not in ("log_dir", "checkpoint_dir", "resume", "precision")}
+        info["gatys_config"] = {
+            k: v
+            for k, v in dataclasses.asdict(config.gatys_config).items()
+            if k not in ("log_dir", "checkpoint_dir", "resume", "precision")
+        }
     if config.format == "tflite":
         info["tflite_input_shape"] = [1, config.tflite_size, config.tflite_size, 3]
     return info
@@ -468,6 +490,5 @@ def export(config, model=None):
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
             # Another export took the same version number between listing and rename.
-            raise NSTError(f"{config.export_dir}: a version appeared during the export; "
-                           "export again") from None
+            raise NSTError(f"{config.export_dir}: a version appeared during the export; export again") from None
         raise

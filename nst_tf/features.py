@@ -13,7 +13,9 @@ extractor's ordered list of selectable layers (for VGG, the conv layers:
 
 import dataclasses
 import os
-from typing import Callable, Sequence, Tuple
+from typing import Callable
+from typing import Sequence
+from typing import Tuple
 
 import keras
 import tensorflow as tf
@@ -36,9 +38,7 @@ class CaffePreprocess(keras.layers.Layer):
 
 
 def _vgg_conv_layers(blocks):
-    return tuple(
-        f"block{b}_conv{c}" for b, convs in enumerate(blocks, start=1) for c in range(1, convs + 1)
-    )
+    return tuple(f"block{b}_conv{c}" for b, convs in enumerate(blocks, start=1) for c in range(1, convs + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +121,7 @@ def resolve_layers(name, layers: Sequence):
             layer = int(layer)
         if isinstance(layer, int):
             if not 0 <= layer < len(spec.selectable_layers):
-                raise NSTError(
-                    f"layer index {layer} out of range for {name} "
-                    f"(0..{len(spec.selectable_layers) - 1})"
-                )
+                raise NSTError(f"layer index {layer} out of range for {name} (0..{len(spec.selectable_layers) - 1})")
             resolved.append(spec.selectable_layers[layer])
         else:
             resolved.append(str(layer).strip())
@@ -151,8 +148,7 @@ def _load_backbone(spec, weights):
         ) from exc
 
 
-def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooling="max",
-                            precision="float32"):
+def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooling="max", precision="float32"):
     """A frozen model mapping RGB images in [0, 1] to ``{layer_name: features}``.
 
     Args:
@@ -182,9 +178,7 @@ def build_feature_extractor(name="vgg19", layers=None, weights="imagenet", pooli
         known = {layer.name for layer in backbone.layers}
         missing = [n for n in layer_names if n not in known]
         if missing:
-            raise NSTError(
-                f"{name} has no layer {missing[0]!r} (selectable: {', '.join(spec.selectable_layers)})"
-            )
+            raise NSTError(f"{name} has no layer {missing[0]!r} (selectable: {', '.join(spec.selectable_layers)})")
 
         inputs = keras.Input(shape=(None, None, 3), name="images")
         x = CaffePreprocess(name="preprocess")(inputs)
@@ -206,7 +200,9 @@ def _apply_sequential(backbone, x, layer_names, pooling):
     for layer in backbone.layers[1:]:
         if isinstance(layer, keras.layers.MaxPooling2D) and pooling == "avg":
             layer = keras.layers.AveragePooling2D(
-                pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding,
+                pool_size=layer.pool_size,
+                strides=layer.strides,
+                padding=layer.padding,
                 name=layer.name.replace("pool", "avgpool"),
             )
         x = layer(x)

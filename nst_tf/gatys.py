@@ -30,7 +30,9 @@ import io
 import json
 import math
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable
+from typing import Optional
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -74,39 +76,49 @@ class GatysConfig:
     # set, replaces it at every scale but the last, whose steps cost the most.
     image_size: int = option(512, "Longest side of the output.", min=32)
     scales: Sequence[int] = option(
-        (), "Smaller sizes optimised first, coarse to fine, e.g. 256,512; each result initialises "
-        "the next size, ending at --image_size.")
+        (),
+        "Smaller sizes optimised first, coarse to fine, e.g. 256,512; each result initialises "
+        "the next size, ending at --image_size.",
+    )
     style_scale: float = option(1.0, "Style image longest side relative to the content's.")
     num_steps: int = option(300, "Optimiser steps per scale.", min=1)
     coarse_steps: Optional[int] = option(
-        None, "Steps at each --scales size, before the last (default: --num_steps).", min=1)
+        None, "Steps at each --scales size, before the last (default: --num_steps).", min=1
+    )
 
     # Optimiser. ``lbfgs_history``/``lbfgs_tolerance`` None: nst_tf.lbfgs defaults.
     optimizer: str = option("lbfgs", "Optimiser.", choices=OPTIMIZERS)
     learning_rate: float = option(0.02, "Adam/AdamW learning rate (pixels in [0, 1]).")
     lr_schedule: str = option(
-        "constant", "Adam/AdamW schedule: step (x lr_gamma every lr_step_size), exponential, "
-        "plateau (x lr_gamma after lr_patience steps without improvement).", choices=LR_SCHEDULES)
+        "constant",
+        "Adam/AdamW schedule: step (x lr_gamma every lr_step_size), exponential, "
+        "plateau (x lr_gamma after lr_patience steps without improvement).",
+        choices=LR_SCHEDULES,
+    )
     lr_step_size: int = option(50, "Steps per decay.", min=1)
     lr_gamma: float = option(0.3, "Decay factor of the LR schedules.")
     lr_patience: int = option(10, "Plateau patience (steps).", min=1)
     weight_decay: float = option(0.004, "AdamW weight decay.")
-    lbfgs_history: Optional[int] = option(
-        None, "L-BFGS correction pairs (default: nst_tf.lbfgs's).", min=1)
-    lbfgs_tolerance: Optional[float] = option(
-        None, "L-BFGS gradient tolerance (default: nst_tf.lbfgs's).")
+    lbfgs_history: Optional[int] = option(None, "L-BFGS correction pairs (default: nst_tf.lbfgs's).", min=1)
+    lbfgs_tolerance: Optional[float] = option(None, "L-BFGS gradient tolerance (default: nst_tf.lbfgs's).")
     # "hager_zhang" runs tfp.optimizer.lbfgs_minimize; see nst_tf.lbfgs for why
     # the one-evaluation backtracking search is the default.
     lbfgs_line_search: str = option(
-        "backtracking", "backtracking: one evaluation per iteration (default); hager_zhang: "
-        "tfp.optimizer.lbfgs_minimize with its Wolfe line search.", choices=lbfgs.LINE_SEARCHES)
+        "backtracking",
+        "backtracking: one evaluation per iteration (default); hager_zhang: "
+        "tfp.optimizer.lbfgs_minimize with its Wolfe line search.",
+        choices=lbfgs.LINE_SEARCHES,
+    )
     jit_compile: bool = option(False, "Compile the loss with XLA.")
     # "bfloat16": the feature network computes in bfloat16 (nst_tf.precision), about
     # 1.8x faster per step on CPUs with AVX512-BF16 or AMX; the image, the losses and
     # L-BFGS stay float32.
     precision: str = option(
-        "float32", "Compute precision of the feature network (or of --model). bfloat16 is about "
-        "twice as fast on CPUs with AVX512-BF16 or AMX and slower on others.", choices=PRECISIONS)
+        "float32",
+        "Compute precision of the feature network (or of --model). bfloat16 is about "
+        "twice as fast on CPUs with AVX512-BF16 or AMX and slower on others.",
+        choices=PRECISIONS,
+    )
 
     # Feature network, layers and loss weights (the paper's by default).
     loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig)
@@ -115,9 +127,9 @@ class GatysConfig:
     init: str = option("content", "Starting image.", choices=INITS)
     noise_ratio: float = option(0.6, "With --init=blend: (1 - r) content + r noise.")
     style_weights: Optional[Sequence[float]] = option(
-        None, "Blend weights of the --style images, e.g. 0.7,0.3 (default: equal).")
-    style_crop: bool = option(
-        False, "Centre-crop the style image to the content's aspect ratio first.")
+        None, "Blend weights of the --style images, e.g. 0.7,0.3 (default: equal)."
+    )
+    style_crop: bool = option(False, "Centre-crop the style image to the content's aspect ratio first.")
     preserve_color: str = option("none", images.PRESERVE_COLOR_HELP, choices=images.PRESERVE_COLOR_MODES)
     seed: int = option(0, "Random seed (noise init, random weights).")
 
@@ -125,10 +137,8 @@ class GatysConfig:
     log_dir: Optional[str] = option(None, "TensorBoard log folder (losses per step, images).")
     log_every: int = option(10, "Steps between progress/TensorBoard reports.", min=1)
     image_every: int = option(50, "Steps between TensorBoard images.", min=1)
-    checkpoint_every: int = option(
-        0, "Save the image being optimised every N steps (0: never).", min=0)
-    checkpoint_dir: Optional[str] = option(
-        None, "Checkpoint folder (default: <output without extension>_checkpoint).")
+    checkpoint_every: int = option(0, "Save the image being optimised every N steps (0: never).", min=0)
+    checkpoint_dir: Optional[str] = option(None, "Checkpoint folder (default: <output without extension>_checkpoint).")
     resume: bool = option(False, "Continue from the checkpoint in --checkpoint_dir.")
 
     def __post_init__(self):
@@ -150,8 +160,7 @@ class GatysConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 _fail(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every",
-                     "image_every"):
+        for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")
         for name in ("checkpoint_every", "weight_decay"):
@@ -226,8 +235,9 @@ class StyleTransferObjective(tf.Module):
       jit_compile: compile the evaluation with XLA.
     """
 
-    def __init__(self, perceptual_loss, content_image, style_images, *, style_weights=None,
-                 jit_compile=False, name=None):
+    def __init__(
+        self, perceptual_loss, content_image, style_images, *, style_weights=None, jit_compile=False, name=None
+    ):
         super().__init__(name=name)
         self.perceptual_loss = perceptual_loss
         self.content_target = perceptual_loss.content_target(content_image)
@@ -273,9 +283,13 @@ def make_objective(extractor, content_image, style_images, config):
     ``content_image`` is ``[H, W, 3]`` in [0, 1] at the size being optimised;
     ``style_images`` a list of images already scaled (see :func:`prepare_styles`).
     """
-    return StyleTransferObjective(losses.PerceptualLoss(config.loss, extractor), content_image,
-                                  style_images, style_weights=config.style_weights,
-                                  jit_compile=config.jit_compile)
+    return StyleTransferObjective(
+        losses.PerceptualLoss(config.loss, extractor),
+        content_image,
+        style_images,
+        style_weights=config.style_weights,
+        jit_compile=config.jit_compile,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -283,8 +297,9 @@ def make_objective(extractor, content_image, style_images, config):
 
 
 def make_keras_optimizer(config):
-    rate = schedules.learning_rate(config.lr_schedule, config.learning_rate,
-                                   step_size=config.lr_step_size, gamma=config.lr_gamma)
+    rate = schedules.learning_rate(
+        config.lr_schedule, config.learning_rate, step_size=config.lr_step_size, gamma=config.lr_gamma
+    )
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
     return keras.optimizers.Adam(rate)
@@ -293,8 +308,7 @@ def make_keras_optimizer(config):
 StepCallback = Callable[[int, tf.Tensor, dict], None]
 
 
-def optimize(objective, initial, config, *, start_step=0, on_step: Optional[StepCallback] = None,
-             report_every=1):
+def optimize(objective, initial, config, *, start_step=0, on_step: Optional[StepCallback] = None, report_every=1):
     """Minimise ``objective`` from ``initial`` ([1, H, W, 3] in [0, 1]).
 
     Runs ``config.num_steps - start_step`` steps of ``config.optimizer`` and
@@ -309,10 +323,8 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
     if on_step is None:
         report_every = remaining
     if config.optimizer == "lbfgs":
-        return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step,
-                               report_every)
-    return _optimize_keras(objective, initial, config, start_step, remaining, on_step,
-                           report_every)
+        return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every)
+    return _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every)
 
 
 def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
@@ -326,10 +338,15 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         options["history_size"] = config.lbfgs_history
     if config.lbfgs_tolerance is not None:
         options["tolerance"] = config.lbfgs_tolerance
-    result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=remaining,
-                            callback=callback if on_step else None,
-                            callback_every=report_every, line_search=config.lbfgs_line_search,
-                            **options)
+    result = lbfgs.minimize(
+        objective.value_and_gradient,
+        initial,
+        max_iterations=remaining,
+        callback=callback if on_step else None,
+        callback_every=report_every,
+        line_search=config.lbfgs_line_search,
+        **options,
+    )
     return tf.convert_to_tensor(result.image, tf.float32)
 
 
@@ -340,8 +357,9 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
     # Schedules read the optimiser's step counter: a resumed run continues them.
     optimizer.iterations.assign(start_step)
     # Every step is a plateau period: the rate the next step uses reflects this step's loss.
-    plateau = (schedules.ReduceLROnPlateau(config.lr_gamma, config.lr_patience)
-               if config.lr_schedule == "plateau" else None)
+    plateau = (
+        schedules.ReduceLROnPlateau(config.lr_gamma, config.lr_patience) if config.lr_schedule == "plateau" else None
+    )
 
     @tf.function
     def train_step():
@@ -388,9 +406,10 @@ def initial_image(content, styles, config, rng):
 
 def prepare_styles(styles, content, config):
     """Scale (and optionally crop) each style image relative to ``content``."""
-    return [images.scale_style_image(style, content.shape[:2], config.style_scale,
-                                     crop=config.style_crop)
-            for style in styles]
+    return [
+        images.scale_style_image(style, content.shape[:2], config.style_scale, crop=config.style_crop)
+        for style in styles
+    ]
 
 
 def _as_image(value, what):
@@ -410,8 +429,7 @@ class _Monitor:
         self.sizes = sizes
         self.total = config.total_steps()
         self.progress = progress
-        self.writer = (tf.summary.create_file_writer(config.log_dir)
-                       if config.log_dir else None)
+        self.writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir else None
         self.scale_index = 0
         self.steps_before = 0
         self.last_image_step = -math.inf
@@ -450,8 +468,7 @@ class _Monitor:
             self.progress(done, self.total, values)
 
     def checkpoint(self, image, step):
-        save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index,
-                        step=step, sizes=self.sizes)
+        save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index, step=step, sizes=self.sizes)
         self.last_checkpoint_step = step
 
     def close(self):
@@ -479,8 +496,7 @@ def load_checkpoint(directory, sizes):
     except (OSError, ValueError, KeyError) as exc:
         raise NSTError(f"{path}: unreadable checkpoint ({exc})") from exc
     if state["sizes"] != list(sizes):
-        raise NSTError(f"{path}: checkpoint is for sizes {state['sizes']}, this run uses "
-                       f"{list(sizes)}")
+        raise NSTError(f"{path}: checkpoint is for sizes {state['sizes']}, this run uses {list(sizes)}")
     return state["scale_index"], state["step"], image
 
 
@@ -508,8 +524,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
         raise NSTError("style: at least one style image is needed")
     styles = [_as_image(s, "style") for s in styles]
     if config.style_weights is not None and len(config.style_weights) != len(styles):
-        _fail("style_weights", f"has {len(config.style_weights)} values for "
-              f"{len(styles)} style images")
+        _fail("style_weights", f"has {len(config.style_weights)} values for {len(styles)} style images")
     styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
     if extractor is None:
         extractor = build_extractor(config)
@@ -522,6 +537,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     bar = None
     if progress is True:
         from nst_tf.progress import ProgressBar  # pylint: disable=import-outside-toplevel
+
         bar = ProgressBar(config.total_steps(), "stylize")
         progress = lambda done, total, values: bar.update(done, **losses.summary(values))  # noqa: E731
     monitor = _Monitor(config, sizes, progress)
@@ -531,29 +547,39 @@ def stylize(content, style, config=None, progress=None, extractor=None):
         for index, (size, steps) in enumerate(zip(sizes, config.scale_steps())):
             content_s = images.resize_longest_side(content, size)
             if min(content_s.shape[:2]) < images.MIN_SIDE:
-                _fail("scales" if index < len(sizes) - 1 else "image_size",
-                      f"{size} px makes the content {content_s.shape[1]}x{content_s.shape[0]}, "
-                      f"below the feature extractor's {images.MIN_SIDE} px minimum side")
+                _fail(
+                    "scales" if index < len(sizes) - 1 else "image_size",
+                    f"{size} px makes the content {content_s.shape[1]}x{content_s.shape[0]}, "
+                    f"below the feature extractor's {images.MIN_SIDE} px minimum side",
+                )
             start_step = 0
             if resume is not None and resume[0] > index:
                 continue
             if resume is not None and resume[0] == index:
                 start_step, init = resume[1], resume[2]
                 if init.shape != content_s.shape:
-                    raise NSTError(f"{config.checkpoint_dir}: checkpoint image is "
-                                   f"{init.shape}, expected {content_s.shape}")
+                    raise NSTError(
+                        f"{config.checkpoint_dir}: checkpoint image is {init.shape}, expected {content_s.shape}"
+                    )
             elif image is None:
                 init = initial_image(content_s, styles, config, rng)
             else:
                 init = images.resize_image(np.asarray(image)[0], content_s.shape[:2])
-            objective = make_objective(extractor, content_s,
-                                       prepare_styles(styles, content_s, config),
-                                       weights_at_scale(config, content_s.shape, final_shape))
+            objective = make_objective(
+                extractor,
+                content_s,
+                prepare_styles(styles, content_s, config),
+                weights_at_scale(config, content_s.shape, final_shape),
+            )
             monitor.begin_scale(index, start_step)
-            image = optimize(objective, init[np.newaxis],
-                             dataclasses.replace(config, num_steps=steps), start_step=start_step,
-                             on_step=monitor if monitor.wanted() else None,
-                             report_every=monitor.report_every())
+            image = optimize(
+                objective,
+                init[np.newaxis],
+                dataclasses.replace(config, num_steps=steps),
+                start_step=start_step,
+                on_step=monitor if monitor.wanted() else None,
+                report_every=monitor.report_every(),
+            )
             if config.checkpoint_every:
                 # Also when L-BFGS converged early: a resumed run skips this scale.
                 monitor.checkpoint(image, steps)

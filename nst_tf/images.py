@@ -17,7 +17,9 @@ import warnings
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+from PIL import ImageOps
+from PIL import UnidentifiedImageError
 
 from nst_tf.errors import NSTError
 from nst_tf.fileio import atomic_write_bytes
@@ -35,23 +37,22 @@ _PRESERVE_COLOR_MEANINGS = {
     "none": "keep the stylized colours",
     "luminance": "after stylizing, keep the output's luminance and give it the photo's colour",
     "histogram": "before stylizing, recolour the style images to the photo's colour mean and "
-                 "covariance, as Gatys et al. do (Gatys only: a trained net's style is fixed)",
+    "covariance, as Gatys et al. do (Gatys only: a trained net's style is fixed)",
     "output_histogram": "after stylizing, match the output's colour mean and covariance to the photo's",
 }
 PRESERVE_COLOR_MODES = tuple(_PRESERVE_COLOR_MEANINGS)
-PRESERVE_COLOR_HELP = "Keep the content photo's colours. " + "; ".join(
-    f"{mode}: {meaning}" for mode, meaning in _PRESERVE_COLOR_MEANINGS.items()) + "."
+PRESERVE_COLOR_HELP = (
+    "Keep the content photo's colours. "
+    + "; ".join(f"{mode}: {meaning}" for mode, meaning in _PRESERVE_COLOR_MEANINGS.items())
+    + "."
+)
 
 COLOR_SPACES = ("yiq", "yuv")
 HISTOGRAM_MODES = ("cholesky", "sym")
 
 # NTSC (FCC) YIQ and ITU-R BT.601 YUV; rows give Y, then the two chroma axes.
-_RGB_TO_YIQ = np.array(
-    [[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]]
-)
-_RGB_TO_YUV = np.array(
-    [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]]
-)
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+_RGB_TO_YUV = np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
 # Exact inverses (not the rounded published ones) so round trips are lossless.
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 _YUV_TO_RGB = np.linalg.inv(_RGB_TO_YUV)
@@ -114,14 +115,10 @@ def load_image(path, max_side=None, min_side=MIN_SIDE, max_pixels=MAX_PIXELS):
         raise ImageError(f"{path}: no such file") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_image_bytes(
-        data, name=path, max_side=max_side, min_side=min_side, max_pixels=max_pixels
-    )
+    return decode_image_bytes(data, name=path, max_side=max_side, min_side=min_side, max_pixels=max_pixels)
 
 
-def decode_image_bytes(
-    data, name="<bytes>", max_side=None, min_side=MIN_SIDE, max_pixels=MAX_PIXELS
-):
+def decode_image_bytes(data, name="<bytes>", max_side=None, min_side=MIN_SIDE, max_pixels=MAX_PIXELS):
     """Decode an encoded image (file contents) exactly as :func:`load_image` does.
 
     ``name`` labels the data in error messages (a file name, an upload id).
@@ -175,10 +172,7 @@ def _one_line(error):
 def _check_min_side(name, width, height, min_side, after_resize=None):
     if min(width, height) < min_side:
         how = f" after resizing to max_side={after_resize}" if after_resize else ""
-        raise ImageError(
-            f"{name}: image is {width}x{height}{how}, smaller than the minimum side of "
-            f"{min_side} px"
-        )
+        raise ImageError(f"{name}: image is {width}x{height}{how}, smaller than the minimum side of {min_side} px")
 
 
 def _to_rgb_float(image):
@@ -268,14 +262,22 @@ def exif_orientation(encoded):
         broken = (ff != 0xFF) | (~fill & ((segment_end < pos + 4) | (segment_end > size)))
         # Neither an APPn nor a comment: the tables and the image data begin.
         past_metadata = ~fill & ((marker < 0xE0) | ((marker > 0xEF) & (marker != 0xFE)))
-        found = ~broken & ~fill & (marker == 0xE1) & (segment_end >= pos + 10) \
-            & tf.reduce_all(window[4:] == _EXIF_HEADER)
-        return (~(broken | past_metadata | found), tf.where(fill, pos + 1, segment_end),
-                tf.where(found, pos + 10, tiff), tf.where(found, segment_end, end))
+        found = (
+            ~broken & ~fill & (marker == 0xE1) & (segment_end >= pos + 10) & tf.reduce_all(window[4:] == _EXIF_HEADER)
+        )
+        return (
+            ~(broken | past_metadata | found),
+            tf.where(fill, pos + 1, segment_end),
+            tf.where(found, pos + 10, tiff),
+            tf.where(found, segment_end, end),
+        )
 
-    _, _, tiff, end = tf.while_loop(lambda searching, *_: searching, walk,
-                                    (tf.io.is_jpeg(encoded), tf.constant(2), tf.constant(-1), tf.constant(-1)),
-                                    maximum_iterations=_EXIF_SEGMENT_STEPS)
+    _, _, tiff, end = tf.while_loop(
+        lambda searching, *_: searching,
+        walk,
+        (tf.io.is_jpeg(encoded), tf.constant(2), tf.constant(-1), tf.constant(-1)),
+        maximum_iterations=_EXIF_SEGMENT_STEPS,
+    )
 
     header = read(tiff, 8)
     little = tf.reduce_all(header[:2] == 0x49)  # "II"; "MM" is big-endian
@@ -391,9 +393,7 @@ def resize_image(img, size):
         return array.copy()
     channels = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
-                (width, height), Image.Resampling.BICUBIC
-            )
+            Image.fromarray(np.ascontiguousarray(array[..., c])).resize((width, height), Image.Resampling.BICUBIC)
         )
         for c in range(array.shape[-1])
     ]

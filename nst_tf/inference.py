@@ -25,7 +25,8 @@ convex mix (one-hot picks a style).
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -49,35 +50,44 @@ DIRECTIONS = ("a2b", "b2a")
 
 @dataclasses.dataclass
 class InferenceConfig:
-    model: str = option(help="Trained feed-forward model directory (nst-train-fast / nst-train-multistyle) "
-                        "or a SavedModel exported by nst-export.")
+    model: str = option(
+        help="Trained feed-forward model directory (nst-train-fast / nst-train-multistyle) "
+        "or a SavedModel exported by nst-export."
+    )
     content: str = option(help="An image file or a folder (searched recursively).")
     output: Optional[str] = option(None, "A file (one image) or a folder; default beside the content.")
     style_weights: Optional[Sequence[float]] = option(
-        None, "Multi-style mix, one weight per style (default: the first style).")
-    preserve_color: str = option("none", images.PRESERVE_COLOR_HELP,
-                                 choices=images.PRESERVE_COLOR_MODES)
+        None, "Multi-style mix, one weight per style (default: the first style)."
+    )
+    preserve_color: str = option("none", images.PRESERVE_COLOR_HELP, choices=images.PRESERVE_COLOR_MODES)
     max_side: Optional[int] = option(None, "Shrink larger inputs to this longest side first.", min=1)
     batch_size: int = option(4, "Images of equal size per forward pass.", min=1)
-    precision: str = option("float32", "Compute precision of a training dir's net; a SavedModel's is fixed "
-                            "when it is exported.", choices=PRECISIONS)
+    precision: str = option(
+        "float32",
+        "Compute precision of a training dir's net; a SavedModel's is fixed when it is exported.",
+        choices=PRECISIONS,
+    )
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
         if self.preserve_color not in images.PRESERVE_COLOR_MODES:
             raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
         if self.preserve_color == "histogram":
-            raise NSTError("--preserve_color=histogram recolours the style images before optimising, and a "
-                           "trained net's style is fixed; use --preserve_color=output_histogram to match the "
-                           "output to the photo")
+            raise NSTError(
+                "--preserve_color=histogram recolours the style images before optimising, and a "
+                "trained net's style is fixed; use --preserve_color=output_histogram to match the "
+                "output to the photo"
+            )
 
 
 @dataclasses.dataclass
 class TranslateConfig:
     """``nst-translate``: a CycleGAN run's generator over a file or folder, into the ``output`` folder."""
 
-    model: str = option(help="Training output dir of nst-train-cyclegan, or a SavedModel nst-export wrote "
-                        "from one (for the same --direction).")
+    model: str = option(
+        help="Training output dir of nst-train-cyclegan, or a SavedModel nst-export wrote "
+        "from one (for the same --direction)."
+    )
     input: str = option(help="An image file or a folder of images (searched recursively).")
     output: str = option(help="Output folder: <output>/<input name>.<format>.")
     direction: str = option("a2b", "a2b uses generator_a2b (A -> B), b2a the inverse.", choices=DIRECTIONS)
@@ -115,8 +125,10 @@ class Stylizer:
         saved_model = _saved_model_dir(path)
         if saved_model:
             if precision != "float32":
-                raise NSTError(f"--precision: {path} is a SavedModel, whose precision was fixed "
-                               "when it was exported (nst-export --precision)")
+                raise NSTError(
+                    f"--precision: {path} is a SavedModel, whose precision was fixed "
+                    "when it was exported (nst-export --precision)"
+                )
             self._init_saved_model(saved_model)
         else:
             self._init_training_dir(path, precision)
@@ -130,20 +142,24 @@ class Stylizer:
         self.num_styles = 0
         if self.direction is not None:
             if method != "cyclegan":
-                raise NSTError(f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
-                               + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else ""))
+                raise NSTError(
+                    f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
+                    + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else "")
+                )
             name = f"generator_{self.direction}"
             if name not in description.get("models", {}):
-                raise NSTError(f"--direction: {path} has no {name} "
-                               f"(trained with --direction={self.direction[::-1]}?)")
+                raise NSTError(f"--direction: {path} has no {name} (trained with --direction={self.direction[::-1]}?)")
             generator = base.load_trained_model(path, name, compute_precision=precision)
             # The generator works in [-1, 1].
-            self._fn = tf.function(lambda x, w: (generator(x * 2.0 - 1.0, training=False) + 1.0) / 2.0,
-                                   reduce_retracing=True)
+            self._fn = tf.function(
+                lambda x, w: (generator(x * 2.0 - 1.0, training=False) + 1.0) / 2.0, reduce_retracing=True
+            )
             return
         if method not in ("fast", "multistyle"):
-            raise NSTError(f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
-                           + (" (use nst-translate)" if method == "cyclegan" else ""))
+            raise NSTError(
+                f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
+                + (" (use nst-translate)" if method == "cyclegan" else "")
+            )
         model = base.load_trained_model(path, "model", compute_precision=precision)
         self.num_styles = getattr(model, "num_styles", 0) if method == "multistyle" else 0
         if self.num_styles:
@@ -186,8 +202,9 @@ class Stylizer:
             weights = [1.0] + [0.0] * (self.num_styles - 1)
         weights = np.asarray(weights, np.float32)
         if weights.shape != (self.num_styles,):
-            raise NSTError(f"--style_weights: {len(weights)} weights for {self.num_styles} styles "
-                           f"({', '.join(self.style_names)})")
+            raise NSTError(
+                f"--style_weights: {len(weights)} weights for {self.num_styles} styles ({', '.join(self.style_names)})"
+            )
         if (weights < 0).any() or weights.sum() <= 0:
             raise NSTError("--style_weights: must be non-negative with a positive sum")
         return tf.constant(weights / weights.sum())
@@ -236,13 +253,24 @@ def load_input(path, max_side=None):
         image = images.resize_longest_side(image, max_side)
         height, width = image.shape[:2]
         if min(height, width) < MIN_INPUT_SIDE:
-            raise images.ImageError(f"{path}: image is {width}x{height} after shrinking to --max_side={max_side}, "
-                                    f"smaller than the minimum side of {MIN_INPUT_SIDE} px")
+            raise images.ImageError(
+                f"{path}: image is {width}x{height} after shrinking to --max_side={max_side}, "
+                f"smaller than the minimum side of {MIN_INPUT_SIDE} px"
+            )
     return image
 
 
-def run_files(stylizer, jobs, *, style_weights=None, max_side=None, batch_size=4, preserve_color="none",
-              desc="stylize", progress=True):
+def run_files(
+    stylizer,
+    jobs,
+    *,
+    style_weights=None,
+    max_side=None,
+    batch_size=4,
+    preserve_color="none",
+    desc="stylize",
+    progress=True,
+):
     """Apply ``stylizer`` to every ``(input, output)`` file pair of ``jobs``; returns the outputs written.
 
     Every input is read once before anything is written, so one bad file fails
@@ -288,8 +316,15 @@ def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
     stylizer = Stylizer(config.model, config.precision)
     jobs, target = _stylize_jobs(config)
-    run_files(stylizer, jobs, style_weights=config.style_weights, max_side=config.max_side,
-              batch_size=config.batch_size, preserve_color=config.preserve_color, progress=progress)
+    run_files(
+        stylizer,
+        jobs,
+        style_weights=config.style_weights,
+        max_side=config.max_side,
+        batch_size=config.batch_size,
+        preserve_color=config.preserve_color,
+        progress=progress,
+    )
     return target, len(jobs)
 
 
@@ -297,8 +332,16 @@ def translate(config, progress=True):
     """Translate ``config.input`` (file or folder) into the ``config.output`` folder; returns the files written."""
     paths, folder = _inputs(config.input, "--input")
     root = folder if folder is not None else os.path.dirname(paths[0])
-    jobs = [(path, os.path.join(config.output, _output_name(os.path.relpath(path, root), fmt=config.format)))
-            for path in paths]
+    jobs = [
+        (path, os.path.join(config.output, _output_name(os.path.relpath(path, root), fmt=config.format)))
+        for path in paths
+    ]
     stylizer = Stylizer(config.model, direction=config.direction)
-    return run_files(stylizer, jobs, max_side=config.max_side, batch_size=config.batch_size,
-                     desc=f"translate {config.direction}", progress=progress)
+    return run_files(
+        stylizer,
+        jobs,
+        max_side=config.max_side,
+        batch_size=config.batch_size,
+        desc=f"translate {config.direction}",
+        progress=progress,
+    )

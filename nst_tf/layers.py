@@ -342,7 +342,13 @@ class ConvBlock(keras.layers.Layer):
         self.activation = activation
         # No conv bias: the instance norm right after subtracts any per-channel constant.
         self.conv = ReflectConv2D(
-            filters, kernel_size, strides=strides, upsample=upsample, use_bias=False, dtype=self.dtype_policy, name="conv"
+            filters,
+            kernel_size,
+            strides=strides,
+            upsample=upsample,
+            use_bias=False,
+            dtype=self.dtype_policy,
+            name="conv",
         )
         self.act = keras.activations.get(activation)
         self.norm = _make_norm(self.num_styles, "norm", self.act)
@@ -405,7 +411,9 @@ class ResidualBlock(keras.layers.Layer):
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.num_styles = int(num_styles or 0)
-        self.block1 = ConvBlock(filters, kernel_size, num_styles=self.num_styles, dtype=self.dtype_policy, name="block1")
+        self.block1 = ConvBlock(
+            filters, kernel_size, num_styles=self.num_styles, dtype=self.dtype_policy, name="block1"
+        )
         self.block2 = ConvBlock(
             filters, kernel_size, num_styles=self.num_styles, activation=None, dtype=self.dtype_policy, name="block2"
         )

@@ -110,14 +110,20 @@ def minimize(
     if line_search not in LINE_SEARCHES:
         raise ValueError(f"line_search must be one of {LINE_SEARCHES}, not {line_search!r}")
     if history_size < 1 or max_iterations < 0 or max_line_search_iterations < 1:
-        raise ValueError("history_size and max_line_search_iterations must be >= 1 and "
-                         "max_iterations >= 0")
+        raise ValueError("history_size and max_line_search_iterations must be >= 1 and max_iterations >= 0")
     initial = tf.clip_by_value(tf.convert_to_tensor(initial, tf.float32), 0.0, 1.0)
     run = _backtracking if line_search == "backtracking" else _hager_zhang
     return run(
-        value_and_gradient, initial, max_iterations=max_iterations, history_size=history_size,
-        tolerance=tolerance, max_line_search_iterations=max_line_search_iterations,
-        first_step=first_step, callback=callback, callback_every=max(1, int(callback_every)))
+        value_and_gradient,
+        initial,
+        max_iterations=max_iterations,
+        history_size=history_size,
+        tolerance=tolerance,
+        max_line_search_iterations=max_line_search_iterations,
+        first_step=first_step,
+        callback=callback,
+        callback_every=max(1, int(callback_every)),
+    )
 
 
 def _chunks(max_iterations, every):
@@ -129,8 +135,18 @@ def _chunks(max_iterations, every):
 # Projected L-BFGS with a backtracking line search
 
 
-def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, tolerance,
-                  max_line_search_iterations, first_step, callback, callback_every):
+def _backtracking(
+    value_and_gradient,
+    initial,
+    *,
+    max_iterations,
+    history_size,
+    tolerance,
+    max_line_search_iterations,
+    first_step,
+    callback,
+    callback_every,
+):
     # The iterations run in Python and call ``value_and_gradient`` directly, so the
     # objective's own compiled graph is reused; a ``tf.while_loop`` around it traced and
     # optimised the whole VGG graph again on every call (0.8 s per run). Between two
@@ -165,7 +181,8 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
         f_new, g_new = evaluate(trial)
         evaluations += 1
         accepted, pairs, d, step, next_trial, g_norm = _next_trial(
-            history, x, f, g, d, step, trial, f_new, g_new, pairs, first_step)
+            history, x, f, g, d, step, trial, f_new, g_new, pairs, first_step
+        )
         if bool(accepted):
             x, f, g = trial, f_new, g_new
             iteration += 1
@@ -178,8 +195,7 @@ def _backtracking(value_and_gradient, initial, *, max_iterations, history_size, 
                 break  # no acceptable step: the line search failed
         trial = next_trial
     report()
-    return LbfgsResult(image=tf.reshape(x, shape), loss=float(f), iterations=iteration,
-                       evaluations=evaluations)
+    return LbfgsResult(image=tf.reshape(x, shape), loss=float(f), iterations=iteration, evaluations=evaluations)
 
 
 @tf.function
@@ -274,8 +290,7 @@ class _History(typing.NamedTuple):
     @classmethod
     def create(cls, m, n):
         """An empty history of ``m`` pairs of ``n``-vectors."""
-        return cls(*(tf.Variable(tf.zeros(size), trainable=False)
-                     for size in ([2 * m, n], [m, m], [m, m])))
+        return cls(*(tf.Variable(tf.zeros(size), trainable=False) for size in ([2 * m, n], [m, m], [m, m])))
 
     @property
     def m(self):
@@ -304,16 +319,17 @@ class _History(typing.NamedTuple):
                 column = tf.where(at_slot, corner, column)
                 return tf.where(at_slot[:, None], row[None], tf.where(at_slot[None], column[:, None], matrix))
 
-            return (tf.tensor_scatter_nd_update(rows, [[slot], [m + slot]], tf.stack([s, y])),
-                    with_new(sy, dots[0, m:], dots[1, :m], s_y),  # s'y_j, s_j'y
-                    with_new(yy, dots[1, m:], dots[1, m:], y_y),
-                    tf.where(at_slot, tf.tensordot(s, q, 1), sq),
-                    tf.where(at_slot, tf.tensordot(y, q, 1), yq),
-                    pairs + 1)
+            return (
+                tf.tensor_scatter_nd_update(rows, [[slot], [m + slot]], tf.stack([s, y])),
+                with_new(sy, dots[0, m:], dots[1, :m], s_y),  # s'y_j, s_j'y
+                with_new(yy, dots[1, m:], dots[1, m:], y_y),
+                tf.where(at_slot, tf.tensordot(s, q, 1), sq),
+                tf.where(at_slot, tf.tensordot(y, q, 1), yq),
+                pairs + 1,
+            )
 
         # tf.cond, not ``if``: AutoGraph does not convert a named tuple's methods.
-        rows, sy, yy, sq, yq, pairs = tf.cond(
-            s_y > 1e-10 * y_y, store, lambda: (rows, sy, yy, sq, yq, pairs))
+        rows, sy, yy, sq, yq, pairs = tf.cond(s_y > 1e-10 * y_y, store, lambda: (rows, sy, yy, sq, yq, pairs))
         hq = tf.cond(pairs > 0, lambda: self._product(pairs, q, rows, sy, yy, sq, yq), lambda: q)
         for variable, value in zip(self, (rows, sy, yy)):
             variable.assign(value)
@@ -354,18 +370,26 @@ class _History(typing.NamedTuple):
         p1 = tf.linalg.triangular_solve(upper, w, lower=False, adjoint=True)[:, 0]
         p2 = -u[:, 0]
         # The coefficient of every buffer row, 0 for the slots not in use.
-        coeffs = tf.scatter_nd(tf.concat([order, m + order], 0)[:, tf.newaxis],
-                               tf.concat([p1, gamma * p2], 0), [2 * m])
-        return (tf.cast(gamma, tf.float32) * q
-                + tf.linalg.matvec(rows, tf.cast(coeffs, tf.float32), transpose_a=True))
+        coeffs = tf.scatter_nd(tf.concat([order, m + order], 0)[:, tf.newaxis], tf.concat([p1, gamma * p2], 0), [2 * m])
+        return tf.cast(gamma, tf.float32) * q + tf.linalg.matvec(rows, tf.cast(coeffs, tf.float32), transpose_a=True)
 
 
 # ---------------------------------------------------------------------------
 # tfp.optimizer.lbfgs_minimize with its Hager-Zhang line search
 
 
-def _hager_zhang(value_and_gradient, initial, *, max_iterations, history_size, tolerance,
-                 max_line_search_iterations, first_step, callback, callback_every):
+def _hager_zhang(
+    value_and_gradient,
+    initial,
+    *,
+    max_iterations,
+    history_size,
+    tolerance,
+    max_line_search_iterations,
+    first_step,
+    callback,
+    callback_every,
+):
     shape = initial.shape
     _, grad0 = value_and_gradient(initial)
     g0 = tf.maximum(tf.reduce_max(tf.abs(tf.cast(grad0, tf.float32))), 1e-30)
@@ -382,18 +406,21 @@ def _hager_zhang(value_and_gradient, initial, *, max_iterations, history_size, t
         value = tf.cast(loss, tf.float32) * scale + 0.5 * tf.reduce_sum(excess**2)
         return value, tf.reshape(tf.cast(grad, tf.float32) * inside, [-1]) * scale + excess
 
-    options = dict(num_correction_pairs=history_size, tolerance=tolerance * first_step,
-                   max_line_search_iterations=max_line_search_iterations)
+    options = dict(
+        num_correction_pairs=history_size,
+        tolerance=tolerance * first_step,
+        max_line_search_iterations=max_line_search_iterations,
+    )
 
     @tf.function
     def start(flat, limit):
-        return tfp.optimizer.lbfgs_minimize(penalised, initial_position=flat,
-                                            max_iterations=limit, **options)
+        return tfp.optimizer.lbfgs_minimize(penalised, initial_position=flat, max_iterations=limit, **options)
 
     @tf.function
     def resume(state, limit):
-        return tfp.optimizer.lbfgs_minimize(penalised, None, previous_optimizer_results=state,
-                                            max_iterations=limit, **options)
+        return tfp.optimizer.lbfgs_minimize(
+            penalised, None, previous_optimizer_results=state, max_iterations=limit, **options
+        )
 
     def loss_of(state):
         excess = state.position - tf.clip_by_value(state.position, 0.0, 1.0)
@@ -414,6 +441,9 @@ def _hager_zhang(value_and_gradient, initial, *, max_iterations, history_size, t
             callback(int(state.num_iterations), image_of(state), loss_of(state))
         if bool(state.converged) or bool(state.failed) or stalled:
             break
-    return LbfgsResult(image=image_of(state), loss=loss_of(state),
-                       iterations=int(state.num_iterations),
-                       evaluations=int(state.num_objective_evaluations) + 1)
+    return LbfgsResult(
+        image=image_of(state),
+        loss=loss_of(state),
+        iterations=int(state.num_iterations),
+        evaluations=int(state.num_objective_evaluations) + 1,
+    )

@@ -50,7 +50,9 @@ with the scale ``s_l`` set by the units (:data:`UNITS`):
 """
 
 import dataclasses
-from typing import Optional, Sequence, Union
+from typing import Optional
+from typing import Sequence
+from typing import Union
 
 import keras
 import tensorflow as tf
@@ -269,8 +271,7 @@ class ContentLoss:
 
     def __call__(self, features, targets):
         """``(loss, {layer: unweighted loss})`` of feature dicts ``features`` against ``targets``."""
-        per_layer = {name: content_loss(features[name], targets[name], self.reduction)
-                     for name in self.layers}
+        per_layer = {name: content_loss(features[name], targets[name], self.reduction) for name in self.layers}
         return _weighted_sum(per_layer, self.layer_weights), per_layer
 
 
@@ -321,8 +322,9 @@ class StyleLoss:
         total = float(sum(blend_weights))
         if total <= 0:
             raise ValueError("blend weights must sum to a positive number")
-        return {name: tf.add_n([float(w) / total * s[name] for w, s in zip(blend_weights, stats)])
-                for name in self.layers}
+        return {
+            name: tf.add_n([float(w) / total * s[name] for w, s in zip(blend_weights, stats)]) for name in self.layers
+        }
 
     def __call__(self, features, targets, style_index=None):
         """``(loss, {layer: unweighted E_l})`` of a feature dict against :meth:`target` ``targets``.
@@ -367,33 +369,42 @@ class LossConfig:
     conv layers from 0). Each field is the flag of the same name.
     """
 
-    feature_extractor: str = option(
-        "vgg19", "Feature (loss) network, frozen.", choices=features.EXTRACTORS)
+    feature_extractor: str = option("vgg19", "Feature (loss) network, frozen.", choices=features.EXTRACTORS)
     weights: Optional[str] = option(
-        "imagenet", "Feature network weights: imagenet (Keras cache), a Keras no-top .weights.h5 "
-        "file, or none (random, for tests).")
-    pooling: str = option(
-        "max", "VGG pooling: max, or avg as Gatys et al. suggest.", choices=features.POOLINGS)
+        "imagenet",
+        "Feature network weights: imagenet (Keras cache), a Keras no-top .weights.h5 "
+        "file, or none (random, for tests).",
+    )
+    pooling: str = option("max", "VGG pooling: max, or avg as Gatys et al. suggest.", choices=features.POOLINGS)
     content_layers: Optional[Sequence[Union[str, int]]] = option(
-        None, "Content layers by name or conv index (default: block4_conv2; block2_conv2 = relu2_2 "
-        "on VGG with --units=johnson).")
+        None,
+        "Content layers by name or conv index (default: block4_conv2; block2_conv2 = relu2_2 "
+        "on VGG with --units=johnson).",
+    )
     style_layers: Optional[Sequence[Union[str, int]]] = option(
-        None, "Style layers by name or conv index (default: block1_conv1..block5_conv1; relu1_2, "
-        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson).")
+        None,
+        "Style layers by name or conv index (default: block1_conv1..block5_conv1; relu1_2, "
+        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson).",
+    )
     style_layer_weights: Optional[Sequence[float]] = option(
-        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson).")
+        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson)."
+    )
     content_weight: float = option(1.0, "Content loss weight (alpha).")
     style_weight: float = option(1e3, "Style loss weight (beta).")
-    tv_weight: float = option(
-        0.0, "Total-variation loss weight (on 0-255 pixels with --units=johnson, else 0-1).")
+    tv_weight: float = option(0.0, "Total-variation loss weight (on 0-255 pixels with --units=johnson, else 0-1).")
     laplacian_weight: float = option(0.0, "Laplacian loss weight (Li et al. 2017).")
     pixel_weight: float = option(0.0, "Weight of a per-pixel mean squared error to the content image.")
     content_loss: str = option(
-        "sum", "Content loss reduction: sum (Gatys et al.'s 1/2 sum of squares) or mean (Johnson "
-        "et al.'s, over C*H*W).", choices=REDUCTIONS)
+        "sum",
+        "Content loss reduction: sum (Gatys et al.'s 1/2 sum of squares) or mean (Johnson et al.'s, over C*H*W).",
+        choices=REDUCTIONS,
+    )
     units: str = option(
-        "gatys", "Style loss scale per layer, on per-position Grams: gatys (1/(4 N^2), the paper's "
-        "alpha/beta) or johnson (1/N^4, his published weights; TV on 0-255 pixels).", choices=UNITS)
+        "gatys",
+        "Style loss scale per layer, on per-position Grams: gatys (1/(4 N^2), the paper's "
+        "alpha/beta) or johnson (1/N^4, his published weights; TV on 0-255 pixels).",
+        choices=UNITS,
+    )
 
     def __post_init__(self):
         for name in ("content_layers", "style_layers", "style_layer_weights"):
@@ -418,8 +429,9 @@ class LossConfig:
     def johnson(cls, **overrides):
         """Johnson et al. 2016's loss: VGG16, content relu2_2 (mean), style relu1_2 .. relu4_3,
         content 1, style 5, TV 1e-6, Johnson units; ``overrides`` set other fields."""
-        settings = dict(feature_extractor="vgg16", style_weight=5.0, tv_weight=1e-6,
-                        content_loss="mean", units="johnson")
+        settings = dict(
+            feature_extractor="vgg16", style_weight=5.0, tv_weight=1e-6, content_loss="mean", units="johnson"
+        )
         settings.update(overrides)
         return cls(**settings)
 
@@ -429,8 +441,7 @@ class LossConfig:
         content = self._resolve("content_layers", self.content_layers or default_content)
         style = self._resolve("style_layers", self.style_layers or default_style)
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(style):
-            _fail("style_layer_weights", f"has {len(self.style_layer_weights)} values for "
-                  f"{len(style)} style layers")
+            _fail("style_layer_weights", f"has {len(self.style_layer_weights)} values for {len(style)} style layers")
         return content, style
 
     def _resolve(self, field, layers):
@@ -444,8 +455,12 @@ def build_extractor(config, precision="float32"):
     """The frozen feature network of a :class:`LossConfig`, with its layers, computing in ``precision``."""
     content, style = config.layers()
     return features.build_feature_extractor(
-        config.feature_extractor, layers=list(dict.fromkeys(content + style)), weights=config.weights,
-        pooling=config.pooling, precision=precision)
+        config.feature_extractor,
+        layers=list(dict.fromkeys(content + style)),
+        weights=config.weights,
+        pooling=config.pooling,
+        precision=precision,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,13 +502,13 @@ class PerceptualLoss:
             extractor = build_extractor(config, precision)
         missing = [n for n in self.content_layers + self.style_layers if n not in extractor.output]
         if missing:
-            raise NSTError(f"the feature extractor has no output {missing[0]!r} (it has "
-                           f"{', '.join(extractor.output)})")
+            raise NSTError(f"the feature extractor has no output {missing[0]!r} (it has {', '.join(extractor.output)})")
         self.extractor = extractor
         # The content images only need the (shallower) content layers: a sub-model
         # sharing the extractor's layers skips the deeper ones.
         self.content_extractor = keras.Model(
-            extractor.input, {name: extractor.output[name] for name in self.content_layers})
+            extractor.input, {name: extractor.output[name] for name in self.content_layers}
+        )
         self.content_loss = ContentLoss(self.content_layers, reduction=config.content_loss)
         self.style_loss = StyleLoss(self.style_layers, config.style_layer_weights, units=config.units)
 
@@ -501,8 +516,9 @@ class PerceptualLoss:
         """The :class:`ContentTarget` of content ``images`` ([B, H, W, 3] or [H, W, 3] in [0, 1])."""
         images = _batched(images)
         # convert_to_tensor: the Gatys export computes targets inside a tf.function too.
-        return ContentTarget(images, {name: tf.convert_to_tensor(value)
-                                      for name, value in self.content_extractor(images).items()})
+        return ContentTarget(
+            images, {name: tf.convert_to_tensor(value) for name, value in self.content_extractor(images).items()}
+        )
 
     def style_target(self, style_images, blend_weights=None):
         """The style targets of a list of images ([H, W, 3] in [0, 1], any sizes).
@@ -510,8 +526,7 @@ class PerceptualLoss:
         Stacked, one per style (``[S, C, C]`` per layer), or blended into one by
         ``blend_weights``: see :meth:`StyleLoss.target`.
         """
-        return self.style_loss.target([self.extractor(_batched(s)) for s in style_images],
-                                      blend_weights)
+        return self.style_loss.target([self.extractor(_batched(s)) for s in style_images], blend_weights)
 
     def __call__(self, images, content, style, style_index=None, style_weight_scale=1.0):
         """``(total, terms)`` of ``images`` ([B, H, W, 3] in [0, 1]).

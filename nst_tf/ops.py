@@ -37,6 +37,7 @@ def instance_norm_affine(x, gamma, beta, epsilon, activation=None):
     """
     batch = x.shape[0]
     if batch is not None and batch > 1:
+
         def per_image(param):
             if param is None:
                 return [None] * batch

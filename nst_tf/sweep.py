@@ -33,8 +33,7 @@ from nst_tf.errors import NSTError
 
 RATIO_FIELD = "alpha_beta"
 # Settings that belong to one run, not to a cell of a grid.
-NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "checkpoint_dir",
-                 "resume", "loss")
+NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "checkpoint_dir", "resume", "loss")
 # The fields of the nested LossConfig, swept by their own names.
 LOSS_FIELDS = {f.name: f for f in dataclasses.fields(losses.LossConfig)}
 
@@ -131,8 +130,9 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
     Returns:
       The sheet, ``[H, W, 3]`` float32 in [0, 1].
     """
-    configs = [[cols.apply(rows.apply(base_config, r), c) for c in range(len(cols.values))]
-               for r in range(len(rows.values))]
+    configs = [
+        [cols.apply(rows.apply(base_config, r), c) for c in range(len(cols.values))] for r in range(len(rows.values))
+    ]
     flat = [config for row in configs for config in row]
     extractors = _shared_extractors(flat)
     total = sum(config.total_steps() for config in flat)
@@ -145,10 +145,14 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
             offset = done
             cell_progress = None
             if report is not None:
-                cell_progress = (lambda d, _, values, o=offset:  # noqa: E731
-                                 report(o + d, total, values))
-            cells.append(gatys.stylize(content, style, config, progress=cell_progress,
-                                       extractor=extractors[_extractor_key(config)]))
+                cell_progress = lambda d, _, values, o=offset: (  # noqa: E731
+                    report(o + d, total, values)
+                )
+            cells.append(
+                gatys.stylize(
+                    content, style, config, progress=cell_progress, extractor=extractors[_extractor_key(config)]
+                )
+            )
             done += config.total_steps()
     finally:
         if bar is not None:
@@ -156,8 +160,10 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
     shape = cells[0].shape[:2]
     if cell_size:
         shape = images.longest_side_shape(cells[0].shape, cell_size)[:2]
-    grid = [[images.resize_image(cells[r * len(cols.values) + c], shape)
-             for c in range(len(cols.values))] for r in range(len(rows.values))]
+    grid = [
+        [images.resize_image(cells[r * len(cols.values) + c], shape) for c in range(len(cols.values))]
+        for r in range(len(rows.values))
+    ]
     return contact_sheet(grid, rows.labels, cols.labels)
 
 
@@ -171,9 +177,10 @@ def _shared_extractors(configs):
     for config in configs:
         content, style = config.loss.layers()
         layers.setdefault(_extractor_key(config), []).extend(content + style)
-    return {key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)),
-                                                  weights=key[1], pooling=key[2])
-            for key, names in layers.items()}
+    return {
+        key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)), weights=key[1], pooling=key[2])
+        for key, names in layers.items()
+    }
 
 
 def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
@@ -182,7 +189,9 @@ def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
     Row labels go in a left margin, column labels in a top margin, drawn with
     Pillow's default font. Columns widen to fit their label.
     """
-    from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from PIL import ImageDraw  # pylint: disable=import-outside-toplevel
+    from PIL import ImageFont  # pylint: disable=import-outside-toplevel
 
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -204,8 +213,7 @@ def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
     draw = ImageDraw.Draw(sheet)
     x = left
     for c, label in enumerate(col_labels):
-        draw.text((x + (col_w[c] - pad - text_size(label)[0]) // 2, pad), label, fill=(0, 0, 0),
-                  font=font)
+        draw.text((x + (col_w[c] - pad - text_size(label)[0]) // 2, pad), label, fill=(0, 0, 0), font=font)
         x += col_w[c]
     for r, label in enumerate(row_labels):
         y = top + r * (cell_h + pad)
@@ -216,4 +224,3 @@ def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
             sheet.paste(Image.fromarray(tile), (x + (col_w[c] - pad - cell_w) // 2, y))
             x += col_w[c]
     return np.asarray(sheet, dtype=np.float32) / 255.0
-

@@ -10,6 +10,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
 HED_WEIGHTS = ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"
 
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("NST_RUN_SLOW") == "1":
         return
@@ -18,12 +19,14 @@ def pytest_collection_modifyitems(config, items):
         if "slow" in item.keywords:
             item.add_marker(skip)
 
+
 @pytest.fixture(scope="session")
 def assets():
     """The shared/assets folder (real photos, paintings, monet2photo), or skip."""
     if not ASSETS.is_dir():
         pytest.skip(f"assets not found at {ASSETS}")
     return ASSETS
+
 
 @pytest.fixture(scope="session")
 def hed_weights():
@@ -32,9 +35,11 @@ def hed_weights():
         pytest.skip(f"weights not found at {HED_WEIGHTS}")
     return str(HED_WEIGHTS)
 
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
 
 @pytest.fixture
 def feature_maps(rng):
@@ -42,6 +47,7 @@ def feature_maps(rng):
     so statistics shared across instances or channels would be caught."""
     x = rng.normal(size=(3, 7, 5, 4)) * rng.uniform(0.5, 3, size=(3, 1, 1, 4)) + rng.normal(size=(3, 1, 1, 4)) * 4
     return x.astype(np.float32)
+
 
 @pytest.fixture
 def tiny_image(rng):

@@ -46,8 +46,16 @@ def make_styles(folder, count=2, seed=100):
 
 def tiny_config(photos, styles, output_dir, **kwargs):
     """A feed-forward run that trains in well under a second per step on one CPU core."""
-    settings = dict(width=0.125, num_residual_blocks=1, batch_size=2, learning_rate=1e-2,
-                    max_steps=4, checkpoint_every=100, log_every=2, image_every=0)
+    settings = dict(
+        width=0.125,
+        num_residual_blocks=1,
+        batch_size=2,
+        learning_rate=1e-2,
+        max_steps=4,
+        checkpoint_every=100,
+        log_every=2,
+        image_every=0,
+    )
     settings.update(kwargs)
     return ff.FeedForwardConfig(
         output_dir=str(output_dir),

@@ -3,7 +3,9 @@
 import dataclasses
 import subprocess
 import sys
-from typing import Optional, Sequence, Union
+from typing import Optional
+from typing import Sequence
+from typing import Union
 
 import pytest
 from absl import flags
@@ -59,13 +61,32 @@ def test_leaves_flatten_nested_configs_with_the_parents_defaults():
 
 
 def test_from_flags_converts_types():
-    values = parse(["--name=n", "--rate=2", "--layers=block1_conv1,7", "--mode=slow", "--sizes=64,128",
-                    "--weights_per_layer=0.5,1e3", "--verbose", "--steps=3", "--weights=NONE",
-                    "--style=a.jpg", "--style=b,c.jpg"])
+    values = parse(
+        [
+            "--name=n",
+            "--rate=2",
+            "--layers=block1_conv1,7",
+            "--mode=slow",
+            "--sizes=64,128",
+            "--weights_per_layer=0.5,1e3",
+            "--verbose",
+            "--steps=3",
+            "--weights=NONE",
+            "--style=a.jpg",
+            "--style=b,c.jpg",
+        ]
+    )
     got = config.from_flags(Outer, values)
-    assert got == Outer(name="n", inner=Inner(rate=2.0, layers=("block1_conv1", "7"), mode="slow"),
-                        sizes=(64, 128), weights_per_layer=(0.5, 1000.0), verbose=True, steps=3,
-                        weights=None, style_images=("a.jpg", "b,c.jpg"))
+    assert got == Outer(
+        name="n",
+        inner=Inner(rate=2.0, layers=("block1_conv1", "7"), mode="slow"),
+        sizes=(64, 128),
+        weights_per_layer=(0.5, 1000.0),
+        verbose=True,
+        steps=3,
+        weights=None,
+        style_images=("a.jpg", "b,c.jpg"),
+    )
     assert isinstance(got.sizes[0], int) and isinstance(got.inner.rate, float)
 
 
@@ -90,8 +111,7 @@ def test_bad_values_fail_with_the_flag_name():
 
 def test_instance_defaults_exclude_only_and_help_overrides():
     default = Outer(name="base", inner=Inner(rate=0.75, mode="slow"), sizes=(8,))
-    values = parse(["--sizes=16"], default, exclude=("inner.mode", "style"),
-                   help_overrides={"rate": "Another help."})
+    values = parse(["--sizes=16"], default, exclude=("inner.mode", "style"), help_overrides={"rate": "Another help."})
     assert values["name"].default == "base" and values["rate"].default == 0.75
     assert "mode" not in values and "style" not in values and values["rate"].help == "Another help."
     got = config.from_flags(default, values, exclude=("inner.mode", "style"))
@@ -142,8 +162,7 @@ def test_from_flagfile_reads_a_recipe(tmp_path):
     with pytest.raises(NSTError, match=r"not flags of Outer: --output=o.png"):
         config.from_flagfile(Outer, str(recipe))
     got = config.from_flagfile(Outer, str(recipe), ignore=("output",), verbose=True)
-    assert got == Outer(name="r", inner=Inner(rate=0.25, mode="slow"), verbose=True,
-                        style_images=("x.jpg", "y.jpg"))
+    assert got == Outer(name="r", inner=Inner(rate=0.25, mode="slow"), verbose=True, style_images=("x.jpg", "y.jpg"))
     assert "name" not in flags.FLAGS  # a private FlagValues, not the process's
     with pytest.raises(NSTError, match="missing.flags: no such file"):
         config.from_flagfile(Outer, str(tmp_path / "missing.flags"))
@@ -169,7 +188,6 @@ def test_log_dir_takes_over_absls_flag():
 
 
 def test_import_leaves_tensorflow_and_absl_logging_alone():
-    code = ("import sys, nst_tf.config\n"
-            "print(sorted(m for m in ('tensorflow', 'absl.logging') if m in sys.modules))")
+    code = "import sys, nst_tf.config\nprint(sorted(m for m in ('tensorflow', 'absl.logging') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

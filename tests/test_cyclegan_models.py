@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from nst_tf import models
-from nst_tf.models.cyclegan import PatchDiscriminator, ResnetGenerator
+from nst_tf.models.cyclegan import PatchDiscriminator
+from nst_tf.models.cyclegan import ResnetGenerator
 
 
 @pytest.mark.parametrize("upsampling", ["transpose", "resize"])

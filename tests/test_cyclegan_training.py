@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from nst_tf import config, data, losses
+from nst_tf import config
+from nst_tf import data
+from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.training import cyclegan
 
@@ -86,15 +88,18 @@ def test_missing_or_empty_domain_is_a_one_line_error(tmp_path, domains):
         data.unpaired_counts(data.UnpairedDataConfig(data_dir=str(tmp_path)))
 
 
-@pytest.mark.parametrize("settings, flag", [
-    (dict(image_size=64, load_size=48), "--load_size"),
-    (dict(direction="sideways"), "--direction"),
-    (dict(epochs=0, epochs_decay=0), "--epochs"),
-    (dict(plateau_factor=1.0), "--plateau_factor"),
-    (dict(batch_size=0), "--batch_size"),
-    (dict(output_dir=""), "--output_dir"),
-    (dict(checkpoint_every=0), "--checkpoint_every"),
-])
+@pytest.mark.parametrize(
+    "settings, flag",
+    [
+        (dict(image_size=64, load_size=48), "--load_size"),
+        (dict(direction="sideways"), "--direction"),
+        (dict(epochs=0, epochs_decay=0), "--epochs"),
+        (dict(plateau_factor=1.0), "--plateau_factor"),
+        (dict(batch_size=0), "--batch_size"),
+        (dict(output_dir=""), "--output_dir"),
+        (dict(checkpoint_every=0), "--checkpoint_every"),
+    ],
+)
 def test_config_validates_on_construction(domains, settings, flag):
     with pytest.raises(NSTError, match=f"^{flag}: "):
         cyclegan.CycleGANConfig(**{"output_dir": "x", "data_dir": domains, **settings})

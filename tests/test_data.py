@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from nst_tf import data, images
+from nst_tf import data
+from nst_tf import images
 from nst_tf.errors import NSTError
 
 

@@ -12,8 +12,13 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import REPO
+from feedforward_helpers import make_photos
+from feedforward_helpers import make_styles
+from feedforward_helpers import python_command
+from feedforward_helpers import run_python
+from feedforward_helpers import smooth_image
 
-from feedforward_helpers import REPO, make_photos, make_styles, python_command, run_python, smooth_image
 from nst_tf import images
 
 SETUP = """
@@ -24,11 +29,14 @@ from nst_tf.training import base, feedforward as ff
 photos, style, out = sys.argv[1:]
 """
 
-MIRRORED = """
+MIRRORED = (
+    """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-""" + SETUP + """
+"""
+    + SETUP
+    + """
 strategy = base.make_strategy()
 assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
 
@@ -48,11 +56,15 @@ print(json.dumps({
     "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
 }))
 """
+)
 
-WORKER = """
+WORKER = (
+    """
 from nst_tf.training import base
 strategy = base.make_strategy()  # first, before other TF work
-""" + SETUP + """
+"""
+    + SETUP
+    + """
 config = tiny_config(photos, [style], out, max_steps=3, batch_size=4, learning_rate=1e-3)
 trainer = ff.FeedForwardTrainer(config, strategy=strategy)
 result = trainer.train()
@@ -63,6 +75,7 @@ print(json.dumps({
     "checksum": float(sum(np.abs(w.numpy()).sum() for w in trainer.model.weights)),
 }))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +116,9 @@ def run_two_workers(code, *args):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         argv, env = python_command(code, *args, env={"TF_CONFIG": json.dumps(tf_config)})
-        processes.append(subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        ))
+        processes.append(
+            subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     reports, stderrs = [], []
     try:
         for process in processes:

@@ -42,8 +42,14 @@ assert not [m for m in sys.modules if m.split(".")[0] == "nst_tf"], "nst_tf was 
 print("loaded", len(json.load(open(sys.argv[1]))))
 """
 
-GATYS = gatys.GatysConfig(optimizer="adam", num_steps=3, learning_rate=0.02, loss=losses.LossConfig(
-    weights=None, content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1")))
+GATYS = gatys.GatysConfig(
+    optimizer="adam",
+    num_steps=3,
+    learning_rate=0.02,
+    loss=losses.LossConfig(
+        weights=None, content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1")
+    ),
+)
 
 
 def write_training_dir(path, method, named_models, style_names=()):
@@ -52,8 +58,10 @@ def write_training_dir(path, method, named_models, style_names=()):
     tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
     description = {
         "method": method,
-        "models": {name: {"class_name": type(model).__name__, "config": model.get_config()}
-                   for name, model in named_models.items()},
+        "models": {
+            name: {"class_name": type(model).__name__, "config": model.get_config()}
+            for name, model in named_models.items()
+        },
         "style_names": list(style_names),
     }
     with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
@@ -88,19 +96,20 @@ def exported(tmp_path_factory, nets, extractor):
     """One export of every model type; fast and cyclegan go through training dirs."""
     root = tmp_path_factory.mktemp("export")
     fast_run = write_training_dir(root / "fast_run", "fast", {"model": nets["fast"]})
-    cycle_run = write_training_dir(root / "cycle_run", "cyclegan",
-                                   {"generator_a2b": nets["a2b"], "generator_b2a": nets["b2a"]})
+    cycle_run = write_training_dir(
+        root / "cycle_run", "cyclegan", {"generator_a2b": nets["a2b"], "generator_b2a": nets["b2a"]}
+    )
     out = root / "models"
     paths = {
         "fast": export.export(export.ExportConfig("fast", str(out / "fast"), checkpoint=fast_run)),
-        "multistyle": export.export(export.ExportConfig("multistyle", str(out / "multi")),
-                                    model=nets["multistyle"]),
-        "cyclegan": export.export(export.ExportConfig("cyclegan", str(out / "cycle"), checkpoint=cycle_run,
-                                                      direction="b2a")),
-        "features": export.export(export.ExportConfig("features", str(out / "features"), gatys_config=GATYS),
-                                  model=extractor),
-        "gatys": export.export(export.ExportConfig("gatys", str(out / "gatys"), gatys_config=GATYS),
-                               model=extractor),
+        "multistyle": export.export(export.ExportConfig("multistyle", str(out / "multi")), model=nets["multistyle"]),
+        "cyclegan": export.export(
+            export.ExportConfig("cyclegan", str(out / "cycle"), checkpoint=cycle_run, direction="b2a")
+        ),
+        "features": export.export(
+            export.ExportConfig("features", str(out / "features"), gatys_config=GATYS), model=extractor
+        ),
+        "gatys": export.export(export.ExportConfig("gatys", str(out / "gatys"), gatys_config=GATYS), model=extractor),
     }
     return paths
 
@@ -127,28 +136,57 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
     # (SavedModel, signature, inputs, Keras-side result, pixel scale or None for non-images)
     cases = {
         "fast": ("fast", "stylize_tensor", {"images": images}, {"images": nets["fast"](x01)}, 255.0),
-        "multistyle": ("multistyle", "stylize_tensor", {"images": images, "style_weights": weights},
-                       {"images": nets["multistyle"]((x01, weights))}, 255.0),
-        "cyclegan": ("cyclegan", "stylize_tensor", {"images": images},
-                     {"images": (nets["b2a"](x01 * 2 - 1) + 1) / 2}, 255.0),
-        "gatys": ("gatys", "stylize_tensor", {"content": images[:1], "style": style},
-                  {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS)}, 255.0),
-        "features": ("features", "serving_default", {"images": images},
-                     {**feature_maps, **grams}, None),
-        "losses": ("features", "losses",
-                   {"images": images[:1], "content_images": images[:1], "style_images": style},
-                   {"total": total, **{k: v for k, v in terms.items() if "/" not in k}}, None),
+        "multistyle": (
+            "multistyle",
+            "stylize_tensor",
+            {"images": images, "style_weights": weights},
+            {"images": nets["multistyle"]((x01, weights))},
+            255.0,
+        ),
+        "cyclegan": (
+            "cyclegan",
+            "stylize_tensor",
+            {"images": images},
+            {"images": (nets["b2a"](x01 * 2 - 1) + 1) / 2},
+            255.0,
+        ),
+        "gatys": (
+            "gatys",
+            "stylize_tensor",
+            {"content": images[:1], "style": style},
+            {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS)},
+            255.0,
+        ),
+        "features": ("features", "serving_default", {"images": images}, {**feature_maps, **grams}, None),
+        "losses": (
+            "features",
+            "losses",
+            {"images": images[:1], "content_images": images[:1], "style_images": style},
+            {"total": total, **{k: v for k, v in terms.items() if "/" not in k}},
+            None,
+        ),
     }
     jobs = []
     for name, (model, signature, inputs, _, _) in cases.items():
         np.savez(tmp_path / f"{name}_in.npz", **inputs)
-        jobs.append({"dir": exported[model], "signature": signature,
-                     "inputs": str(tmp_path / f"{name}_in.npz"),
-                     "outputs": str(tmp_path / f"{name}_out.npz")})
+        jobs.append(
+            {
+                "dir": exported[model],
+                "signature": signature,
+                "inputs": str(tmp_path / f"{name}_in.npz"),
+                "outputs": str(tmp_path / f"{name}_out.npz"),
+            }
+        )
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     (tmp_path / "loader.py").write_text(_LOADER)
-    run = subprocess.run([sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
-                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     for name, (_, _, _, want, scale) in cases.items():
         got = dict(np.load(tmp_path / f"{name}_out.npz"))
@@ -159,17 +197,22 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
                 np.testing.assert_allclose(got[key] / scale, value, rtol=0, atol=ROUND_TRIP_TOL, err_msg=name)
             else:  # features, Grams and losses: relative to each tensor's magnitude
                 atol = ROUND_TRIP_TOL * max(1.0, float(np.abs(value).max()))
-                np.testing.assert_allclose(got[key], value, rtol=ROUND_TRIP_TOL, atol=atol,
-                                           err_msg=f"{name}/{key}")
+                np.testing.assert_allclose(got[key], value, rtol=ROUND_TRIP_TOL, atol=atol, err_msg=f"{name}/{key}")
 
 
 def test_saved_model_cli_lists_signatures(exported):
     cli = [str(VENV_BIN / "saved_model_cli"), "show", "--dir", exported["multistyle"], "--all"]
     run = subprocess.run(cli, env=ENV, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    for needle in ("signature_def['serving_default']", "signature_def['stylize_tensor']",
-                   "inputs['image_bytes']", "inputs['style_weights']", "outputs['image_bytes']",
-                   "inputs['images']", "DT_STRING"):
+    for needle in (
+        "signature_def['serving_default']",
+        "signature_def['stylize_tensor']",
+        "inputs['image_bytes']",
+        "inputs['style_weights']",
+        "outputs['image_bytes']",
+        "inputs['images']",
+        "DT_STRING",
+    ):
         assert needle in run.stdout
 
 
@@ -177,7 +220,8 @@ def test_serving_default_is_png_of_stylize_tensor(exported, rng):
     loaded = tf.saved_model.load(exported["fast"])
     image = (rng.random((18, 26, 3)) * 255).astype(np.uint8)
     pngs = loaded.signatures["serving_default"](
-        image_bytes=tf.stack([tf.io.encode_png(image), tf.io.encode_jpeg(image)]))["image_bytes"].numpy()
+        image_bytes=tf.stack([tf.io.encode_png(image), tf.io.encode_jpeg(image)])
+    )["image_bytes"].numpy()
     assert [p[:8] for p in pngs] == [b"\x89PNG\r\n\x1a\n"] * 2
     stylize = loaded.signatures["stylize_tensor"]
     want = stylize(images=tf.constant(image[None], tf.float32))["images"].numpy()[0]
@@ -197,17 +241,21 @@ def test_rotated_jpeg_comes_back_upright_as_nst_stylize_gives_it(exported, rng, 
     assert images.load_image(str(path)).shape == (64, 40, 3)
 
     served = tf.saved_model.load(exported["fast"]).signatures["serving_default"](
-        image_bytes=tf.constant([path.read_bytes()]))["image_bytes"][0]
+        image_bytes=tf.constant([path.read_bytes()])
+    )["image_bytes"][0]
     served = tf.io.decode_png(served).numpy().astype(np.int32)
-    target, _ = inference.stylize_files(inference.InferenceConfig(
-        model=exported["fast"], content=str(path), output=str(tmp_path / "stylized.png")), progress=False)
+    target, _ = inference.stylize_files(
+        inference.InferenceConfig(model=exported["fast"], content=str(path), output=str(tmp_path / "stylized.png")),
+        progress=False,
+    )
     stylized = np.asarray(Image.open(target), np.int32)
     assert served.shape == stylized.shape == (64, 40, 3)
     assert np.abs(served - stylized).max() <= 1  # rounding to uint8 only
 
     gatys_out = tf.saved_model.load(exported["gatys"]).signatures["serving_default"](
         content_bytes=tf.constant([path.read_bytes()]),
-        style_bytes=tf.constant([tf.io.encode_png(np.asarray(photo)[:36, :32]).numpy()]))["image_bytes"][0]
+        style_bytes=tf.constant([tf.io.encode_png(np.asarray(photo)[:36, :32]).numpy()]),
+    )["image_bytes"][0]
     assert tf.io.decode_png(gatys_out).shape == (64, 40, 3)
 
 
@@ -268,8 +316,9 @@ def test_config_validation():
 
 
 def test_cli_exports_from_training_dir_and_rejects_wrong_method(tmp_path, nets):
-    run_dir = write_training_dir(tmp_path / "multi_run", "multistyle", {"model": nets["multistyle"]},
-                                 style_names=["a", "b", "c"])
+    run_dir = write_training_dir(
+        tmp_path / "multi_run", "multistyle", {"model": nets["multistyle"]}, style_names=["a", "b", "c"]
+    )
     out = tmp_path / "models" / "multi"
     cmd = [str(VENV_BIN / "nst-export"), f"--checkpoint={run_dir}", f"--export_dir={out}"]
     bad = subprocess.run(cmd + ["--model_type=fast"], env=ENV, capture_output=True, text=True, timeout=300)
@@ -277,8 +326,9 @@ def test_cli_exports_from_training_dir_and_rejects_wrong_method(tmp_path, nets):
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("nst-export: error: ") and "not 'fast'" in last
     assert not out.exists() or not os.listdir(out)
-    good = subprocess.run(cmd + ["--model_type=multistyle", "--max_side=64"], env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    good = subprocess.run(
+        cmd + ["--model_type=multistyle", "--max_side=64"], env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert good.returncode == 0, good.stderr[-2000:]
     assert good.stdout.strip() == f"exported multistyle model to {out / '1'}"
     info = json.loads((out / "1" / export.INFO_FILE).read_text())
@@ -297,8 +347,9 @@ def test_bfloat16_export_computes_in_bfloat16_and_stays_float32_outside(tmp_path
     images = tf.constant((rng.random((1, 40, 36, 3)) * 255).astype(np.float32))
     outputs = {}
     for precision in ("float32", "bfloat16"):
-        path = export.export(export.ExportConfig("fast", str(tmp_path / precision), checkpoint=run_dir,
-                                                 precision=precision))
+        path = export.export(
+            export.ExportConfig("fast", str(tmp_path / precision), checkpoint=run_dir, precision=precision)
+        )
         fn = tf.saved_model.load(path).signatures["stylize_tensor"]
         assert _conv_dtypes(fn) == {precision}
         outputs[precision] = fn(images=images)["images"]

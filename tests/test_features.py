@@ -31,7 +31,7 @@ def test_extractor_returns_named_maps_and_is_truncated():
     assert set(out) == {"block1_conv1", "block2_conv1"}
     assert out["block1_conv1"].shape == (2, 40, 36, 64)
     assert out["block2_conv1"].shape == (2, 20, 18, 128)
-    conv_layers = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    conv_layers = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert conv_layers == ["block1_conv1", "block1_conv2", "block2_conv1"]
     assert not model.trainable and not model.trainable_weights
 
@@ -55,7 +55,8 @@ def test_bfloat16_extractor_matches_float32_and_restores_the_policy():
     gradient = tape.gradient(got_sum, images)
     assert gradient.dtype == tf.float32
     cosine = tf.reduce_sum(gradient * tape.gradient(want_sum, images)) / (
-        tf.norm(gradient) * tf.norm(tape.gradient(want_sum, images)))
+        tf.norm(gradient) * tf.norm(tape.gradient(want_sum, images))
+    )
     assert float(cosine) > 0.99
 
 
@@ -82,7 +83,7 @@ def test_avg_pooling_keeps_conv_weights():
     keras.utils.set_random_seed(2)
     avg_model = features.build_feature_extractor("vgg16", layers, weights=None, pooling="avg")
     avg_model.set_weights(weights)
-    kinds = {type(l).__name__ for l in avg_model.layers}
+    kinds = {type(layer).__name__ for layer in avg_model.layers}
     assert "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds
     x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
     a, m = avg_model(x), max_model(x)
@@ -117,8 +118,7 @@ def test_resnet50_stage_outputs():
 
 def test_extractor_works_in_tf_function_with_dynamic_size():
     model = features.build_feature_extractor("vgg16", ["block1_conv2"], weights=None)
-    fn = tf.function(lambda x: model(x)["block1_conv2"],
-                     input_signature=[tf.TensorSpec([None, None, None, 3])])
+    fn = tf.function(lambda x: model(x)["block1_conv2"], input_signature=[tf.TensorSpec([None, None, None, 3])])
     assert fn(tf.zeros((1, 33, 47, 3))).shape == (1, 33, 47, 64)
 
 

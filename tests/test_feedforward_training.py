@@ -8,8 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import REPO
+from feedforward_helpers import make_photos
+from feedforward_helpers import make_styles
+from feedforward_helpers import tiny_config
 
-from feedforward_helpers import REPO, make_photos, make_styles, tiny_config
 from nst_tf import data
 from nst_tf import losses
 from nst_tf.errors import NSTError
@@ -114,7 +117,9 @@ def test_add_style_refuses_a_fast_base_or_the_same_dir(tmp_path, multistyle_run,
 
 
 def test_staged_training_is_content_only_during_warmup(tmp_path, photos, styles):
-    config = tiny_config(photos, styles[:1], tmp_path, max_steps=3, warmup_steps=3, style_ramp_steps=2, lr_halve_every=2)
+    config = tiny_config(
+        photos, styles[:1], tmp_path, max_steps=3, warmup_steps=3, style_ramp_steps=2, lr_halve_every=2
+    )
     trainer = ff.FeedForwardTrainer(config)
     result = trainer.train()
     assert result.metrics["style_scale"] == 0.0
@@ -137,10 +142,12 @@ def test_metrics_and_tensorboard_have_the_terms_and_their_layers(tmp_path, photo
 
 def test_loss_layers_and_weights(styles):
     assert losses.LossConfig.johnson().layers() == (
-        ["block2_conv2"], ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+        ["block2_conv2"],
+        ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"],
     )
     assert losses.LossConfig.johnson(content_layers=["3"], style_layers=["0"]).layers() == (
-        ["block2_conv2"], ["block1_conv1"]
+        ["block2_conv2"],
+        ["block1_conv1"],
     )
     assert losses.LossConfig.johnson(feature_extractor="resnet50").layers() == losses.default_layers("resnet50")
     with pytest.raises(NSTError, match="--style_layer_weights"):
@@ -174,8 +181,9 @@ def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
 
 def run_cli(module, *args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
@@ -192,16 +200,26 @@ def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
     assert "--helpfull" not in (out / "flags.txt").read_text()
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-2")
 
-    missing = run_cli("nst_tf.cli.train_fast", "--style=/no/such.jpg", f"--train_dir={photos}", "--weights=none",
-                      f"--output_dir={out}2")
+    missing = run_cli(
+        "nst_tf.cli.train_fast",
+        "--style=/no/such.jpg",
+        f"--train_dir={photos}",
+        "--weights=none",
+        f"--output_dir={out}2",
+    )
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].endswith("/no/such.jpg: no such file")
     assert not (tmp_path / "run2").exists()
 
 
 def test_train_multistyle_flag_combinations(tmp_path, styles):
-    both = run_cli("nst_tf.cli.train_multistyle", f"--style={styles[0]}", f"--add_style={styles[1]}",
-                   f"--base_dir={tmp_path}", f"--output_dir={tmp_path}/o")
+    both = run_cli(
+        "nst_tf.cli.train_multistyle",
+        f"--style={styles[0]}",
+        f"--add_style={styles[1]}",
+        f"--base_dir={tmp_path}",
+        f"--output_dir={tmp_path}/o",
+    )
     assert both.returncode != 0 and "either --style" in both.stderr
 
 
@@ -218,8 +236,14 @@ for path in sorted(glob.glob("configs/fast_*.flags") + glob.glob("configs/multis
 
 
 def test_shipped_flagfiles_use_known_flags():
-    done = subprocess.run([sys.executable, "-c", CHECK_FLAGFILES], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_FLAGFILES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "configs/multistyle_monet_vangogh.flags" in done.stdout.split()
     assert len(done.stdout.split()) >= 3
@@ -244,7 +268,10 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
     no warm-up, 300 steps wipe the content (SSIM 0.16) with this loss net:
     the trouble the HKU COMP 3359 report ran into, hence the staged schedule and style weight 1 here.
     """
-    from nst_tf.images import list_images, load_image, resize_image, rgb_to_yiq  # pylint: disable=import-outside-toplevel
+    from nst_tf.images import list_images  # pylint: disable=import-outside-toplevel
+    from nst_tf.images import load_image  # pylint: disable=import-outside-toplevel
+    from nst_tf.images import resize_image  # pylint: disable=import-outside-toplevel
+    from nst_tf.images import rgb_to_yiq  # pylint: disable=import-outside-toplevel
 
     photos = list_images(assets / "photos")
     train_dir = tmp_path / "train"
@@ -253,12 +280,20 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
         os.symlink(path, train_dir / os.path.basename(path))
     held_out = np.stack([resize_image(load_image(p), (128, 128)) for p in photos[-8:]])
     config = ff.FeedForwardConfig(
-        output_dir=str(tmp_path / "run"), max_steps=300, checkpoint_every=100, log_every=2, image_every=0,
+        output_dir=str(tmp_path / "run"),
+        max_steps=300,
+        checkpoint_every=100,
+        log_every=2,
+        image_every=0,
         style_images=[str(assets / "images" / "style" / "starry_night.jpg")],
         data=data.PhotoDataConfig(train_dir=str(train_dir), image_size=128),
         loss=losses.LossConfig.johnson(weights=hed_weights, style_weight=1.0),
         style_size=256,
-        width=0.25, batch_size=2, learning_rate=2e-3, warmup_steps=60, style_ramp_steps=120,
+        width=0.25,
+        batch_size=2,
+        learning_rate=2e-3,
+        warmup_steps=60,
+        style_ramp_steps=120,
     )
     trainer = ff.FeedForwardTrainer(config)
     index = tf.zeros([len(held_out)], tf.int32)
@@ -274,8 +309,10 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
     luma_out = rgb_to_yiq(trainer.model(held_out).numpy())[..., :1]
     ssim = tf.image.ssim(luma_out, luma_in, max_val=1.0).numpy()
     mismatched = tf.image.ssim(luma_out, np.roll(luma_in, 1, axis=0), max_val=1.0).numpy()
-    print(f"\nstyle loss: untrained net {untrained:.4g}, photos {photos_own:.4g}, trained {trained:.4g}; "
-          f"SSIM(luma) {ssim.mean():.3f} (min {ssim.min():.3f}), mismatched {mismatched.mean():.3f}")
+    print(
+        f"\nstyle loss: untrained net {untrained:.4g}, photos {photos_own:.4g}, trained {trained:.4g}; "
+        f"SSIM(luma) {ssim.mean():.3f} (min {ssim.min():.3f}), mismatched {mismatched.mean():.3f}"
+    )
     assert trained < 0.5 * untrained and trained < 0.5 * photos_own
     assert ssim.mean() > 0.3 and ssim.mean() > 3 * mismatched.mean()
 

@@ -19,8 +19,7 @@ LOSS_FIELDS = {f.name for f in dataclasses.fields(LossConfig)}
 
 def config(**overrides):
     """A quick GatysConfig; overrides naming LossConfig fields go to its ``loss``."""
-    settings = dict(image_size=SIZE, num_steps=6, optimizer="adam", learning_rate=0.05,
-                    weights=None, log_every=1)
+    settings = dict(image_size=SIZE, num_steps=6, optimizer="adam", learning_rate=0.05, weights=None, log_every=1)
     settings.update(overrides)
     loss = {name: settings.pop(name) for name in list(settings) if name in LOSS_FIELDS}
     return gatys.GatysConfig(loss=LossConfig(**loss), **settings)
@@ -52,24 +51,27 @@ def objective_for(extractor, content, style, cfg):
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("cls, field, value, message", [
-    (gatys.GatysConfig, "optimizer", "sgd", "optimizer: must be one of"),
-    (gatys.GatysConfig, "noise_ratio", 1.5, "noise_ratio: must be in [0, 1]"),
-    (gatys.GatysConfig, "scales", (256, 128), "scales: must be increasing"),
-    (gatys.GatysConfig, "scales", (1024,), "scales: 1024 is larger than image_size"),
-    (gatys.GatysConfig, "style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
-    (gatys.GatysConfig, "resume", True, "resume: needs checkpoint_dir"),
-    (gatys.GatysConfig, "coarse_steps", 0, "coarse_steps: must be positive"),
-    (gatys.GatysConfig, "precision", "half", "precision: must be one of float32, bfloat16"),
-    (LossConfig, "style_weight", -1.0, "--style_weight: must be >= 0"),
-    (LossConfig, "pixel_weight", -1.0, "--pixel_weight: must be >= 0"),
-    (LossConfig, "pooling", "median", "--pooling: must be one of max, avg"),
-    (LossConfig, "units", "si", "--units: must be one of gatys, johnson"),
-    (LossConfig, "content_loss", "max", "--content_loss: must be one of sum, mean"),
-    (LossConfig, "feature_extractor", "alexnet", "--feature_extractor: must be one of vgg19"),
-    (LossConfig, "style_layer_weights", (0.0,) * 5, "--style_layer_weights: must be non-negative"),
-    (LossConfig, "style_layers", ("block1_conv1", 99), "--style_layers: layer index 99 out of range"),
-])
+@pytest.mark.parametrize(
+    "cls, field, value, message",
+    [
+        (gatys.GatysConfig, "optimizer", "sgd", "optimizer: must be one of"),
+        (gatys.GatysConfig, "noise_ratio", 1.5, "noise_ratio: must be in [0, 1]"),
+        (gatys.GatysConfig, "scales", (256, 128), "scales: must be increasing"),
+        (gatys.GatysConfig, "scales", (1024,), "scales: 1024 is larger than image_size"),
+        (gatys.GatysConfig, "style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
+        (gatys.GatysConfig, "resume", True, "resume: needs checkpoint_dir"),
+        (gatys.GatysConfig, "coarse_steps", 0, "coarse_steps: must be positive"),
+        (gatys.GatysConfig, "precision", "half", "precision: must be one of float32, bfloat16"),
+        (LossConfig, "style_weight", -1.0, "--style_weight: must be >= 0"),
+        (LossConfig, "pixel_weight", -1.0, "--pixel_weight: must be >= 0"),
+        (LossConfig, "pooling", "median", "--pooling: must be one of max, avg"),
+        (LossConfig, "units", "si", "--units: must be one of gatys, johnson"),
+        (LossConfig, "content_loss", "max", "--content_loss: must be one of sum, mean"),
+        (LossConfig, "feature_extractor", "alexnet", "--feature_extractor: must be one of vgg19"),
+        (LossConfig, "style_layer_weights", (0.0,) * 5, "--style_layer_weights: must be non-negative"),
+        (LossConfig, "style_layers", ("block1_conv1", 99), "--style_layers: layer index 99 out of range"),
+    ],
+)
 def test_config_rejects_bad_values(cls, field, value, message):
     with pytest.raises(NSTError, match=message.replace("[", r"\[").replace("]", r"\]")):
         cls(**{field: value})
@@ -88,6 +90,7 @@ def test_loss_config_choices_and_help_are_field_metadata():
     assert gatys.GatysConfig().loss == LossConfig()  # the paper's setting
     assert gatys.GatysConfig(loss=LossConfig(style_weight=1e4)).loss.style_weight == 1e4
     import nst_tf  # pylint: disable=import-outside-toplevel
+
     assert nst_tf.LossConfig is LossConfig
 
 
@@ -116,14 +119,14 @@ def test_layers_by_index_and_name():
 
 def test_objective_matches_weighted_terms_and_gradient(extractor, pair):
     content, style = pair
-    cfg = config(content_weight=2.0, style_weight=30.0, tv_weight=5.0, laplacian_weight=0.5,
-                 style_layer_weights=(1, 1, 1, 1, 4))
+    cfg = config(
+        content_weight=2.0, style_weight=30.0, tv_weight=5.0, laplacian_weight=0.5, style_layer_weights=(1, 1, 1, 1, 4)
+    )
     objective = objective_for(extractor, content, style, cfg)
     noise = np.random.default_rng(2).normal(0, 0.1, content.shape)
     x = tf.constant(np.clip(content + noise, 0, 1)[None], tf.float32)
     total, terms = objective.loss(x)
-    expected = (2.0 * terms["content"] + 30.0 * terms["style"] + 5.0 * terms["tv"]
-                + 0.5 * terms["laplacian"])
+    expected = 2.0 * terms["content"] + 30.0 * terms["style"] + 5.0 * terms["tv"] + 0.5 * terms["laplacian"]
     np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
     value, gradient = objective.value_and_gradient(x)
     np.testing.assert_allclose(float(value), float(total), rtol=1e-4)
@@ -138,8 +141,7 @@ def test_blended_styles_use_weighted_grams(extractor, pair):
     cfg = config(style_weights=(3.0, 1.0))
     blended = gatys.make_objective(extractor, content, [style, other], cfg)
     name = blended.perceptual_loss.style_layers[0]
-    first, second = (objective_for(extractor, content, s, config()).style_targets[name]
-                     for s in (style, other))
+    first, second = (objective_for(extractor, content, s, config()).style_targets[name] for s in (style, other))
     expected = 0.75 * first + 0.25 * second
     np.testing.assert_allclose(blended.style_targets[name], expected, rtol=1e-4)
 
@@ -157,8 +159,12 @@ def test_style_target_is_the_per_position_gram_of_a_differently_shaped_style(ext
     feats = extractor(style[None])
     for name in objective.perceptual_loss.style_layers:
         _, h, w, _ = feats[name].shape
-        np.testing.assert_allclose(objective.style_targets[name][0], np_sum_gram(feats[name]) / (h * w),
-                                   rtol=1e-4, atol=1e-6 * float(np.abs(objective.style_targets[name]).max()))
+        np.testing.assert_allclose(
+            objective.style_targets[name][0],
+            np_sum_gram(feats[name]) / (h * w),
+            rtol=1e-4,
+            atol=1e-6 * float(np.abs(objective.style_targets[name]).max()),
+        )
 
 
 def test_loss_at_equal_sizes_is_the_papers_formula(extractor, pair):
@@ -198,13 +204,11 @@ def test_lbfgs_lowers_the_loss(extractor, pair, line_search):
     assert float(objective.losses(result)[0]) < 0.2 * start
 
 
-@pytest.mark.parametrize("optimizer, schedule", [("adam", "step"), ("adamw", "exponential"),
-                                                 ("adam", "plateau")])
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "step"), ("adamw", "exponential"), ("adam", "plateau")])
 def test_keras_optimizers_lower_the_loss(extractor, pair, optimizer, schedule):
     content, style = pair
     losses = []
-    cfg = config(optimizer=optimizer, lr_schedule=schedule, num_steps=12, lr_step_size=4,
-                 init="noise")
+    cfg = config(optimizer=optimizer, lr_schedule=schedule, num_steps=12, lr_step_size=4, init="noise")
     out = run(content, style, extractor, cfg, lambda done, total, v: losses.append(v["total"]))
     assert len(losses) == 12 and out.min() >= 0 and out.max() <= 1
     assert losses[-1] < 0.5 * losses[0]
@@ -219,12 +223,10 @@ def test_initial_images(pair):
     assert gatys.initial_image(content, [style], config(init="content"), rng()) is content
     noise = gatys.initial_image(content, [style], config(init="noise"), rng())
     assert noise.shape == content.shape and 0 <= noise.min() and noise.max() <= 1
-    np.testing.assert_array_equal(
-        noise, gatys.initial_image(content, [style], config(init="noise"), rng()))
+    np.testing.assert_array_equal(noise, gatys.initial_image(content, [style], config(init="noise"), rng()))
     blend = gatys.initial_image(content, [style], config(init="blend", noise_ratio=0.25), rng())
     np.testing.assert_allclose(blend, 0.75 * content + 0.25 * noise, atol=1e-6)
-    assert gatys.initial_image(content, [style], config(init="style"), rng()).shape \
-        == content.shape
+    assert gatys.initial_image(content, [style], config(init="style"), rng()).shape == content.shape
 
 
 def test_content_only_reconstruction_approaches_content(extractor, pair):
@@ -240,8 +242,13 @@ def test_content_only_reconstruction_approaches_content(extractor, pair):
 def test_style_only_synthesis_matches_grams(extractor, pair):
     content, style = pair
     terms = []
-    run(content, style, extractor, config(content_weight=0.0, init="noise", num_steps=10),
-        lambda d, t, v: terms.append(v))
+    run(
+        content,
+        style,
+        extractor,
+        config(content_weight=0.0, init="noise", num_steps=10),
+        lambda d, t, v: terms.append(v),
+    )
     assert terms[-1]["style"] < 0.5 * terms[0]["style"]
 
 
@@ -260,8 +267,13 @@ def test_multiscale_runs_every_scale(extractor, pair):
 def test_coarse_steps_run_at_the_coarser_scales(extractor, pair):
     content, style = pair
     reports = []
-    run(content, style, extractor, config(scales=(40,), num_steps=3, coarse_steps=2),
-        lambda d, total, v: reports.append((d, total)))
+    run(
+        content,
+        style,
+        extractor,
+        config(scales=(40,), num_steps=3, coarse_steps=2),
+        lambda d, total, v: reports.append((d, total)),
+    )
     assert reports == [(i, 5) for i in range(1, 6)]
 
 
@@ -339,9 +351,11 @@ class Interrupt(Exception):
 
 def stop_at(step):
     """A progress callback that interrupts the run when it reports ``step``."""
+
     def progress(done, total, values):
         if done == step:
             raise Interrupt
+
     return progress
 
 
@@ -355,8 +369,7 @@ def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
     assert (scale_index, step) == (1, 2) and image.shape[:2] == content.shape[:2]
 
     done = []
-    out = run(content, style, extractor, config(resume=True, **cfg),
-              lambda d, t, v: done.append(d))
+    out = run(content, style, extractor, config(resume=True, **cfg), lambda d, t, v: done.append(d))
     assert done == [7, 8]  # continues after the checkpointed step, not from scratch
     assert out.shape == content.shape
     assert gatys.load_checkpoint(ckpt, [40, SIZE])[:2] == (1, 4)
@@ -366,8 +379,7 @@ def test_checkpoint_and_resume_continue_the_run(extractor, pair, tmp_path):
 
 def test_resume_counts_coarse_steps(extractor, pair, tmp_path):
     content, style = pair
-    cfg = dict(scales=(40,), num_steps=4, coarse_steps=2, checkpoint_every=2,
-               checkpoint_dir=str(tmp_path / "ckpt"))
+    cfg = dict(scales=(40,), num_steps=4, coarse_steps=2, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ckpt"))
     with pytest.raises(Interrupt):
         run(content, style, extractor, config(**cfg), stop_at(4))
     assert gatys.load_checkpoint(cfg["checkpoint_dir"], [40, SIZE])[:2] == (1, 2)
@@ -378,8 +390,7 @@ def test_resume_counts_coarse_steps(extractor, pair, tmp_path):
 
 def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):
     content, style = pair
-    run(content, style, extractor,
-        config(num_steps=4, log_every=2, image_every=2, log_dir=str(tmp_path / "logs")))
+    run(content, style, extractor, config(num_steps=4, log_every=2, image_every=2, log_dir=str(tmp_path / "logs")))
     tags = {}
     for name in os.listdir(tmp_path / "logs"):
         for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
@@ -387,7 +398,8 @@ def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):
                 tags.setdefault(value.tag, []).append(event.step)
     layers = [f"block{b}_conv1" for b in range(1, 6)]
     for tag in ["loss/total", "loss/content", "loss/style", "loss/tv", "loss/content/block4_conv2"] + [
-            f"loss/style/{name}" for name in layers]:
+        f"loss/style/{name}" for name in layers
+    ]:
         assert tags[tag] == [2, 4], tag
     assert tags["image"] == [2, 4]
 
@@ -400,8 +412,9 @@ def test_real_weights_stylize_chicago(assets, hed_weights):
     content = images.load_image(assets / "images/content/chicago.jpg", max_side=128)
     style = assets / "images/style/starry_night.jpg"
     terms = []
-    cfg = gatys.GatysConfig(image_size=128, num_steps=30, log_every=5,
-                            loss=LossConfig(feature_extractor="vgg16", weights=hed_weights))
+    cfg = gatys.GatysConfig(
+        image_size=128, num_steps=30, log_every=5, loss=LossConfig(feature_extractor="vgg16", weights=hed_weights)
+    )
     out = gatys.stylize(content, str(style), cfg, progress=lambda d, t, v: terms.append(v))
     assert terms[-1]["style"] < 0.2 * terms[0]["style"]
     assert np.abs(out - content).mean() > 0.03
@@ -418,10 +431,15 @@ def test_bfloat16_features_reach_the_float32_loss(assets, hed_weights):
     style = images.load_image(assets / "images/style/starry_night.jpg")
     final = {}
     for precision in ("float32", "bfloat16"):
-        cfg = gatys.GatysConfig(image_size=128, num_steps=40, precision=precision,
-                                loss=LossConfig(feature_extractor="vgg16", weights=hed_weights))
+        cfg = gatys.GatysConfig(
+            image_size=128,
+            num_steps=40,
+            precision=precision,
+            loss=LossConfig(feature_extractor="vgg16", weights=hed_weights),
+        )
         objective = gatys.make_objective(
-            gatys.build_extractor(cfg), content, gatys.prepare_styles([style], content, cfg), cfg)
+            gatys.build_extractor(cfg), content, gatys.prepare_styles([style], content, cfg), cfg
+        )
         final[precision] = gatys.optimize(objective, content[None], cfg)
         if precision == "float32":
             exact = objective

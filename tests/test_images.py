@@ -8,7 +8,9 @@ import zlib
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image
+from PIL import ImageFile
+from PIL import ImageOps
 
 from nst_tf import images
 from nst_tf.errors import NSTError
@@ -153,9 +155,7 @@ def test_max_pixels_is_configurable(tmp_path):
 # --------------------------------------------------------------------------- formats and modes
 
 
-@pytest.mark.parametrize(
-    "fmt, ext", [("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif")]
-)
+@pytest.mark.parametrize("fmt, ext", [("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif")])
 def test_lossless_formats_round_trip(tmp_path, rng, fmt, ext):
     pixels = _noise_uint8(rng, 40, 50)
     kwargs = {"lossless": True} if fmt == "WEBP" else {}
@@ -300,19 +300,23 @@ def _encoded(image, **kwargs):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("make, kwargs", [
-    (lambda px: Image.fromarray(px), {"format": "PNG"}),
-    (lambda px: Image.fromarray(px), {"format": "BMP"}),
-    (lambda px: Image.fromarray(px), {"format": "JPEG", "quality": 90}),  # no Exif at all
-    (lambda px: Image.fromarray(px).convert("L"), {"format": "JPEG", "quality": 90}),
-    (lambda px: Image.fromarray(px).convert("P"), {"format": "GIF"}),
-    (lambda px: Image.fromarray(px), {"format": "WEBP", "lossless": True}),
-])
+@pytest.mark.parametrize(
+    "make, kwargs",
+    [
+        (lambda px: Image.fromarray(px), {"format": "PNG"}),
+        (lambda px: Image.fromarray(px), {"format": "BMP"}),
+        (lambda px: Image.fromarray(px), {"format": "JPEG", "quality": 90}),  # no Exif at all
+        (lambda px: Image.fromarray(px).convert("L"), {"format": "JPEG", "quality": 90}),
+        (lambda px: Image.fromarray(px).convert("P"), {"format": "GIF"}),
+        (lambda px: Image.fromarray(px), {"format": "WEBP", "lossless": True}),
+    ],
+)
 def test_graph_decoding_of_other_images_matches_load_image(rng, make, kwargs):
     data = _encoded(make(_noise_uint8(rng, 12, 20)), **kwargs)
     assert images.exif_orientation(tf.constant(data)).numpy() == 1
-    np.testing.assert_allclose(images.decode_image_tensor(tf.constant(data)),
-                               images.decode_image_bytes(data, min_side=1), atol=1e-6)
+    np.testing.assert_allclose(
+        images.decode_image_tensor(tf.constant(data)), images.decode_image_bytes(data, min_side=1), atol=1e-6
+    )
 
 
 def _corrupt(data, old, new):
@@ -328,13 +332,14 @@ def test_malformed_exif_leaves_the_image_as_stored():
     cases = {
         "byte order": _corrupt(data, b"MM\0*", b"XM\0*"),
         "magic": _corrupt(data, b"MM\0*", b"MM\0+"),
-        "IFD past the segment": data[: tiff + 4] + b"\x7f\xff\xff\xf0" + data[tiff + 8:],
-        "IFD inside the header": data[: tiff + 4] + b"\0\0\0\x02" + data[tiff + 8:],
-        "segment longer than the file": data[: app1 + 2] + b"\xff\xff" + data[app1 + 4:],
-        "segment length below 2": data[: app1 + 2] + b"\0\x01" + data[app1 + 4:],
+        "IFD past the segment": data[: tiff + 4] + b"\x7f\xff\xff\xf0" + data[tiff + 8 :],
+        "IFD inside the header": data[: tiff + 4] + b"\0\0\0\x02" + data[tiff + 8 :],
+        "segment longer than the file": data[: app1 + 2] + b"\xff\xff" + data[app1 + 4 :],
+        "segment length below 2": data[: app1 + 2] + b"\0\x01" + data[app1 + 4 :],
         "not Exif": _corrupt(data, b"Exif\0\0", b"Exit\0\0"),
         "orientation out of range": data[: data.index(b"\x01\x12\0\x03")]
-        + b"\x01\x12\0\x03\0\0\0\x01\0\x09" + data[data.index(b"\x01\x12\0\x03") + 10:],
+        + b"\x01\x12\0\x03\0\0\0\x01\0\x09"
+        + data[data.index(b"\x01\x12\0\x03") + 10 :],
     }
     for name, corrupt in cases.items():
         assert images.exif_orientation(tf.constant(corrupt)).numpy() == 1, name
@@ -344,7 +349,7 @@ def test_malformed_exif_leaves_the_image_as_stored():
         assert images.exif_orientation(tf.constant(junk)).numpy() == 1
     # An entry count larger than the segment reads the entries that fit.
     count = tiff + 8
-    assert images.exif_orientation(tf.constant(data[:count] + b"\xff\xff" + data[count + 2:])).numpy() == 6
+    assert images.exif_orientation(tf.constant(data[:count] + b"\xff\xff" + data[count + 2 :])).numpy() == 6
 
 
 @pytest.mark.parametrize(
@@ -390,9 +395,7 @@ def test_encode_clips_and_rounds():
     assert decoded.getpixel((0, 0)) == (0, 255, 1)
 
 
-@pytest.mark.parametrize(
-    "ext, magic", [(".png", b"\x89PNG"), (".jpg", b"\xff\xd8"), (".JPEG", b"\xff\xd8")]
-)
+@pytest.mark.parametrize("ext, magic", [(".png", b"\x89PNG"), (".jpg", b"\xff\xd8"), (".JPEG", b"\xff\xd8")])
 def test_save_by_extension_creates_parents(tmp_path, tiny_image, ext, magic):
     path = tmp_path / "a" / "b" / f"out{ext}"
     images.save_image(path, tiny_image[None])  # 1xHxWxC batch accepted
@@ -540,9 +543,7 @@ def test_histogram_matching_gives_reference_statistics(rng, mode):
         out = images.match_color_histogram(source, reference, mode=mode, eps=eps, clip=False)
         pixels = out.reshape(-1, 3).astype(np.float64)
         np.testing.assert_allclose(pixels.mean(axis=0), ref.mean(axis=0), atol=1e-5)
-        np.testing.assert_allclose(
-            np.cov(pixels, rowvar=False), np.cov(ref, rowvar=False), rtol=rtol, atol=rtol * 1e-2
-        )
+        np.testing.assert_allclose(np.cov(pixels, rowvar=False), np.cov(ref, rowvar=False), rtol=rtol, atol=rtol * 1e-2)
     clipped = images.match_color_histogram(source, reference, mode=mode)
     assert clipped.min() >= 0 and clipped.max() <= 1
 
@@ -562,8 +563,9 @@ def test_preserve_color_modes_act_before_or_after_stylizing(rng):
     style = rng.random((24, 40, 3)).astype(np.float32)
     content = rng.random((32, 32, 3)).astype(np.float32) * 0.5
     # Before stylizing only "histogram" changes the style; after, only the output modes change the output.
-    np.testing.assert_allclose(images.recolor_style(style, content, "histogram"),
-                               images.match_color_histogram(style, content))
+    np.testing.assert_allclose(
+        images.recolor_style(style, content, "histogram"), images.match_color_histogram(style, content)
+    )
     for mode in ("none", "luminance", "output_histogram"):
         np.testing.assert_array_equal(images.recolor_style(style, content, mode), style)
     for mode in ("none", "histogram"):

@@ -9,9 +9,15 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import REPO
+from feedforward_helpers import make_photos
+from feedforward_helpers import make_styles
+from feedforward_helpers import smooth_image
+from feedforward_helpers import tiny_config
 
-from feedforward_helpers import REPO, make_photos, make_styles, smooth_image, tiny_config
-from nst_tf import export, images, inference
+from nst_tf import export
+from nst_tf import images
+from nst_tf import inference
 from nst_tf.errors import NSTError
 from nst_tf.models.cyclegan import ResnetGenerator
 from nst_tf.training import base
@@ -55,8 +61,9 @@ def test_single_image_matches_the_model(tmp_path, runs, content):
 
 
 def test_folder_batches_mirror_the_layout(tmp_path, runs, content):
-    config = inference.InferenceConfig(model=runs["multi"], content=str(content), output=str(tmp_path / "o"),
-                                       style_weights=[1, 3], batch_size=2)
+    config = inference.InferenceConfig(
+        model=runs["multi"], content=str(content), output=str(tmp_path / "o"), style_weights=[1, 3], batch_size=2
+    )
     target, count = inference.stylize_files(config, progress=False)
     assert count == 4 and target == str(tmp_path / "o")
     written = sorted(os.path.relpath(os.path.join(d, f), target) for d, _, fs in os.walk(target) for f in fs)
@@ -69,9 +76,12 @@ def test_folder_batches_mirror_the_layout(tmp_path, runs, content):
 
 @pytest.mark.parametrize("mode", ["luminance", "output_histogram"])
 def test_preserve_color(tmp_path, runs, content, mode):
-    kept = inference.stylize_files(inference.InferenceConfig(
-        model=runs["fast"], content=str(content / "c.png"), output=str(tmp_path / "kept.png"),
-        preserve_color=mode), progress=False)[0]
+    kept = inference.stylize_files(
+        inference.InferenceConfig(
+            model=runs["fast"], content=str(content / "c.png"), output=str(tmp_path / "kept.png"), preserve_color=mode
+        ),
+        progress=False,
+    )[0]
     source = images.load_image(str(content / "c.png"))
     plain = np.clip(base.load_trained_model(runs["fast"])(source[None]).numpy()[0], 0.0, 1.0)
     expected = images.preserve_color(plain, source, mode)
@@ -81,8 +91,12 @@ def test_preserve_color(tmp_path, runs, content, mode):
 
 def test_preserve_color_histogram_is_refused_with_the_alternative(tmp_path, runs, content):
     with pytest.raises(NSTError, match=r"^--preserve_color=histogram .*use --preserve_color=output_histogram") as info:
-        inference.InferenceConfig(model=runs["fast"], content=str(content / "c.png"),
-                                  output=str(tmp_path / "out.png"), preserve_color="histogram")
+        inference.InferenceConfig(
+            model=runs["fast"],
+            content=str(content / "c.png"),
+            output=str(tmp_path / "out.png"),
+            preserve_color="histogram",
+        )
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out.png").exists()
 
@@ -135,9 +149,20 @@ def test_bad_inputs(tmp_path, runs, content):
 def test_stylize_command_with_model(tmp_path, runs, content):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.stylize", f"--model={runs['multi']}", f"--content={content}",
-         f"--output={tmp_path / 'out'}", "--style_weights=0,1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "nst_tf.cli.stylize",
+            f"--model={runs['multi']}",
+            f"--content={content}",
+            f"--output={tmp_path / 'out'}",
+            "--style_weights=0,1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{tmp_path / 'out'} 4 images ")
@@ -152,23 +177,30 @@ def test_one_minimum_side_for_every_net(tmp_path, runs, cyclegan_run):
     small = images.load_image(str(tmp_path / "small" / "ok.png"), min_side=side)
     fast = inference.Stylizer(runs["fast"])
     assert fast(small[None], fast.style_mix(None)).shape == (1, side, side + 3, 3)
-    inference.translate(inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "t")),
-                        progress=False)
+    inference.translate(
+        inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "t")), progress=False
+    )
     assert images.load_image(str(tmp_path / "t" / "ok.png"), min_side=1).shape == small.shape
 
     images.save_image(str(tmp_path / "small" / "tiny.png"), smooth_image(rng, side - 1, 40))
     message = f"tiny.png: image is 40x{side - 1}, smaller than the minimum side of {side} px"
     with pytest.raises(NSTError, match=message):
-        inference.stylize_files(inference.InferenceConfig(runs["fast"], str(tmp_path / "small"),
-                                                          output=str(tmp_path / "s")), progress=False)
+        inference.stylize_files(
+            inference.InferenceConfig(runs["fast"], str(tmp_path / "small"), output=str(tmp_path / "s")), progress=False
+        )
     with pytest.raises(NSTError, match=message):
-        inference.translate(inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "u")),
-                            progress=False)
+        inference.translate(
+            inference.TranslateConfig(cyclegan_run[0], str(tmp_path / "small"), str(tmp_path / "u")), progress=False
+        )
     assert not (tmp_path / "s").exists() and not (tmp_path / "u").exists()
     images.save_image(str(tmp_path / "wide.png"), smooth_image(rng, side, 10 * side))
-    with pytest.raises(NSTError, match=f"is 40x4 after shrinking to --max_side=40, smaller than the minimum side"):
-        inference.stylize_files(inference.InferenceConfig(runs["fast"], str(tmp_path / "wide.png"), max_side=40,
-                                                          output=str(tmp_path / "x.png")), progress=False)
+    with pytest.raises(NSTError, match="is 40x4 after shrinking to --max_side=40, smaller than the minimum side"):
+        inference.stylize_files(
+            inference.InferenceConfig(
+                runs["fast"], str(tmp_path / "wide.png"), max_side=40, output=str(tmp_path / "x.png")
+            ),
+            progress=False,
+        )
 
 
 def test_configs_validate_on_construction(runs, content):
@@ -208,8 +240,9 @@ def translated_by(generator, path):
 
 def run_command(module, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_translate_keeps_odd_sizes_and_matches_the_generator(cyclegan_run, tmp_path):
@@ -218,8 +251,13 @@ def test_translate_keeps_odd_sizes_and_matches_the_generator(cyclegan_run, tmp_p
     inputs = {"odd.png": (37, 45), "tall.png": (61, 22), "sub/same.png": (37, 45)}
     for name, (h, w) in inputs.items():
         images.save_image(str(tmp_path / "in" / name), rng.random((h, w, 3)))
-    proc = run_command("nst_tf.cli.translate", f"--model={folder}", f"--input={tmp_path / 'in'}",
-                       f"--output={tmp_path / 'out'}", "--batch_size=2")
+    proc = run_command(
+        "nst_tf.cli.translate",
+        f"--model={folder}",
+        f"--input={tmp_path / 'in'}",
+        f"--output={tmp_path / 'out'}",
+        "--batch_size=2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"translated 3 image(s) a2b -> {tmp_path / 'out'}"
     for name, (h, w) in inputs.items():
@@ -231,12 +269,18 @@ def test_translate_keeps_odd_sizes_and_matches_the_generator(cyclegan_run, tmp_p
 def test_translate_single_file_and_missing_direction(cyclegan_run, tmp_path):
     folder, _ = cyclegan_run
     images.save_image(str(tmp_path / "one.jpg"), np.full((33, 35, 3), 0.5))
-    written = inference.translate(inference.TranslateConfig(folder, str(tmp_path / "one.jpg"), str(tmp_path / "o"),
-                                                            format="jpg"), progress=False)
+    written = inference.translate(
+        inference.TranslateConfig(folder, str(tmp_path / "one.jpg"), str(tmp_path / "o"), format="jpg"), progress=False
+    )
     assert written == [str(tmp_path / "o" / "one.jpg")]
     assert images.load_image(written[0]).shape == (33, 35, 3)
-    proc = run_command("nst_tf.cli.translate", f"--model={folder}", "--direction=b2a", f"--input={tmp_path / 'one.jpg'}",
-                       f"--output={tmp_path / 'b'}")
+    proc = run_command(
+        "nst_tf.cli.translate",
+        f"--model={folder}",
+        "--direction=b2a",
+        f"--input={tmp_path / 'one.jpg'}",
+        f"--output={tmp_path / 'b'}",
+    )
     assert proc.returncode == 1
     assert "has no generator_b2a" in proc.stderr.strip().splitlines()[-1]
     assert not os.path.exists(tmp_path / "b")
@@ -259,13 +303,20 @@ def test_each_command_takes_only_its_own_nets(runs, cyclegan_run, content, tmp_p
 
 def test_translate_with_an_exported_generator(cyclegan_run, tmp_path, content):
     folder, generator = cyclegan_run
-    exported = export.export(export.ExportConfig(model_type="cyclegan", checkpoint=folder, direction="a2b",
-                                                 export_dir=str(tmp_path / "export")))
-    written = inference.translate(inference.TranslateConfig(str(tmp_path / "export"), str(content / "sub"),
-                                                            str(tmp_path / "o")), progress=False)
+    exported = export.export(
+        export.ExportConfig(
+            model_type="cyclegan", checkpoint=folder, direction="a2b", export_dir=str(tmp_path / "export")
+        )
+    )
+    written = inference.translate(
+        inference.TranslateConfig(str(tmp_path / "export"), str(content / "sub"), str(tmp_path / "o")), progress=False
+    )
     assert written == [str(tmp_path / "o" / "d.png")]
-    np.testing.assert_allclose(images.load_image(written[0]), translated_by(generator, content / "sub" / "d.png"),
-                               atol=2 * QUANTUM)
+    np.testing.assert_allclose(
+        images.load_image(written[0]), translated_by(generator, content / "sub" / "d.png"), atol=2 * QUANTUM
+    )
     with pytest.raises(NSTError, match=f"--direction: {exported} is the a2b generator"):
-        inference.translate(inference.TranslateConfig(str(tmp_path / "export"), str(content), str(tmp_path / "b"),
-                                                      direction="b2a"), progress=False)
+        inference.translate(
+            inference.TranslateConfig(str(tmp_path / "export"), str(content), str(tmp_path / "b"), direction="b2a"),
+            progress=False,
+        )

@@ -16,8 +16,9 @@ def test_instance_norm_layer_applies_its_affine_parameters(feature_maps, rng):
     gamma = rng.normal(size=4).astype(np.float32)
     beta = rng.normal(size=4).astype(np.float32)
     layer.set_weights([gamma, beta])
-    np.testing.assert_allclose(layer(feature_maps), ops.instance_norm_affine(feature_maps, gamma, beta, 1e-3, tf.nn.relu),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        layer(feature_maps), ops.instance_norm_affine(feature_maps, gamma, beta, 1e-3, tf.nn.relu), atol=1e-6
+    )
 
 
 def test_instance_norm_without_affine_has_no_weights(feature_maps):
@@ -66,8 +67,8 @@ def test_conditional_instance_norm_style_variables(feature_maps, rng):
 @pytest.mark.parametrize("padding", [1, (2, 3), ((1, 2), (3, 0))])
 def test_reflection_padding_matches_numpy_reflect(feature_maps, padding):
     layer = layers.ReflectionPadding2D(padding)
-    (t, b), (l, r) = layer.padding
-    expected = np.pad(feature_maps, ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
+    (top, bottom), (left, right) = layer.padding
+    expected = np.pad(feature_maps, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
     out = layer(feature_maps)
     np.testing.assert_array_equal(out, expected)
     assert tuple(layer.compute_output_shape(feature_maps.shape)) == expected.shape
@@ -161,8 +162,9 @@ STRIDED_CASES = [
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("kernel_size, strides", [(3, 2), (4, 2), (3, (2, 3))])
 @pytest.mark.parametrize("shape", [(2, 9, 12, 3), (1, 8, 8, 4), (1, 7, 5, 2)])
-def test_strided_convolutions_match_keras_values_and_gradients(rng, ours, keras_class, padding, kernel_size, strides,
-                                                              shape):
+def test_strided_convolutions_match_keras_values_and_gradients(
+    rng, ours, keras_class, padding, kernel_size, strides, shape
+):
     x = tf.constant(rng.normal(size=shape).astype(np.float32))
     reference = keras_class(5, kernel_size, strides=strides, padding=padding)
     layer = ours(5, kernel_size, strides=strides, padding=padding)

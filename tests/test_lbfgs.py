@@ -35,8 +35,9 @@ def box_quadratic(rng):
 def test_quadratic_converges_to_the_box_minimiser(box_quadratic, line_search, atol):
     fn, optimum, best = box_quadratic
     # A long history: with fewer pairs tfp's search stalls sooner at the kink.
-    result = lbfgs.minimize(fn, tf.fill(optimum.shape, 0.5), max_iterations=300,
-                            line_search=line_search, tolerance=1e-9, history_size=100)
+    result = lbfgs.minimize(
+        fn, tf.fill(optimum.shape, 0.5), max_iterations=300, line_search=line_search, tolerance=1e-9, history_size=100
+    )
     image = result.image.numpy()
     assert image.shape == optimum.shape
     assert image.min() >= 0.0 and image.max() <= 1.0
@@ -63,8 +64,14 @@ def _rosenbrock(x):
 def test_rosenbrock_reaches_the_corner_and_loss_never_rises():
     fn = _value_and_gradient(_rosenbrock)
     losses = []
-    result = lbfgs.minimize(fn, tf.fill([1, 2, 2, 3], 0.2), max_iterations=400, tolerance=1e-10,
-                            callback=lambda i, image, loss: losses.append(loss), callback_every=5)
+    result = lbfgs.minimize(
+        fn,
+        tf.fill([1, 2, 2, 3], 0.2),
+        max_iterations=400,
+        tolerance=1e-10,
+        callback=lambda i, image, loss: losses.append(loss),
+        callback_every=5,
+    )
     np.testing.assert_allclose(result.image.numpy(), 1.0, atol=1e-2)
     assert result.loss < 1e-3
     assert all(b <= a for a, b in zip(losses, losses[1:]))
@@ -80,8 +87,9 @@ def test_callback_cadence(line_search):
         assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
         calls.append((iteration, loss))
 
-    result = lbfgs.minimize(fn, tf.fill([1, 2, 2, 3], 0.2), max_iterations=10,
-                            line_search=line_search, callback=callback, callback_every=3)
+    result = lbfgs.minimize(
+        fn, tf.fill([1, 2, 2, 3], 0.2), max_iterations=10, line_search=line_search, callback=callback, callback_every=3
+    )
     assert [i for i, _ in calls] == [3, 6, 9, 10]
     assert result.iterations == 10
     assert calls[-1][1] == pytest.approx(result.loss)
@@ -97,23 +105,32 @@ def test_zero_iterations_returns_the_clipped_start():
 
 def test_rejects_unknown_line_search():
     with pytest.raises(ValueError, match="line_search"):
-        lbfgs.minimize(_value_and_gradient(_rosenbrock), tf.zeros([1, 2, 2, 3]),
-                       max_iterations=1, line_search="wolfe")
+        lbfgs.minimize(_value_and_gradient(_rosenbrock), tf.zeros([1, 2, 2, 3]), max_iterations=1, line_search="wolfe")
 
 
 def test_tiny_style_objective_loss_falls(rng):
-    config = gatys.GatysConfig(image_size=32, loss=LossConfig(
-        feature_extractor="vgg16", weights=None, content_layers=["block2_conv2"],
-        style_layers=["block1_conv1", "block2_conv1"]))
+    config = gatys.GatysConfig(
+        image_size=32,
+        loss=LossConfig(
+            feature_extractor="vgg16",
+            weights=None,
+            content_layers=["block2_conv2"],
+            style_layers=["block1_conv1", "block2_conv1"],
+        ),
+    )
     content = rng.random((32, 24, 3)).astype(np.float32)
     style = rng.random((32, 32, 3)).astype(np.float32)
     objective = gatys.make_objective(gatys.build_extractor(config), content, [style], config)
     initial = tf.constant(content[None])
     start_loss = float(objective.value_and_gradient(initial)[0])
     losses = []
-    result = lbfgs.minimize(objective.value_and_gradient, initial, max_iterations=20,
-                            callback=lambda i, image, loss: losses.append(loss),
-                            callback_every=5)
+    result = lbfgs.minimize(
+        objective.value_and_gradient,
+        initial,
+        max_iterations=20,
+        callback=lambda i, image, loss: losses.append(loss),
+        callback_every=5,
+    )
     assert result.loss < 0.5 * start_loss
     assert losses == sorted(losses, reverse=True)
     assert result.image.shape == initial.shape
@@ -162,8 +179,7 @@ def test_history_skips_a_pair_without_positive_curvature(rng):
     history.update(tf.constant(0), s, y, q)
     count, got = history.update(tf.constant(1), s, -s, q)
     assert int(count) == 1
-    np.testing.assert_allclose(got, two_loop([(s.astype(np.float64), y.astype(np.float64))], q),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, two_loop([(s.astype(np.float64), y.astype(np.float64))], q), rtol=1e-4, atol=1e-4)
 
 
 def test_history_product_after_a_restart_ignores_the_stale_slots(rng):

@@ -99,8 +99,10 @@ def test_style_loss_weights_layers_and_reports_each(rng):
         style = losses.StyleLoss(["a", "b"], units=units)
         targets = style.target([s])
         total, per_layer = style(f, targets)
-        expected = {n: losses.style_layer_scale(units, shapes[n][-1])
-                    * np.sum((np_gram(f[n]) - np_gram(s[n])) ** 2) for n in shapes}
+        expected = {
+            n: losses.style_layer_scale(units, shapes[n][-1]) * np.sum((np_gram(f[n]) - np_gram(s[n])) ** 2)
+            for n in shapes
+        }
         for name in shapes:
             np.testing.assert_allclose(per_layer[name].numpy(), expected[name], rtol=1e-5)
         np.testing.assert_allclose(total.numpy(), default * sum(expected.values()), rtol=1e-5)
@@ -124,8 +126,7 @@ def test_style_targets_blend_or_stack_and_batches_gather_their_style(rng):
     f = layer_dicts(rng, shapes, batch=3)
     index = np.array([2, 0, 2], np.int32)
     got, _ = style(f, stacked, style_index=index)
-    one_by_one = [style({"a": f["a"][i:i + 1]}, style.target([styles[k]]))[0].numpy()
-                  for i, k in enumerate(index)]
+    one_by_one = [style({"a": f["a"][i : i + 1]}, style.target([styles[k]]))[0].numpy() for i, k in enumerate(index)]
     np.testing.assert_allclose(got.numpy(), np.mean(one_by_one), rtol=1e-5)
 
 
@@ -185,8 +186,15 @@ def test_losses_are_float32_under_float16_features(feats):
 
 
 # Gatys' and Johnson's layers of a random-weight VGG16, built once.
-PIN_LAYERS = ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1",
-              "block3_conv3", "block4_conv3"]
+PIN_LAYERS = [
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv3",
+    "block4_conv3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +205,10 @@ def vgg16():
 def periodic_texture(rng, height, width):
     """Smooth sinusoids with whole periods across the image, so 2x2 tiles join seamlessly."""
     y, x = np.mgrid[0:height, 0:width]
-    channels = [0.5 + 0.4 * np.sin(2 * np.pi * (kx * x / width + ky * y / height) + phase)
-                for kx, ky, phase in zip(rng.integers(1, 4, 3), rng.integers(1, 4, 3), rng.uniform(0, 6, 3))]
+    channels = [
+        0.5 + 0.4 * np.sin(2 * np.pi * (kx * x / width + ky * y / height) + phase)
+        for kx, ky, phase in zip(rng.integers(1, 4, 3), rng.integers(1, 4, 3), rng.uniform(0, 6, 3))
+    ]
     return np.stack(channels, -1).astype(np.float32)
 
 
@@ -209,9 +219,13 @@ def test_style_loss_of_a_texture_against_its_2x2_tiling_is_near_zero(vgg16, unit
     has, so a texture and its 2x2 tiling (twice the sides) have almost the same Grams, the
     zero-padded border aside. With un-normalised Grams the tiling's would be 4x the tile's."""
     rng = np.random.default_rng(sum(tile))
-    config = losses.LossConfig(style_layers=("block1_conv1", "block2_conv1", "block3_conv1"),
-                               content_layers=("block1_conv1",), units=units, weights=None,
-                               feature_extractor="vgg16")
+    config = losses.LossConfig(
+        style_layers=("block1_conv1", "block2_conv1", "block3_conv1"),
+        content_layers=("block1_conv1",),
+        units=units,
+        weights=None,
+        feature_extractor="vgg16",
+    )
     loss = losses.PerceptualLoss(config, vgg16)
     texture = periodic_texture(rng, *tile)
     tiled = np.tile(texture, (2, 2, 1))
@@ -233,8 +247,7 @@ def test_johnson_loss_is_his_formula(vgg16, rng):
     photos = rng.random((2, 32, 40, 3)).astype(np.float32)
     outputs = rng.random((2, 32, 40, 3)).astype(np.float32)
     style = rng.random((48, 36, 3)).astype(np.float32)
-    total, terms = loss(outputs, loss.content_target(photos), loss.style_target([style]),
-                        tf.zeros([2], tf.int32))
+    total, terms = loss(outputs, loss.content_target(photos), loss.style_target([style]), tf.zeros([2], tf.int32))
 
     f_out = {k: v.numpy() for k, v in vgg16(outputs).items()}
     f_photo = {k: v.numpy() for k, v in vgg16(photos).items()}
@@ -248,8 +261,9 @@ def test_johnson_loss_is_his_formula(vgg16, rng):
         g_style = np_sum_gram(f_style[name]) / (c * hs * ws)
         style_value += np.mean(np.sum((g_out - g_style) ** 2, axis=(1, 2))) / c**2
     y = outputs.astype(np.float64) * 255
-    tv = np.mean(np.sum((y[:, 1:] - y[:, :-1]) ** 2, axis=(1, 2, 3)) + np.sum((y[:, :, 1:] - y[:, :, :-1]) ** 2,
-                                                                               axis=(1, 2, 3)))
+    tv = np.mean(
+        np.sum((y[:, 1:] - y[:, :-1]) ** 2, axis=(1, 2, 3)) + np.sum((y[:, :, 1:] - y[:, :, :-1]) ** 2, axis=(1, 2, 3))
+    )
     np.testing.assert_allclose(terms["content"].numpy(), content, rtol=1e-4)
     np.testing.assert_allclose(terms["style"].numpy(), style_value, rtol=1e-4)
     np.testing.assert_allclose(terms["tv"].numpy(), tv, rtol=1e-4)
@@ -257,35 +271,60 @@ def test_johnson_loss_is_his_formula(vgg16, rng):
 
 
 def test_terms_per_layer_and_optional_terms(vgg16, rng):
-    config = losses.LossConfig(feature_extractor="vgg16", weights=None, content_layers=(0, 3),
-                               style_layers=("block1_conv1", "block2_conv1", "block3_conv1"),
-                               style_layer_weights=(1.0, 2.0, 0.5), laplacian_weight=0.1,
-                               pixel_weight=3.0, tv_weight=0.5)
+    config = losses.LossConfig(
+        feature_extractor="vgg16",
+        weights=None,
+        content_layers=(0, 3),
+        style_layers=("block1_conv1", "block2_conv1", "block3_conv1"),
+        style_layer_weights=(1.0, 2.0, 0.5),
+        laplacian_weight=0.1,
+        pixel_weight=3.0,
+        tv_weight=0.5,
+    )
     loss = losses.PerceptualLoss(config, vgg16)
     content = rng.random((40, 32, 3)).astype(np.float32)
     image = rng.random((1, 40, 32, 3)).astype(np.float32)
     total, terms = loss(image, loss.content_target(content), loss.style_target([content[::2]], [1.0]))
-    assert set(terms) == {"content", "style", "tv", "laplacian", "pixel", "content/block1_conv1",
-                          "content/block2_conv2", "style/block1_conv1", "style/block2_conv1",
-                          "style/block3_conv1"}
+    assert set(terms) == {
+        "content",
+        "style",
+        "tv",
+        "laplacian",
+        "pixel",
+        "content/block1_conv1",
+        "content/block2_conv2",
+        "style/block1_conv1",
+        "style/block2_conv1",
+        "style/block3_conv1",
+    }
     per_layer = [terms[f"style/{name}"].numpy() for name in loss.style_layers]
     np.testing.assert_allclose(terms["style"].numpy(), np.dot([1.0, 2.0, 0.5], per_layer), rtol=1e-5)
-    np.testing.assert_allclose(terms["content"].numpy(), terms["content/block1_conv1"].numpy()
-                               + terms["content/block2_conv2"].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["content"].numpy(),
+        terms["content/block1_conv1"].numpy() + terms["content/block2_conv2"].numpy(),
+        rtol=1e-5,
+    )
     np.testing.assert_allclose(terms["pixel"].numpy(), np.mean((image[0] - content) ** 2), rtol=1e-5)
-    expected = (terms["content"] + 1e3 * terms["style"] + 0.5 * terms["tv"] + 0.1 * terms["laplacian"]
-                + 3.0 * terms["pixel"])
+    expected = (
+        terms["content"] + 1e3 * terms["style"] + 0.5 * terms["tv"] + 0.1 * terms["laplacian"] + 3.0 * terms["pixel"]
+    )
     np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=1e-5)
-    _, plain = losses.PerceptualLoss(losses.LossConfig(feature_extractor="vgg16", weights=None,
-                                                       content_layers=(0,), style_layers=(0,)), vgg16)(
-        image, loss.content_target(content), loss.style_target([content], [1.0]))
+    _, plain = losses.PerceptualLoss(
+        losses.LossConfig(feature_extractor="vgg16", weights=None, content_layers=(0,), style_layers=(0,)), vgg16
+    )(image, loss.content_target(content), loss.style_target([content], [1.0]))
     assert set(plain) == {"content", "style", "tv", "content/block1_conv1", "style/block1_conv1"}
 
 
 def test_loss_config_defaults_and_a_missing_extractor_layer(vgg16):
     johnson = losses.LossConfig.johnson()
-    assert (johnson.feature_extractor, johnson.content_weight, johnson.style_weight, johnson.tv_weight,
-            johnson.content_loss, johnson.units) == ("vgg16", 1.0, 5.0, 1e-6, "mean", "johnson")
+    assert (
+        johnson.feature_extractor,
+        johnson.content_weight,
+        johnson.style_weight,
+        johnson.tv_weight,
+        johnson.content_loss,
+        johnson.units,
+    ) == ("vgg16", 1.0, 5.0, 1e-6, "mean", "johnson")
     assert losses.LossConfig().layers() == (["block4_conv2"], [f"block{b}_conv1" for b in range(1, 6)])
     with pytest.raises(NSTError, match="no output 'block4_conv2'"):
         losses.PerceptualLoss(losses.LossConfig(feature_extractor="vgg16", weights=None), vgg16)

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf.models import MODEL_CLASSES, MultiStyleNet, TransformNet, crop_to, pad_to_multiple
+from nst_tf.models import MODEL_CLASSES
+from nst_tf.models import MultiStyleNet
+from nst_tf.models import TransformNet
+from nst_tf.models import crop_to
+from nst_tf.models import pad_to_multiple
 
 WIDTH = 0.125  # 4..16 channels: fast, but every layer is exercised
 
@@ -62,9 +66,7 @@ def test_odd_sizes_are_not_shifted(net):
 def test_dynamic_sizes_inside_tf_function(net, multi):
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)
     serve = tf.function(lambda x: net(x), input_signature=[spec])
-    serve_multi = tf.function(
-        lambda x, w: multi((x, w)), input_signature=[spec, tf.TensorSpec([None, 3], tf.float32)]
-    )
+    serve_multi = tf.function(lambda x, w: multi((x, w)), input_signature=[spec, tf.TensorSpec([None, 3], tf.float32)])
     for shape in [(1, 33, 47, 3), (2, 16, 24, 3)]:
         x = images(shape)
         # Graph mode fuses each ReLU into its batch-norm kernel, which rounds differently.
@@ -80,8 +82,13 @@ def test_width_multiplier_reduces_parameters():
     assert half < full / 3
 
 
-@pytest.mark.parametrize("make", [lambda: TransformNet(width=WIDTH, num_residual_blocks=1),
-                                  lambda: MultiStyleNet(2, width=WIDTH, num_residual_blocks=1)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TransformNet(width=WIDTH, num_residual_blocks=1),
+        lambda: MultiStyleNet(2, width=WIDTH, num_residual_blocks=1),
+    ],
+)
 def test_keras_save_load_and_config_round_trip(make, tmp_path):
     model = make()
     randomize_norms(model)

@@ -21,16 +21,21 @@ def test_instance_norm_matches_numpy_per_instance_and_channel(feature_maps, rng,
     gamma = rng.normal(size=shape).astype(np.float32)
     beta = rng.normal(size=shape).astype(np.float32)
     expand = (lambda p: p[:, None, None]) if per_instance else (lambda p: p)
-    np.testing.assert_allclose(ops.instance_norm_affine(feature_maps, gamma, beta, 1e-3),
-                               numpy_instance_norm(feature_maps, expand(gamma), expand(beta), 1e-3), atol=2e-5)
+    np.testing.assert_allclose(
+        ops.instance_norm_affine(feature_maps, gamma, beta, 1e-3),
+        numpy_instance_norm(feature_maps, expand(gamma), expand(beta), 1e-3),
+        atol=2e-5,
+    )
 
 
 def test_instance_norm_per_image_path_equals_the_dynamic_batch_path(feature_maps, rng):
     gamma = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))  # per instance, as in CIN
     beta = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
     spec = tf.TensorSpec([None, None, None, 4])
-    dynamic = tf.function(lambda x, g, b: ops.instance_norm_affine(x, g, b, 1e-5),
-                          input_signature=[spec, tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])])
+    dynamic = tf.function(
+        lambda x, g, b: ops.instance_norm_affine(x, g, b, 1e-5),
+        input_signature=[spec, tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])],
+    )
     static = ops.instance_norm_affine(tf.constant(feature_maps), gamma, beta, 1e-5)
     np.testing.assert_allclose(static, dynamic(feature_maps, gamma, beta), atol=1e-5)
 
@@ -40,8 +45,10 @@ def test_instance_norm_activation_is_applied_after_the_affine_map(feature_maps, 
     gamma = rng.normal(size=4).astype(np.float32)
     beta = rng.normal(size=4).astype(np.float32)
     expected = np.maximum(numpy_instance_norm(feature_maps, gamma, beta, 1e-5), 0.0)
-    norm = tf.function(lambda x: ops.instance_norm_affine(x, gamma, beta, 1e-5, tf.nn.relu),
-                       input_signature=[tf.TensorSpec(feature_maps.shape if static_batch else [None, None, None, 4])])
+    norm = tf.function(
+        lambda x: ops.instance_norm_affine(x, gamma, beta, 1e-5, tf.nn.relu),
+        input_signature=[tf.TensorSpec(feature_maps.shape if static_batch else [None, None, None, 4])],
+    )
     np.testing.assert_allclose(norm(feature_maps), expected, atol=2e-5)
 
 
@@ -123,7 +130,9 @@ def test_space_to_depth_reflection_pad_equals_padding_the_fine_image(rng, shape,
     x = rng.normal(size=(shape[0], shape[1] // 2 * scale, shape[2] // 2 * scale, shape[3])).astype(np.float32)
     _, before, after = ops.phase_taps(k, scale)
     ours = ops.space_to_depth_reflection_pad(tf.nn.space_to_depth(x, scale), scale, before, after)
-    padded = np.pad(x, ((0, 0), (scale * before, scale * after), (scale * before, scale * after), (0, 0)), mode="reflect")
+    padded = np.pad(
+        x, ((0, 0), (scale * before, scale * after), (scale * before, scale * after), (0, 0)), mode="reflect"
+    )
     np.testing.assert_array_equal(ours, tf.nn.space_to_depth(padded, scale))
 
 

@@ -38,10 +38,13 @@ def test_staged_schedule():
     assert schedules.HalvingSchedule.from_config(schedule.get_config()).every == 50
 
 
-@pytest.mark.parametrize("name, schedule", [
-    ("nst_tf>HalvingSchedule", schedules.HalvingSchedule(1e-3, start=10, every=5)),
-    ("nst_tf>LinearDecay", schedules.LinearDecay(2e-4, 10, 20)),
-])
+@pytest.mark.parametrize(
+    "name, schedule",
+    [
+        ("nst_tf>HalvingSchedule", schedules.HalvingSchedule(1e-3, start=10, every=5)),
+        ("nst_tf>LinearDecay", schedules.LinearDecay(2e-4, 10, 20)),
+    ],
+)
 def test_keras_schedules_keep_their_registered_names(name, schedule):
     assert keras.saving.get_registered_name(type(schedule)) == name
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))

@@ -21,8 +21,10 @@ from PIL import Image
 
 from nst_tf import export
 from nst_tf import models
-from nst_tf.serving.client import RestClient, ServingError
-from nst_tf.serving.server import ModelServer, ServerConfig
+from nst_tf.serving.client import RestClient
+from nst_tf.serving.client import ServingError
+from nst_tf.serving.server import ModelServer
+from nst_tf.serving.server import ServerConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -76,8 +78,14 @@ def setup(tmp_path_factory):
     export.export(export.ExportConfig("fast", str(base / "tiny")), model=nets["tiny"])
     export.export(export.ExportConfig("fast", str(base / "swap")), model=nets["swap1"])
     export.export(export.ExportConfig("multistyle", str(base / "multi")), model=nets["multi"])
-    config = ServerConfig(str(base), port=0, poll_seconds=0.1, max_request_bytes=MAX_REQUEST_BYTES,
-                          max_image_pixels=MAX_PIXELS, max_batch_size=8)
+    config = ServerConfig(
+        str(base),
+        port=0,
+        poll_seconds=0.1,
+        max_request_bytes=MAX_REQUEST_BYTES,
+        max_image_pixels=MAX_PIXELS,
+        max_batch_size=8,
+    )
     server = ModelServer(config).start()
     pixels = (np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
     yield {"server": server, "base": base, "nets": nets, "pixels": pixels, "png": png_bytes(pixels)}
@@ -112,8 +120,11 @@ def test_binds_loopback_by_default():
 
 def test_status_and_metadata(setup):
     client = RestClient(setup["server"].url, "tiny")
-    assert client.status() == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert client.status() == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     meta = client.metadata()
     assert meta["model_spec"] == {"name": "tiny", "signature_name": "", "version": "1"}
     signatures = meta["metadata"]["signature_def"]["signature_def"]
@@ -124,19 +135,24 @@ def test_status_and_metadata(setup):
 
 
 def test_predict_instances_row_format(setup):
-    status, body = post(setup["server"], "/v1/models/tiny:predict",
-                        {"instances": [b64(setup["png"]), b64(setup["png"])]})
+    status, body = post(
+        setup["server"], "/v1/models/tiny:predict", {"instances": [b64(setup["png"]), b64(setup["png"])]}
+    )
     assert status == 200 and len(body["predictions"]) == 2
     want = expected_png(setup["nets"]["tiny"], setup["pixels"])
     for prediction in body["predictions"]:
         assert np.abs(decode_png(base64.b64decode(prediction["b64"])) - want).max() <= 1
     # Named single input in each row, and the float signature row by row.
-    status, named = post(setup["server"], "/v1/models/tiny:predict",
-                         {"instances": [{"image_bytes": b64(setup["png"])}]})
+    status, named = post(
+        setup["server"], "/v1/models/tiny:predict", {"instances": [{"image_bytes": b64(setup["png"])}]}
+    )
     assert status == 200 and named["predictions"] == body["predictions"][:1]
     x = setup["pixels"].astype(np.float32)
-    status, rows = post(setup["server"], "/v1/models/tiny:predict",
-                        {"signature_name": "stylize_tensor", "instances": [x.tolist(), x[::-1].tolist()]})
+    status, rows = post(
+        setup["server"],
+        "/v1/models/tiny:predict",
+        {"signature_name": "stylize_tensor", "instances": [x.tolist(), x[::-1].tolist()]},
+    )
     assert status == 200 and np.asarray(rows["predictions"]).shape == (2, SIZE, SIZE, 3)
     net_out = setup["nets"]["tiny"](x[None] / 255.0).numpy()[0] * 255.0
     np.testing.assert_allclose(rows["predictions"][0], net_out, atol=1e-3)
@@ -144,8 +160,11 @@ def test_predict_instances_row_format(setup):
 
 def test_predict_inputs_columnar_format(setup):
     x = setup["pixels"][:20, :28].astype(np.float32)
-    status, body = post(setup["server"], "/v1/models/tiny:predict",
-                        {"signature_name": "stylize_tensor", "inputs": {"images": [x.tolist()]}})
+    status, body = post(
+        setup["server"],
+        "/v1/models/tiny:predict",
+        {"signature_name": "stylize_tensor", "inputs": {"images": [x.tolist()]}},
+    )
     assert status == 200
     net_out = setup["nets"]["tiny"](x[None] / 255.0).numpy() * 255.0
     np.testing.assert_allclose(body["outputs"], net_out, atol=1e-3)
@@ -195,19 +214,32 @@ def _bad_cases(png):
         "both formats": ("/v1/models/tiny:predict", {**ok, "inputs": [b64(png)]}, 400),
         "neither format": ("/v1/models/tiny:predict", {"signature_name": "serving_default"}, 400),
         "number for bytes": ("/v1/models/tiny:predict", {"instances": [3.5]}, 400),
-        "string for floats": ("/v1/models/tiny:predict",
-                              {"signature_name": "stylize_tensor", "inputs": {"images": "abc"}}, 400),
-        "wrong shape": ("/v1/models/tiny:predict",
-                        {"signature_name": "stylize_tensor", "inputs": [[1.0, 2.0]]}, 400),
-        "image too small for the net": ("/v1/models/tiny:predict",
-                                        {"signature_name": "stylize_tensor",
-                                         "inputs": [[[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]]]}, 400),
-        "ragged": ("/v1/models/tiny:predict",
-                   {"signature_name": "stylize_tensor", "inputs": [[[[1.0, 2.0, 3.0]], [[1.0, 2.0]]]]}, 400),
-        "extra input": ("/v1/models/multi:predict",
-                        {"inputs": {"image_bytes": [b64(png)], "style_weights": [1, 0], "x": 1}}, 400),
-        "row style weights": ("/v1/models/multi:predict",
-                              {"instances": [{"image_bytes": b64(png), "style_weights": [1.0, 0.0]}]}, 400),
+        "string for floats": (
+            "/v1/models/tiny:predict",
+            {"signature_name": "stylize_tensor", "inputs": {"images": "abc"}},
+            400,
+        ),
+        "wrong shape": ("/v1/models/tiny:predict", {"signature_name": "stylize_tensor", "inputs": [[1.0, 2.0]]}, 400),
+        "image too small for the net": (
+            "/v1/models/tiny:predict",
+            {"signature_name": "stylize_tensor", "inputs": [[[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]]]},
+            400,
+        ),
+        "ragged": (
+            "/v1/models/tiny:predict",
+            {"signature_name": "stylize_tensor", "inputs": [[[[1.0, 2.0, 3.0]], [[1.0, 2.0]]]]},
+            400,
+        ),
+        "extra input": (
+            "/v1/models/multi:predict",
+            {"inputs": {"image_bytes": [b64(png)], "style_weights": [1, 0], "x": 1}},
+            400,
+        ),
+        "row style weights": (
+            "/v1/models/multi:predict",
+            {"instances": [{"image_bytes": b64(png), "style_weights": [1.0, 0.0]}]},
+            400,
+        ),
     }
 
 
@@ -255,9 +287,14 @@ def test_concurrent_clients(setup):
 def test_nst_serve_cli(setup):
     # SIG_DFL in the child: Python ignores Ctrl-C if it starts with SIGINT ignored, as it is
     # when a shell runs the suite in the background.
-    proc = subprocess.Popen([str(VENV_BIN / "nst-serve"), f"--model_base_path={setup['base']}", "--port=0"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "nst-serve"), f"--model_base_path={setup['base']}", "--port=0"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         line = proc.stdout.readline()
         match = re.search(r"at (http://127\.0\.0\.1:\d+)$", line.strip())
@@ -270,8 +307,13 @@ def test_nst_serve_cli(setup):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    missing = subprocess.run([str(VENV_BIN / "nst-serve"), f"--model_base_path={setup['base']}/none"],
-                             env=ENV, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [str(VENV_BIN / "nst-serve"), f"--model_base_path={setup['base']}/none"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("nst-serve: error: --model_base_path")
 

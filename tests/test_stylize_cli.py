@@ -24,8 +24,9 @@ def messages(stderr):
 
 
 def tool(module, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, env=ENV, cwd=cwd or REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, cwd=cwd or REPO, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,16 @@ def test_stylize_writes_output_with_flagfile(inputs, tmp_path):
     flagfile = tmp_path / "quick.flags"
     flagfile.write_text("# a user's flagfile\n--optimizer=adam\n--learning_rate=0.05\n")
     output = tmp_path / "result.png"
-    proc = tool("nst_tf.cli.stylize", f"--flagfile={flagfile}", f"--content={inputs / 'photo.png'}",
-                f"--style={inputs / 'art.png'}", f"--style={inputs / 'art.png'}",
-                "--style_weights=0.5,0.5", f"--output={output}", *TINY)
+    proc = tool(
+        "nst_tf.cli.stylize",
+        f"--flagfile={flagfile}",
+        f"--content={inputs / 'photo.png'}",
+        f"--style={inputs / 'art.png'}",
+        f"--style={inputs / 'art.png'}",
+        "--style_weights=0.5,0.5",
+        f"--output={output}",
+        *TINY,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{output} 48x36 ")
@@ -71,11 +79,24 @@ def bad_runs(inputs, tmp_path_factory):
     for case, (args, _) in BAD_INPUTS.items():
         folder = tmp_path_factory.mktemp("bad")
         output = folder / "result.png"
-        argv = [f"--content={inputs / 'photo.png'}", f"--style={inputs / 'art.png'}",
-                f"--output={output}", *TINY, *(a.format(d=inputs, out=output) for a in args)]
-        runs[case] = (folder, subprocess.Popen(
-            [sys.executable, "-m", "nst_tf.cli.stylize", *argv], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO))
+        argv = [
+            f"--content={inputs / 'photo.png'}",
+            f"--style={inputs / 'art.png'}",
+            f"--output={output}",
+            *TINY,
+            *(a.format(d=inputs, out=output) for a in args),
+        ]
+        runs[case] = (
+            folder,
+            subprocess.Popen(
+                [sys.executable, "-m", "nst_tf.cli.stylize", *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=ENV,
+                cwd=REPO,
+            ),
+        )
     results = {}
     for case, (folder, proc) in runs.items():
         _, stderr = proc.communicate(timeout=600)
@@ -104,12 +125,18 @@ def test_shipped_flagfiles_parse_into_configs():
         "    stylize.FLAGS(['nst-stylize', *args.split(), '--content=c.jpg', '--style=s.jpg'])\n"
         "    c = stylize.config_from_flags('o.png')\n"
         "    out[args] = [c.sizes(), c.scale_steps(), c.loss.pooling, c.init, c.checkpoint_dir]\n"
-        "print(json.dumps(out))\n")
+        "print(json.dumps(out))\n"
+    )
     hq = "--flagfile=configs/gatys_hq_multiscale.flags"
-    cases = ["--flagfile=configs/gatys_paper.flags", "--flagfile=configs/gatys_preview.flags",
-             hq, hq + " --coarse_steps=50"]
-    proc = subprocess.run([sys.executable, "-c", script, *cases], capture_output=True,
-                          text=True, env=ENV, cwd=REPO, timeout=300)
+    cases = [
+        "--flagfile=configs/gatys_paper.flags",
+        "--flagfile=configs/gatys_preview.flags",
+        hq,
+        hq + " --coarse_steps=50",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *cases], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     configs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert configs[cases[0]] == [[512], [500], "avg", "noise", None]
@@ -122,9 +149,15 @@ def test_shipped_flagfiles_parse_into_configs():
 def test_demo_offline_detects_vgg16_weights(assets, hed_weights, tmp_path):
     content = assets / "images/content/chicago.jpg"
     style = assets / "images/style/starry_night.jpg"
-    proc = tool("nst_tf.cli.demo", f"--content={content}", f"--style={style}",
-                f"--weights={hed_weights}", f"--output_dir={tmp_path}", "--image_size=64",
-                "--num_steps=3")
+    proc = tool(
+        "nst_tf.cli.demo",
+        f"--content={content}",
+        f"--style={style}",
+        f"--weights={hed_weights}",
+        f"--output_dir={tmp_path}",
+        "--image_size=64",
+        "--num_steps=3",
+    )
     assert proc.returncode == 0, proc.stderr
     assert " vgg16 " in proc.stdout
     assert images.load_image(tmp_path / "chicago_starry_night.png").shape[1] == 64

@@ -26,13 +26,16 @@ def test_parse_axis_uses_the_field_types():
     assert sweep.parse_axis(None) == sweep.Axis.single()
 
 
-@pytest.mark.parametrize("text, match", [
-    ("nonsense:1|2", "cannot sweep 'nonsense'"),
-    ("resume:true", "cannot sweep 'resume'"),
-    ("style_weight:1e3|lots", "expected float"),
-    ("style_weight", "FIELD:VALUE"),
-    ("alpha_beta:0|1e-3", "must be > 0"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("nonsense:1|2", "cannot sweep 'nonsense'"),
+        ("resume:true", "cannot sweep 'resume'"),
+        ("style_weight:1e3|lots", "expected float"),
+        ("style_weight", "FIELD:VALUE"),
+        ("alpha_beta:0|1e-3", "must be > 0"),
+    ],
+)
 def test_parse_axis_rejects_bad_input(text, match):
     with pytest.raises(NSTError, match=match):
         sweep.parse_axis(text)
@@ -70,9 +73,13 @@ def test_contact_sheet_layout():
 
 
 def _tiny_config():
-    return gatys.GatysConfig(image_size=48, num_steps=3, loss=LossConfig(
-        feature_extractor="vgg16", weights=None, content_layers=("block2_conv2",),
-        style_layers=("block1_conv1",)))
+    return gatys.GatysConfig(
+        image_size=48,
+        num_steps=3,
+        loss=LossConfig(
+            feature_extractor="vgg16", weights=None, content_layers=("block2_conv2",), style_layers=("block1_conv1",)
+        ),
+    )
 
 
 def test_sweep_renders_a_labelled_2x2_grid(tiny_image, rng):
@@ -80,8 +87,14 @@ def test_sweep_renders_a_labelled_2x2_grid(tiny_image, rng):
     rows = sweep.parse_axis("style_layers:0|0,2")
     cols = sweep.parse_axis("alpha_beta:1e-3|1e-1")
     reports = []
-    sheet = sweep.sweep(tiny_image, style, _tiny_config(), rows, cols,
-                        progress=lambda done, total, values: reports.append((done, total)))
+    sheet = sweep.sweep(
+        tiny_image,
+        style,
+        _tiny_config(),
+        rows,
+        cols,
+        progress=lambda done, total, values: reports.append((done, total)),
+    )
     cell_h, cell_w = images.longest_side_shape(tiny_image.shape, 48)
     assert sheet.shape[0] > 2 * cell_h and sheet.shape[1] > 2 * cell_w
     assert 0.0 <= sheet.min() and sheet.max() <= 1.0
@@ -100,11 +113,23 @@ def test_cli_writes_the_sheet(tmp_path, tiny_image, rng):
     style = _write(tmp_path / "style.png", rng.random((40, 40, 3)).astype(np.float32))
     output = tmp_path / "out" / "sheet.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    args = [sys.executable, "-m", "nst_tf.cli.sweep", f"--content={content}", f"--style={style}",
-            f"--output={output}", "--image_size=48", "--num_steps=2", "--weights=none",
-            "--feature_extractor=vgg16", "--content_layers=block2_conv2",
-            "--style_layers=block1_conv1", "--rows=style_weight:1e2|1e4",
-            "--cols=pooling:max|avg", "--cell_size=24"]
+    args = [
+        sys.executable,
+        "-m",
+        "nst_tf.cli.sweep",
+        f"--content={content}",
+        f"--style={style}",
+        f"--output={output}",
+        "--image_size=48",
+        "--num_steps=2",
+        "--weights=none",
+        "--feature_extractor=vgg16",
+        "--content_layers=block2_conv2",
+        "--style_layers=block1_conv1",
+        "--rows=style_weight:1e2|1e4",
+        "--cols=pooling:max|avg",
+        "--cell_size=24",
+    ]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert str(output) in done.stdout and "2x2 cells" in done.stdout
@@ -112,8 +137,7 @@ def test_cli_writes_the_sheet(tmp_path, tiny_image, rng):
         assert sheet.size[0] > 2 * 24 and sheet.size[1] > 2 * 24
     assert os.listdir(output.parent) == ["sheet.png"]
 
-    bad = subprocess.run(args[:-3] + ["--rows=colour:red|blue"], env=env, capture_output=True,
-                         text=True, check=False)
+    bad = subprocess.run(args[:-3] + ["--rows=colour:red|blue"], env=env, capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     errors = [line for line in bad.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "cannot sweep 'colour'" in errors[0], bad.stderr

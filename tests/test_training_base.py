@@ -53,8 +53,9 @@ class ToyTrainer(base.Trainer):
 
 
 def config(tmp_path, **kw):
-    return base.TrainConfig(output_dir=str(tmp_path), **{"max_steps": 30, "checkpoint_every": 10,
-                                                          "log_every": 5, "image_every": 10, **kw})
+    return base.TrainConfig(
+        output_dir=str(tmp_path), **{"max_steps": 30, "checkpoint_every": 10, "log_every": 5, "image_every": 10, **kw}
+    )
 
 
 def state(trainer):
@@ -111,14 +112,17 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGINT) is handler_before
 
 
-@pytest.mark.parametrize("settings, flag", [
-    ({"output_dir": ""}, "--output_dir"),
-    ({"max_steps": -1}, "--max_steps"),
-    ({"checkpoint_every": 0}, "--checkpoint_every"),
-    ({"log_every": 0}, "--log_every"),
-    ({"image_every": -1}, "--image_every"),
-    ({"keep_checkpoints": 0}, "--keep_checkpoints"),
-])
+@pytest.mark.parametrize(
+    "settings, flag",
+    [
+        ({"output_dir": ""}, "--output_dir"),
+        ({"max_steps": -1}, "--max_steps"),
+        ({"checkpoint_every": 0}, "--checkpoint_every"),
+        ({"log_every": 0}, "--log_every"),
+        ({"image_every": -1}, "--image_every"),
+        ({"keep_checkpoints": 0}, "--keep_checkpoints"),
+    ],
+)
 def test_config_validates_on_construction(tmp_path, settings, flag):
     with pytest.raises(NSTError, match=f"^{flag}: "):
         base.TrainConfig(**{"output_dir": str(tmp_path), **settings})

@@ -10,13 +10,24 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import REPO
+from feedforward_helpers import make_photos
+from feedforward_helpers import make_styles
+from feedforward_helpers import smooth_image
 
-from feedforward_helpers import REPO, make_photos, make_styles, smooth_image
 from nst_tf import images
 
 TINY_FEEDFORWARD = ["--image_size=32", "--batch_size=2", "--width=0.125", "--num_residual_blocks=1", "--weights=none"]
-TINY_CYCLEGAN = ["--image_size=32", "--load_size=36", "--n_blocks=1", "--ngf=4", "--ndf=4",
-                 "--epochs=1000", "--epochs_decay=0", "--steps_per_epoch=1000"]
+TINY_CYCLEGAN = [
+    "--image_size=32",
+    "--load_size=36",
+    "--n_blocks=1",
+    "--ngf=4",
+    "--ndf=4",
+    "--epochs=1000",
+    "--epochs_decay=0",
+    "--steps_per_epoch=1000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +37,11 @@ def data(tmp_path_factory):
     for split, count in (("trainA", 2), ("trainB", 2), ("testA", 1), ("testB", 1)):
         for i in range(count):
             images.save_image(str(root / "unpaired" / split / f"{i}.png"), smooth_image(rng, 40, 48))
-    return {"photos": make_photos(root / "photos", count=4), "styles": make_styles(root / "styles"),
-            "unpaired": str(root / "unpaired")}
+    return {
+        "photos": make_photos(root / "photos", count=4),
+        "styles": make_styles(root / "styles"),
+        "unpaired": str(root / "unpaired"),
+    }
 
 
 def command(name, data):
@@ -48,8 +62,15 @@ def test_ctrl_c_saves_and_exits_with_130(name, data, tmp_path):
     argv = [sys.executable, "-m", module, *args, f"--output_dir={out}", "--max_steps=1000000", "--checkpoint_every=1"]
     # SIG_DFL in the child: Python ignores Ctrl-C if it starts with SIGINT ignored, as it is
     # under a shell that runs the suite in the background.
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         # Training has started once the first step's checkpoint is there.

@@ -6,9 +6,11 @@ Each command is a console script and a module, e.g. ``nst-stylize`` is
 ``translate``, ``export``, ``serve`` and ``demo``. Their flags are generated
 from the fields of the library's config dataclasses (:mod:`nst_tf.config`).
 
-Every command module starts with ``from nst_tf import cli`` *before* importing
-TensorFlow: importing this package imports TensorFlow with its C++ start-up
-logging silenced, unless ``--verbosity``/``-v`` asks for more.
+Importing this package imports TensorFlow with its C++ start-up logging
+silenced, unless ``--verbosity``/``-v`` asks for more. Python runs it before
+any command module (``python -m nst_tf.cli.<command>`` or a console script);
+a command run by its path (``python nst_tf/cli/train_cyclegan.py``) imports it
+before anything that imports TensorFlow.
 
 A command's ``main`` parses flags into a config and calls the library; it
 raises :class:`~nst_tf.errors.NSTError` for bad input. :func:`run` turns that
@@ -54,7 +56,7 @@ def _import_tensorflow_quietly():
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+        import tensorflow  # noqa: F401  (imported for its side effect, with stderr muted)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -119,4 +121,3 @@ def _parse_flags_or_exit(argv):
         return flags.FLAGS(argv)
     except flags.Error as exc:
         error(str(exc))
-

@@ -15,8 +15,6 @@ VGG19 and ResNet50 apart by their number of conv kernels (13, 16, 53), so a
 VGG16 no-top file works without further flags.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
 import os
 import time
 
@@ -24,6 +22,7 @@ import h5py
 import keras
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import config
 from nst_tf import features
 from nst_tf import gatys
@@ -31,12 +30,15 @@ from nst_tf import images
 from nst_tf.errors import NSTError
 
 # Stable sample images of the TensorFlow style-transfer tutorial.
-SAMPLE_CONTENT = ("YellowLabradorLooking_new.jpg",
-                  "https://storage.googleapis.com/download.tensorflow.org/example_images/"
-                  "YellowLabradorLooking_new.jpg")
-SAMPLE_STYLE = ("kandinsky_composition_7.jpg",
-                "https://storage.googleapis.com/download.tensorflow.org/example_images/"
-                "Vassily_Kandinsky%2C_1913_-_Composition_7.jpg")
+SAMPLE_CONTENT = (
+    "YellowLabradorLooking_new.jpg",
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/YellowLabradorLooking_new.jpg",
+)
+SAMPLE_STYLE = (
+    "kandinsky_composition_7.jpg",
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/"
+    "Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
+)
 
 # Conv kernels per backbone, to recognise a weights file.
 _KERNEL_COUNTS = {13: "vgg16", 16: "vgg19", 53: "resnet50"}
@@ -48,8 +50,12 @@ CONFIG_FLAGS = ("image_size", "num_steps", "weights")
 FLAGS = flags.FLAGS
 flags.DEFINE_string("content", "", "Content image; empty: download a sample photo.")
 flags.DEFINE_string("style", "", "Style image; empty: download a sample painting.")
-flags.DEFINE_enum("feature_extractor", "auto", ["auto", *features.EXTRACTORS],
-                  "Feature network; auto: vgg19, or what the --weights file holds.")
+flags.DEFINE_enum(
+    "feature_extractor",
+    "auto",
+    ["auto", *features.EXTRACTORS],
+    "Feature network; auto: vgg19, or what the --weights file holds.",
+)
 flags.DEFINE_string("output_dir", "out", "Folder for the result.")
 config.define_flags(DEFAULTS, only=CONFIG_FLAGS, help_overrides={"num_steps": "L-BFGS iterations."})
 
@@ -70,8 +76,9 @@ def detect_extractor(path):
     try:
         return _KERNEL_COUNTS[len(kernels)]
     except KeyError:
-        raise NSTError(f"--weights: {path}: {len(kernels)} conv kernels match no known "
-                       "extractor; pass --feature_extractor") from None
+        raise NSTError(
+            f"--weights: {path}: {len(kernels)} conv kernels match no known extractor; pass --feature_extractor"
+        ) from None
 
 
 def _image_path(value, sample):
@@ -81,8 +88,7 @@ def _image_path(value, sample):
     try:
         return keras.utils.get_file(name, url, cache_subdir="nst_tf_samples")
     except Exception as exc:  # get_file raises bare Exception when offline.
-        raise NSTError(f"cannot download the sample image {url} ({exc}); pass --content "
-                       "and --style") from None
+        raise NSTError(f"cannot download the sample image {url} ({exc}); pass --content and --style") from None
 
 
 def main(argv):

@@ -16,26 +16,38 @@ loss weights, ``--num_steps``, ``--learning_rate``) mean what they mean for
 ``nst-stylize``. See :mod:`nst_tf.export` for the signatures.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow start-up.
-
 import dataclasses
 
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import config
 from nst_tf import export
 
 # The GatysConfig fields the exported features and gatys models use.
-GATYS_FLAGS = ("feature_extractor", "weights", "pooling", "content_layers", "style_layers",
-               "style_layer_weights", "content_weight", "style_weight", "tv_weight", "num_steps",
-               "learning_rate")
-ONLY = tuple(f.name for f in dataclasses.fields(export.ExportConfig)
-             if f.name != "gatys_config") + GATYS_FLAGS
+GATYS_FLAGS = (
+    "feature_extractor",
+    "weights",
+    "pooling",
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "num_steps",
+    "learning_rate",
+)
+ONLY = tuple(f.name for f in dataclasses.fields(export.ExportConfig) if f.name != "gatys_config") + GATYS_FLAGS
 EXCLUDE = ("gatys_config.precision",)  # --precision is ExportConfig's
 
 FLAGS = flags.FLAGS
-config.define_flags(export.ExportConfig, only=ONLY, exclude=EXCLUDE,
-                    help_overrides={"num_steps": "Adam steps the gatys model runs per request."})
+config.define_flags(
+    export.ExportConfig,
+    only=ONLY,
+    exclude=EXCLUDE,
+    help_overrides={"num_steps": "Adam steps the gatys model runs per request."},
+)
 flags.register_validator("checkpoint", lambda v: v is None or bool(v.strip()), "--checkpoint: empty path")
 
 

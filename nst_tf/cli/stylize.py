@@ -10,14 +10,13 @@ on stdout; a bad input prints one line and exits with status 1 without
 writing anything.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
 import os
 import time
 
 import keras
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import config
 from nst_tf import gatys
 from nst_tf import images
@@ -28,12 +27,14 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("content", None, "Content image (with --model: an image or a folder).")
 flags.DEFINE_multi_string("style", None, "Style image; repeat for several styles.")
-flags.DEFINE_string("output", None,
-                    "Output image (.png/.jpg); default <content>_<style>.png in the current "
-                    "folder. With --model: a file or a folder.")
-flags.DEFINE_string("model", None,
-                    "Trained feed-forward model directory (nst-train-fast / "
-                    "nst-train-multistyle); skips optimisation.")
+flags.DEFINE_string(
+    "output",
+    None,
+    "Output image (.png/.jpg); default <content>_<style>.png in the current folder. With --model: a file or a folder.",
+)
+flags.DEFINE_string(
+    "model", None, "Trained feed-forward model directory (nst-train-fast / nst-train-multistyle); skips optimisation."
+)
 config.define_flags(gatys.GatysConfig)
 
 

@@ -12,25 +12,23 @@ configuration of all cells. The sheet is written atomically once every cell
 is done.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
 import os
 import time
 
 import keras
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import images
 from nst_tf import sweep
 from nst_tf.cli import stylize  # its flags (nst-stylize's) define the base config
 from nst_tf.errors import NSTError
 
-flags.DEFINE_string("rows", None, "Row axis: FIELD:VALUE|VALUE|... (e.g. "
-                    "'style_layers:0|0,2|0,2,4').")
-flags.DEFINE_string("cols", None, "Column axis: FIELD:VALUE|VALUE|... (e.g. "
-                    "'alpha_beta:1e-4|1e-3|1e-2').")
-flags.DEFINE_integer("cell_size", None, "Longest side of each cell on the sheet "
-                     "(default: --image_size).", lower_bound=16)
+flags.DEFINE_string("rows", None, "Row axis: FIELD:VALUE|VALUE|... (e.g. 'style_layers:0|0,2|0,2,4').")
+flags.DEFINE_string("cols", None, "Column axis: FIELD:VALUE|VALUE|... (e.g. 'alpha_beta:1e-4|1e-3|1e-2').")
+flags.DEFINE_integer(
+    "cell_size", None, "Longest side of each cell on the sheet (default: --image_size).", lower_bound=16
+)
 FLAGS = flags.FLAGS
 
 
@@ -53,11 +51,12 @@ def main(argv):
     base = stylize.config_from_flags(output)
     keras.utils.set_random_seed(base.seed)
     start = time.monotonic()
-    sheet = sweep.sweep(FLAGS.content, FLAGS.style, base, rows, cols, progress=True,
-                        cell_size=FLAGS.cell_size)
+    sheet = sweep.sweep(FLAGS.content, FLAGS.style, base, rows, cols, progress=True, cell_size=FLAGS.cell_size)
     images.save_image(output, sheet)
-    cli.result(f"{output} {len(rows.values)}x{len(cols.values)} cells "
-               f"{sheet.shape[1]}x{sheet.shape[0]} {time.monotonic() - start:.1f}s")
+    cli.result(
+        f"{output} {len(rows.values)}x{len(cols.values)} cells "
+        f"{sheet.shape[1]}x{sheet.shape[0]} {time.monotonic() - start:.1f}s"
+    )
 
 
 def run():

@@ -10,10 +10,9 @@ after the current step and saves. The flags are the fields of
 :class:`nst_tf.training.cyclegan.CycleGANConfig`.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import config
 from nst_tf.cli import training
 from nst_tf.training import cyclegan

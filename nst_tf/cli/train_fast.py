@@ -5,8 +5,7 @@
 Rerunning with the same --output_dir resumes from its latest checkpoint.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
+from nst_tf import cli
 from nst_tf.cli import training
 
 training.define_feedforward_flags(multistyle=False)

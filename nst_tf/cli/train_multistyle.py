@@ -9,8 +9,7 @@ styles' outputs stay bit-identical; the base run is left unchanged):
         --add_style=data/styles/the_scream.jpg --output_dir=runs/multistyle_plus_scream
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
+from nst_tf import cli
 from nst_tf.cli import training
 
 training.define_feedforward_flags(multistyle=True)

@@ -31,15 +31,21 @@ def define_feedforward_flags(multistyle):
     They are the fields of FeedForwardConfig (TrainConfig's included), and
     nst-train-multistyle's ``--add_style``.
     """
-    config.define_flags(feedforward.FeedForwardConfig, exclude=_feedforward_exclude(multistyle),
-                        help_overrides=None if multistyle else {"style": "Style image."})
+    config.define_flags(
+        feedforward.FeedForwardConfig,
+        exclude=_feedforward_exclude(multistyle),
+        help_overrides=None if multistyle else {"style": "Style image."},
+    )
     if multistyle:
-        flags.DEFINE_multi_string("add_style", [], "Style image to add to the trained multi-style net of "
-                                  "--base_dir; only its gamma/beta are trained (repeatable).")
+        flags.DEFINE_multi_string(
+            "add_style",
+            [],
+            "Style image to add to the trained multi-style net of "
+            "--base_dir; only its gamma/beta are trained (repeatable).",
+        )
         flags.register_multi_flags_validator(
             ["style", "add_style", "base_dir"],
-            lambda v: bool(v["add_style"]) == bool(v["base_dir"])
-            and bool(v["style"]) != bool(v["add_style"]),
+            lambda v: bool(v["add_style"]) == bool(v["base_dir"]) and bool(v["style"]) != bool(v["add_style"]),
             message="give either --style (train new styles) or --add_style with --base_dir (add styles)",
         )
     else:
@@ -51,8 +57,9 @@ def feedforward_config(multistyle):
     overrides = {"multistyle": multistyle}
     if multistyle and FLAGS.add_style:
         overrides["style_images"] = tuple(FLAGS.add_style)
-    return config.from_flags(feedforward.FeedForwardConfig, FLAGS, exclude=_feedforward_exclude(multistyle),
-                             **overrides)
+    return config.from_flags(
+        feedforward.FeedForwardConfig, FLAGS, exclude=_feedforward_exclude(multistyle), **overrides
+    )
 
 
 def feedforward_main(multistyle):
@@ -86,7 +93,6 @@ def report(result, output_dir):
         )
         sys.exit(130)
     # The summary terms, and the CycleGAN discriminator's loss beside its generators' total.
-    shown = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()
-                     if k in losses.SUMMARY_TERMS or k == "d_loss")
+    shown = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k in losses.SUMMARY_TERMS or k == "d_loss")
     skipped = f", skipped {result.skipped_files} unreadable files" if result.skipped_files else ""
     cli.result(f"step {result.step}: {shown}; model in {output_dir}{skipped}")

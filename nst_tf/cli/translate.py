@@ -5,10 +5,9 @@
 The flags are the fields of :class:`nst_tf.inference.TranslateConfig`.
 """
 
-from nst_tf import cli  # First: quiets TensorFlow's start-up logging.
-
 from absl import flags
 
+from nst_tf import cli
 from nst_tf import config
 from nst_tf import inference
 

@@ -27,7 +27,9 @@ import keras
 import tensorflow as tf
 
 from nst_tf import layers
-from nst_tf.models.transform_net import SIZE_MULTIPLE, crop_to, pad_to_multiple
+from nst_tf.models.transform_net import SIZE_MULTIPLE
+from nst_tf.models.transform_net import crop_to
+from nst_tf.models.transform_net import pad_to_multiple
 
 UPSAMPLING_MODES = ("transpose", "resize")
 

@@ -90,8 +90,9 @@ class RestClient:
         if style_weights is None:
             outputs = self.predict(instances=encoded)["predictions"]
         else:
-            outputs = self.predict(inputs={"image_bytes": encoded,
-                                           "style_weights": [float(w) for w in style_weights]})["outputs"]
+            outputs = self.predict(inputs={"image_bytes": encoded, "style_weights": [float(w) for w in style_weights]})[
+                "outputs"
+            ]
         return [base64.b64decode(out["b64"]) for out in outputs]
 
     def stylize_tensor(self, images, style_weights=None):
@@ -114,8 +115,7 @@ class GrpcClient:
             from tensorflow_serving.apis import predict_pb2
             from tensorflow_serving.apis import prediction_service_pb2_grpc
         except ImportError as exc:
-            raise NSTError(f"gRPC client needs tensorflow-serving-api: pip install 'nst_tf[grpc]' "
-                           f"({exc})") from None
+            raise NSTError(f"gRPC client needs tensorflow-serving-api: pip install 'nst_tf[grpc]' ({exc})") from None
         self._grpc = grpc
         self._predict_pb2 = predict_pb2
         self.channel = grpc.insecure_channel(target)

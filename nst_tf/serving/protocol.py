@@ -78,9 +78,10 @@ def signature_name(body, available):
         raise RequestError(HTTPStatus.BAD_REQUEST, "request body must be a JSON object")
     name = body.get("signature_name") or DEFAULT_SIGNATURE
     if not isinstance(name, str) or name not in available:
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"Serving signature name: \"{name}\" not found in signature def "
-                           f"(have {sorted(available)})")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f'Serving signature name: "{name}" not found in signature def (have {sorted(available)})',
+        )
     return name
 
 
@@ -91,8 +92,9 @@ def parse_predict_request(body, specs):
     must be given, converted to the spec's dtype and compatible with its shape.
     """
     if ("instances" in body) == ("inputs" in body):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           "request must have exactly one of 'instances' (row) or 'inputs' (columnar)")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, "request must have exactly one of 'instances' (row) or 'inputs' (columnar)"
+        )
     if "instances" in body:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
@@ -111,8 +113,9 @@ def parse_predict_request(body, specs):
     missing = sorted(set(specs) - set(columns))
     extra = sorted(set(columns) - set(specs))
     if missing or extra:
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"inputs must be {sorted(specs)}; missing {missing}, unexpected {extra}")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"inputs must be {sorted(specs)}; missing {missing}, unexpected {extra}"
+        )
     arrays = {name: _to_array(columns[name], spec, f"input '{name}'") for name, spec in specs.items()}
     return arrays, row_format
 
@@ -125,13 +128,13 @@ def _rows_to_columns(instances, specs):
         named = all(isinstance(r, dict) and set(r) == {only} for r in instances)
         return {only: [r[only] for r in instances] if named else instances}
     if not all(isinstance(r, dict) for r in instances):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"each instance must be an object with inputs {names}")
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"each instance must be an object with inputs {names}")
     columns = {}
     for i, row in enumerate(instances):
         if set(row) != set(names):
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"instance {i}: inputs must be {sorted(names)}, got {sorted(row)}")
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"instance {i}: inputs must be {sorted(names)}, got {sorted(row)}"
+            )
         for name in names:
             columns.setdefault(name, []).append(row[name])
     return columns
@@ -143,15 +146,16 @@ def _decode_strings(value, where):
         return [_decode_strings(v, where) for v in value]
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: a bytes value must be {{\"b64\": \"...\"}}")
+            raise RequestError(HTTPStatus.BAD_REQUEST, f'{where}: a bytes value must be {{"b64": "..."}}')
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: invalid base64 ({exc})") from None
     if isinstance(value, str):
         return value.encode("utf-8")
-    raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: expected a string or {{\"b64\": ...}}, "
-                                               f"got {type(value).__name__}")
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST, f'{where}: expected a string or {{"b64": ...}}, got {type(value).__name__}'
+    )
 
 
 def _to_array(value, spec, where):
@@ -169,11 +173,11 @@ def _to_array(value, spec, where):
         try:
             array = np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"{where}: cannot convert to {spec.dtype.name} ({exc})") from None
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"{where}: cannot convert to {spec.dtype.name} ({exc})"
+            ) from None
     if not spec.shape.is_compatible_with(array.shape):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"{where}: shape {list(array.shape)} does not match {spec.shape}")
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: shape {list(array.shape)} does not match {spec.shape}")
     return array
 
 
@@ -182,8 +186,7 @@ def _check_numbers(value, where):
         for v in value:
             _check_numbers(v, where)
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"{where}: expected numbers, got {type(value).__name__}")
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: expected numbers, got {type(value).__name__}")
 
 
 # ------------------------------------------------------------------ request limits
@@ -197,19 +200,24 @@ def check_limits(inputs, max_batch_size, max_image_pixels):
     """
     for name, array in inputs.items():
         if array.ndim and len(array) > max_batch_size:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"input '{name}': batch of {len(array)} exceeds {max_batch_size}")
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"input '{name}': batch of {len(array)} exceeds {max_batch_size}"
+            )
         if array.dtype == object and name.endswith("_bytes"):
             for i, data in enumerate(array.reshape(-1)):
                 pixels = _image_pixels(data, f"input '{name}'[{i}]")
                 if pixels > max_image_pixels:
-                    raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                       f"input '{name}'[{i}]: {pixels} pixels exceeds {max_image_pixels}")
+                    raise RequestError(
+                        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        f"input '{name}'[{i}]: {pixels} pixels exceeds {max_image_pixels}",
+                    )
         elif array.ndim == 4 and array.shape[-1] in (1, 3, 4):
             pixels = array.shape[1] * array.shape[2]
             if pixels > max_image_pixels:
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                   f"input '{name}': {pixels} pixels per image exceeds {max_image_pixels}")
+                raise RequestError(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"input '{name}': {pixels} pixels per image exceeds {max_image_pixels}",
+                )
 
 
 def _image_pixels(data, where):
@@ -217,8 +225,9 @@ def _image_pixels(data, where):
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in IMAGE_FORMATS:
-                raise RequestError(HTTPStatus.BAD_REQUEST,
-                                   f"{where}: {img.format} images are not supported (JPEG, PNG, GIF, BMP)")
+                raise RequestError(
+                    HTTPStatus.BAD_REQUEST, f"{where}: {img.format} images are not supported (JPEG, PNG, GIF, BMP)"
+                )
             width, height = img.size
     except RequestError:
         raise
@@ -239,8 +248,9 @@ def format_predict_response(outputs, row_format):
         return {"outputs": {n: _encode_value(outputs[n], n) for n in names}}
     batch = {len(outputs[n]) if outputs[n].ndim else -1 for n in names}
     if len(batch) != 1 or -1 in batch:
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           "outputs do not share a batch dimension; use the columnar 'inputs' format")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, "outputs do not share a batch dimension; use the columnar 'inputs' format"
+        )
     if len(names) == 1:
         return {"predictions": [_encode_value(row, names[0]) for row in outputs[names[0]]]}
     size = batch.pop()

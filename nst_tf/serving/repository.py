@@ -17,7 +17,8 @@ from absl import logging
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from nst_tf.serving.protocol import RequestError, format_model_status
+from nst_tf.serving.protocol import RequestError
+from nst_tf.serving.protocol import format_model_status
 
 
 @dataclasses.dataclass
@@ -87,14 +88,16 @@ class ModelRepository:
     def poll(self):
         """Load new versions and unload stale ones; returns the number of changes."""
         try:
-            names = sorted(e for e in os.listdir(self.base_path)
-                           if not e.startswith(".") and os.path.isdir(os.path.join(self.base_path, e)))
+            names = sorted(
+                e
+                for e in os.listdir(self.base_path)
+                if not e.startswith(".") and os.path.isdir(os.path.join(self.base_path, e))
+            )
         except OSError:
             names = []
         wanted = {}
         for name in names:
-            versions = [v for v in version_dirs(os.path.join(self.base_path, name))
-                        if (name, v) not in self._failed]
+            versions = [v for v in version_dirs(os.path.join(self.base_path, name)) if (name, v) not in self._failed]
             wanted[name] = versions[: self.num_versions]
         changes = 0
         for name, versions in wanted.items():
@@ -141,8 +144,7 @@ class ModelRepository:
             if version is None:
                 return versions[max(versions)]
             if version not in versions:
-                raise RequestError(HTTPStatus.NOT_FOUND,
-                                   f"Servable not found for request: Specific({name}, {version})")
+                raise RequestError(HTTPStatus.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
             return versions[version]
 
     def status(self, name, version=None):

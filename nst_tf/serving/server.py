@@ -24,7 +24,8 @@ import json
 import os
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 
 import tensorflow as tf
 from absl import logging
@@ -44,27 +45,34 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 class ServerConfig:
     """Settings of the embedded endpoint; the ``nst-serve`` flags map onto these fields."""
 
-    model_base_path: str = option("export/models", "Folder of models: <name>/<version>/saved_model.pb, as "
-                                  "nst-export writes.")
-    host: str = option("127.0.0.1", "Address to bind. The default answers this machine only; 0.0.0.0 "
-                       "exposes it.")
+    model_base_path: str = option(
+        "export/models", "Folder of models: <name>/<version>/saved_model.pb, as nst-export writes."
+    )
+    host: str = option("127.0.0.1", "Address to bind. The default answers this machine only; 0.0.0.0 exposes it.")
     port: int = option(8501, "REST port (TF Serving's default is 8501; 0: any free port).", min=0, max=65535)
     # The flag has TF Serving's name.
-    poll_seconds: float = option(1.0, "How often to look for new or removed versions.", min=0.05,
-                                 flag="file_system_poll_wait_seconds")
-    num_versions: int = option(2, "Newest versions of each model kept loaded (TF Serving: latest "
-                               "{ num_versions }).", min=1)
-    max_request_bytes: int = option(32 * 1024 * 1024, "Largest request body accepted, in bytes (bigger: "
-                                    "HTTP 413).", min=1)
-    max_image_pixels: int = option(4096 * 4096, "Largest image accepted, width x height (bigger: HTTP 413).",
-                                   min=1)
+    poll_seconds: float = option(
+        1.0, "How often to look for new or removed versions.", min=0.05, flag="file_system_poll_wait_seconds"
+    )
+    num_versions: int = option(
+        2, "Newest versions of each model kept loaded (TF Serving: latest { num_versions }).", min=1
+    )
+    max_request_bytes: int = option(
+        32 * 1024 * 1024, "Largest request body accepted, in bytes (bigger: HTTP 413).", min=1
+    )
+    max_image_pixels: int = option(4096 * 4096, "Largest image accepted, width x height (bigger: HTTP 413).", min=1)
     max_batch_size: int = option(64, "Most images (instances) in one request.", min=1)
     # Bounds memory, since every image of every concurrent request holds its activations.
     max_concurrent_predictions: int = option(4, "Model runs at once; further requests wait.", min=1)
 
     def __post_init__(self):
-        for field in ("num_versions", "max_request_bytes", "max_image_pixels", "max_batch_size",
-                      "max_concurrent_predictions"):
+        for field in (
+            "num_versions",
+            "max_request_bytes",
+            "max_image_pixels",
+            "max_batch_size",
+            "max_concurrent_predictions",
+        ):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be at least 1, not {getattr(self, field)}")
         if self.poll_seconds <= 0:
@@ -196,8 +204,9 @@ def _make_handler(server):
             length = self.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > config.max_request_bytes:
                 self.close_connection = True
-                self._send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                 f"request of {length} bytes exceeds {config.max_request_bytes}")
+                self._send_error(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
+                )
                 return False
             return super().handle_expect_100()
 
@@ -212,8 +221,9 @@ def _make_handler(server):
                         if not chunk:
                             break
                         remaining -= len(chunk)
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                   f"request of {length} bytes exceeds {config.max_request_bytes}")
+                raise RequestError(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
+                )
             data = self.rfile.read(length)
             try:
                 return json.loads(data)
@@ -246,8 +256,7 @@ def _make_handler(server):
                 body = self._read_body()
                 name, version, suffix = protocol.parse_model_path(self.command, self.path)
                 if suffix in (":classify", ":regress"):
-                    raise RequestError(HTTPStatus.NOT_IMPLEMENTED,
-                                       f"{suffix[1:]} is not supported; use :predict")
+                    raise RequestError(HTTPStatus.NOT_IMPLEMENTED, f"{suffix[1:]} is not supported; use :predict")
                 if suffix != ":predict":
                     raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "POST is only for :predict")
                 return server.predict(name, version, body)

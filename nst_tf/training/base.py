@@ -58,15 +58,20 @@ class TrainConfig:
     command's flags, and extends :meth:`__post_init__` with its own checks.
     """
 
-    output_dir: str = option(help="Run folder: checkpoints/, logs/ (TensorBoard), flags.txt, "
-                             "model_config.json. Rerunning with the same folder resumes.")
+    output_dir: str = option(
+        help="Run folder: checkpoints/, logs/ (TensorBoard), flags.txt, "
+        "model_config.json. Rerunning with the same folder resumes."
+    )
     max_steps: int = option(40000, "Total training steps (including steps of a resumed run).", min=1)
     checkpoint_every: int = option(1000, "Save a checkpoint every N steps.", min=1)
     log_every: int = option(100, "Write TensorBoard scalars every N steps.", min=1)
     image_every: int = option(1000, "Write sample images to TensorBoard every N steps (0: never).", min=0)
     seed: int = option(0, "Seed of the data order, crops and initial weights.")
-    mixed_precision: bool = option(False, "Compute in 16 bits: float16 with loss scaling on GPUs, bfloat16 "
-                                   "on CPUs (about 2x faster with AVX512-BF16 or AMX, slower without).")
+    mixed_precision: bool = option(
+        False,
+        "Compute in 16 bits: float16 with loss scaling on GPUs, bfloat16 "
+        "on CPUs (about 2x faster with AVX512-BF16 or AMX, slower without).",
+    )
     keep_checkpoints: int = option(3, "Newest checkpoints kept in <output_dir>/checkpoints.", min=1)
 
     def __post_init__(self):
@@ -77,8 +82,11 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "--checkpoint_every", f"must be >= 1, not {self.checkpoint_every}"),
             (self.log_every >= 1, "--log_every", f"must be >= 1, not {self.log_every}"),
             # None: the trainer's own default (CycleGAN: every epoch end).
-            (self.image_every is None or self.image_every >= 0, "--image_every",
-             f"must be >= 0 (0: never), not {self.image_every}"),
+            (
+                self.image_every is None or self.image_every >= 0,
+                "--image_every",
+                f"must be >= 0 (0: never), not {self.image_every}",
+            ),
             (self.keep_checkpoints >= 1, "--keep_checkpoints", f"must be >= 1, not {self.keep_checkpoints}"),
         ]
         check_all(checks)

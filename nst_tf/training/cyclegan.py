@@ -28,9 +28,13 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from nst_tf import data, losses, schedules
+from nst_tf import data
+from nst_tf import losses
+from nst_tf import schedules
 from nst_tf.config import option
-from nst_tf.models.cyclegan import UPSAMPLING_MODES, PatchDiscriminator, ResnetGenerator
+from nst_tf.models.cyclegan import UPSAMPLING_MODES
+from nst_tf.models.cyclegan import PatchDiscriminator
+from nst_tf.models.cyclegan import ResnetGenerator
 from nst_tf.training import base
 from nst_tf.training.image_pool import ImagePool
 
@@ -46,8 +50,9 @@ class CycleGANConfig(base.TrainConfig):
     ``image_every=None`` writes the translation grid at each epoch end.
     """
 
-    data_dir: Optional[str] = option(None, "Folder with trainA, trainB, testA, testB (the authors' layout); "
-                                     "wins over tfds.")
+    data_dir: Optional[str] = option(
+        None, "Folder with trainA, trainB, testA, testB (the authors' layout); wins over tfds."
+    )
     tfds_name: str = option("cycle_gan/monet2photo", "tfds dataset with trainA/trainB/testA/testB splits.")
     tfds_data_dir: Optional[str] = option(None, "tfds data folder (default: tfds' own).")
     image_size: int = option(256, "Training crop size (the paper: 256).", min=32)
@@ -55,8 +60,11 @@ class CycleGANConfig(base.TrainConfig):
     n_blocks: int = option(9, "Generator residual blocks: 9 for 256 px, 6 for 128 px.", min=0)
     ngf: int = option(64, "Generator width (filters of the first layer).", min=1)
     ndf: int = option(64, "Discriminator width (filters of the first layer).", min=1)
-    upsampling: str = option("transpose", "Generator upsampling: transposed conv (paper) or nearest resize + "
-                             "conv (no checkerboard).", choices=UPSAMPLING_MODES)
+    upsampling: str = option(
+        "transpose",
+        "Generator upsampling: transposed conv (paper) or nearest resize + conv (no checkerboard).",
+        choices=UPSAMPLING_MODES,
+    )
     epochs: int = option(100, "Epochs at the initial learning rate.", min=0)
     epochs_decay: int = option(100, "Epochs of linear decay to 0 after --epochs.", min=0)
     steps_per_epoch: int = option(0, "Steps per epoch (0: one pass over the larger domain).", min=0)
@@ -66,47 +74,61 @@ class CycleGANConfig(base.TrainConfig):
     beta_1: float = option(0.5, "Adam beta1.", min=0.0, max=1.0)
     gan_loss: str = option("lsgan", "Adversarial loss.", choices=tuple(losses.GAN_LOSSES))
     lambda_cycle: float = option(10.0, "Weight of the cycle-consistency L1 loss.", min=0.0)
-    lambda_identity: float = option(0.5, "Identity loss weight as a fraction of --lambda_cycle (0: off).",
-                                    min=0.0)
+    lambda_identity: float = option(0.5, "Identity loss weight as a fraction of --lambda_cycle (0: off).", min=0.0)
     pool_size: int = option(50, "Generated-image history per domain (0: none).", min=0)
-    direction: str = option("both", "both: CycleGAN; a2b/b2a: one generator and one discriminator, no "
-                            "cycle loss.", choices=DIRECTIONS)
-    lr_schedule: str = option("linear", "linear: constant for --epochs then linear decay; plateau: reduce "
-                              "on plateau; constant.", choices=LR_SCHEDULES)
+    direction: str = option(
+        "both", "both: CycleGAN; a2b/b2a: one generator and one discriminator, no cycle loss.", choices=DIRECTIONS
+    )
+    lr_schedule: str = option(
+        "linear",
+        "linear: constant for --epochs then linear decay; plateau: reduce on plateau; constant.",
+        choices=LR_SCHEDULES,
+    )
     plateau_factor: float = option(0.1, "LR multiplier on a plateau.", min=0.0, max=1.0)
     plateau_patience: int = option(10, "Epochs without improvement before a cut.", min=0)
     num_samples: int = option(4, "Test images per TensorBoard translation grid.", min=1)
     max_steps: int = option(2**62, "Caps the run; --epochs and --epochs_decay set its length.", min=1)
-    image_every: Optional[int] = option(None, "Write the translation grid every N steps (default: at each "
-                                        "epoch end; 0: never).", min=0)
+    image_every: Optional[int] = option(
+        None, "Write the translation grid every N steps (default: at each epoch end; 0: never).", min=0
+    )
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_all([
-            (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
-            (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
-            (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
-            (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
-            (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
-            (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
-            (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
-            (self.epochs_decay >= 0, "--epochs_decay", f"must be >= 0, not {self.epochs_decay}"),
-            (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
-            (0 < self.plateau_factor < 1, "--plateau_factor", "must be in (0, 1)"),
-            (self.plateau_patience >= 0, "--plateau_patience", f"must be >= 0, not {self.plateau_patience}"),
-            (self.n_blocks >= 0, "--n_blocks", f"must be >= 0, not {self.n_blocks}"),
-            (self.ngf >= 1, "--ngf", f"must be >= 1, not {self.ngf}"),
-            (self.ndf >= 1, "--ndf", f"must be >= 1, not {self.ndf}"),
-            (self.steps_per_epoch >= 0, "--steps_per_epoch", f"must be >= 0 (0: one pass), not {self.steps_per_epoch}"),
-            (self.max_train_images >= 0, "--max_train_images", f"must be >= 0 (0: all), not {self.max_train_images}"),
-            (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
-            (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
-            (0 <= self.beta_1 <= 1, "--beta_1", f"must be in [0, 1], not {self.beta_1}"),
-            (self.lambda_cycle >= 0, "--lambda_cycle", f"must be >= 0, not {self.lambda_cycle}"),
-            (self.lambda_identity >= 0, "--lambda_identity", f"must be >= 0, not {self.lambda_identity}"),
-            (self.pool_size >= 0, "--pool_size", f"must be >= 0 (0: no pool), not {self.pool_size}"),
-            (self.num_samples >= 1, "--num_samples", f"must be >= 1, not {self.num_samples}"),
-        ])
+        base.check_all(
+            [
+                (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
+                (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
+                (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
+                (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
+                (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
+                (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
+                (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
+                (self.epochs_decay >= 0, "--epochs_decay", f"must be >= 0, not {self.epochs_decay}"),
+                (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
+                (0 < self.plateau_factor < 1, "--plateau_factor", "must be in (0, 1)"),
+                (self.plateau_patience >= 0, "--plateau_patience", f"must be >= 0, not {self.plateau_patience}"),
+                (self.n_blocks >= 0, "--n_blocks", f"must be >= 0, not {self.n_blocks}"),
+                (self.ngf >= 1, "--ngf", f"must be >= 1, not {self.ngf}"),
+                (self.ndf >= 1, "--ndf", f"must be >= 1, not {self.ndf}"),
+                (
+                    self.steps_per_epoch >= 0,
+                    "--steps_per_epoch",
+                    f"must be >= 0 (0: one pass), not {self.steps_per_epoch}",
+                ),
+                (
+                    self.max_train_images >= 0,
+                    "--max_train_images",
+                    f"must be >= 0 (0: all), not {self.max_train_images}",
+                ),
+                (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
+                (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
+                (0 <= self.beta_1 <= 1, "--beta_1", f"must be in [0, 1], not {self.beta_1}"),
+                (self.lambda_cycle >= 0, "--lambda_cycle", f"must be >= 0, not {self.lambda_cycle}"),
+                (self.lambda_identity >= 0, "--lambda_identity", f"must be >= 0, not {self.lambda_identity}"),
+                (self.pool_size >= 0, "--pool_size", f"must be >= 0 (0: no pool), not {self.pool_size}"),
+                (self.num_samples >= 1, "--num_samples", f"must be >= 1, not {self.num_samples}"),
+            ]
+        )
 
     def data_config(self):
         return data.UnpairedDataConfig(
@@ -153,10 +175,10 @@ class CycleGANTrainer(base.Trainer):
             d: ResnetGenerator(c.ngf, c.n_blocks, c.upsampling, name=f"generator_{d}") for d in directions
         }
         # The discriminator of a direction judges its target domain.
-        self.discriminators = {
-            d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions
+        self.discriminators = {d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions}
+        self.pools = {
+            d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions
         }
-        self.pools = {d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions}
         schedule = schedules.learning_rate(
             c.lr_schedule,
             c.learning_rate,

@@ -21,12 +21,17 @@ halves every ``lr_halve_every`` steps.
 
 import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import keras
 import tensorflow as tf
 
-from nst_tf import data, images, losses, models, schedules
+from nst_tf import data
+from nst_tf import images
+from nst_tf import losses
+from nst_tf import models
+from nst_tf import schedules
 from nst_tf.config import option
 from nst_tf.data import PhotoDataConfig
 from nst_tf.errors import NSTError
@@ -46,23 +51,27 @@ class FeedForwardConfig(base.TrainConfig):
 
     style_images: Sequence[str] = option((), "Style image (repeat for each style).", flag="style", multi=True)
     # The photos' order and crops follow the run's seed.
-    data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig,
-                                              metadata={"set_by_parent": ("seed",)})
+    data: PhotoDataConfig = dataclasses.field(default_factory=PhotoDataConfig, metadata={"set_by_parent": ("seed",)})
     # Johnson et al.'s loss network, layers and weights by default.
     loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig.johnson)
     style_size: int = option(256, "Longest side of the style images for their Gram targets.", min=32)
     multistyle: bool = option(False, "A conditional-instance-norm net for several styles (Dumoulin et al.).")
-    base_dir: Optional[str] = option(None, "With --add_style: the output dir of a trained multi-style run "
-                                     "(left unchanged; the result goes to --output_dir).")
+    base_dir: Optional[str] = option(
+        None,
+        "With --add_style: the output dir of a trained multi-style run "
+        "(left unchanged; the result goes to --output_dir).",
+    )
     width: float = option(1.0, "Width multiplier of the style net's channels.", min=0.01)
     num_residual_blocks: int = option(5, "Residual blocks in the style net.", min=0)
     batch_size: int = option(4, "Global batch size (split over replicas).", min=1)
     learning_rate: float = option(1e-3, "Adam learning rate.", min=0.0)
     warmup_steps: int = option(0, "Staged schedule: content-only steps before the style loss starts.", min=0)
-    style_ramp_steps: int = option(0, "Staged schedule: steps over which the style weight ramps to "
-                                   "--style_weight after the warm-up.", min=0)
-    lr_halve_every: int = option(0, "Staged schedule: halve the learning rate every N steps after the "
-                                 "warm-up (0: constant).", min=0)
+    style_ramp_steps: int = option(
+        0, "Staged schedule: steps over which the style weight ramps to --style_weight after the warm-up.", min=0
+    )
+    lr_halve_every: int = option(
+        0, "Staged schedule: halve the learning rate every N steps after the warm-up (0: constant).", min=0
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -70,22 +79,32 @@ class FeedForwardConfig(base.TrainConfig):
             self.data = dataclasses.replace(self.data, seed=self.seed)
         style_flag = "--add_style" if self.base_dir else "--style"
         count = len(self.style_images)
-        base.check_all([
-            (count >= 1, style_flag, "give at least one style image"),
-            (self.multistyle or self.base_dir or count == 1, "--style",
-             f"a fast (single-style) net takes one style image, got {count}"),
-            (not self.base_dir or os.path.abspath(self.base_dir) != os.path.abspath(self.output_dir),
-             "--output_dir", "must differ from --base_dir (the base model stays unchanged)"),
-            (self.width > 0, "--width", f"must be > 0, not {self.width}"),
-            (self.num_residual_blocks >= 0, "--num_residual_blocks", f"must be >= 0, not {self.num_residual_blocks}"),
-            (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
-            (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
-            (self.warmup_steps >= 0, "--warmup_steps", f"must be >= 0, not {self.warmup_steps}"),
-            (self.style_ramp_steps >= 0, "--style_ramp_steps", f"must be >= 0, not {self.style_ramp_steps}"),
-            (self.lr_halve_every >= 0, "--lr_halve_every", f"must be >= 0, not {self.lr_halve_every}"),
-        ])
-
-
+        base.check_all(
+            [
+                (count >= 1, style_flag, "give at least one style image"),
+                (
+                    self.multistyle or self.base_dir or count == 1,
+                    "--style",
+                    f"a fast (single-style) net takes one style image, got {count}",
+                ),
+                (
+                    not self.base_dir or os.path.abspath(self.base_dir) != os.path.abspath(self.output_dir),
+                    "--output_dir",
+                    "must differ from --base_dir (the base model stays unchanged)",
+                ),
+                (self.width > 0, "--width", f"must be > 0, not {self.width}"),
+                (
+                    self.num_residual_blocks >= 0,
+                    "--num_residual_blocks",
+                    f"must be >= 0, not {self.num_residual_blocks}",
+                ),
+                (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
+                (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
+                (self.warmup_steps >= 0, "--warmup_steps", f"must be >= 0, not {self.warmup_steps}"),
+                (self.style_ramp_steps >= 0, "--style_ramp_steps", f"must be >= 0, not {self.style_ramp_steps}"),
+                (self.lr_halve_every >= 0, "--lr_halve_every", f"must be >= 0, not {self.lr_halve_every}"),
+            ]
+        )
 
 
 def load_style_images(paths, style_size):
@@ -152,8 +171,9 @@ class FeedForwardTrainer(base.Trainer):
     def loss_terms(self, outputs, photos, style_index, style_weight_scale=1.0):
         """``{"total": ..., **terms}`` of stylized ``outputs`` of ``photos`` in trained styles
         ``style_index`` ([B], counted from the first trained style)."""
-        total, terms = self.loss(outputs, self.loss.content_target(photos), self.style_targets,
-                                 style_index, style_weight_scale)
+        total, terms = self.loss(
+            outputs, self.loss.content_target(photos), self.style_targets, style_index, style_weight_scale
+        )
         return {"total": total, **terms}
 
     def stylize(self, photos, style_index):
