@@ -231,13 +231,27 @@ def kid(features_x, features_y):
 def pooled_features(extractor, image_list, layer):
     """``[n, C]``: the global average over positions of ``layer``'s features, one row per image.
 
-    Images may differ in size. With the loss network's deepest style layer,
-    these are the features of the offline KID proxy.
+    Images may differ in size. With the loss network's last style layer
+    (:func:`kid_layer`), these are the features of the offline KID proxy.
     """
-    return np.stack([_float64(tf.reduce_mean(extractor(_batch(image))[layer], axis=[1, 2]))[0] for image in image_list])
+    return np.stack([_pooled(extractor, image, layer) for image in image_list])
+
+
+def _pooled(extractor, image, layer):
+    return _float64(tf.reduce_mean(extractor(_batch(image))[layer], axis=[1, 2]))[0]
+
+
+def kid_layer(config):
+    """The layer of the KID proxy: the last style layer of ``config`` (``block5_conv1`` by default),
+    the most abstract features the loss network computes, as Inception's pool3 is for KID."""
+    return config.layers()[1][-1]
 
 
 # --- one triple ----------------------------------------------------------------
+
+
+def _shrunk(image, max_side):
+    return images.resize_longest_side(image, max_side) if max_side and max(image.shape[:2]) > max_side else image
 
 
 def _batch(image):
@@ -277,9 +291,7 @@ def evaluate(output, content, style, reference=None, config=None, extractor=None
     config = config or EvalConfig()
     extractor = extractor or build_extractor(config)
     content_layers, style_layers = config.layers()
-    output = np.asarray(output, dtype=np.float32)
-    if config.max_side and max(output.shape[:2]) > config.max_side:
-        output = images.resize_longest_side(output, config.max_side)
+    output = _shrunk(np.asarray(output, dtype=np.float32), config.max_side)
     shape = output.shape[:2]
     content = images.resize_image(content, shape)
     painting = images.resize_longest_side(style, max(shape))
@@ -415,9 +427,17 @@ def read_manifest(path):
 
 
 def evaluate_files(triples, config):
-    """``[(triple, metrics)]``: :func:`evaluate` on the images of each :class:`Triple`, one extractor for all."""
+    """:func:`evaluate` on the images of each :class:`Triple`, one extractor for all.
+
+    Returns ``(results, sets)``: ``results`` is ``[(triple, metrics)]``;
+    ``sets`` holds the KID proxy (:func:`kid` on :func:`kid_layer`'s pooled
+    features, images shrunk to ``config.max_side``) of the outputs against
+    the distinct photos (``kid_to_content``) and paintings (``kid_to_style``),
+    for each of those with at least two images, when there are two outputs.
+    """
     extractor = build_extractor(config)
-    results = []
+    layer = kid_layer(config)
+    results, pooled = [], {"output": {}, "content": {}, "style": {}}
     for triple in triples:
         loaded = {
             name: images.load_image(getattr(triple, name))
@@ -425,4 +445,14 @@ def evaluate_files(triples, config):
             if getattr(triple, name) is not None
         }
         results.append((triple, evaluate(**loaded, config=config, extractor=extractor)))
-    return results
+        for name, by_path in pooled.items():
+            path = getattr(triple, name)
+            if path not in by_path:
+                by_path[path] = _pooled(extractor, _shrunk(loaded[name], config.max_side), layer)
+    sets = {}
+    outputs = list(pooled["output"].values())
+    for name in ("content", "style"):
+        others = list(pooled[name].values())
+        if len(outputs) >= 2 and len(others) >= 2:
+            sets[f"kid_to_{name}"] = kid(outputs, others)
+    return results, sets

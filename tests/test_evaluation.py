@@ -270,9 +270,11 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0].split()[:4] == ["image", "style_gram_ratio", "style_meanstd_ratio", "content_ratio"]
     assert [line.split()[0] for line in lines[1:4]] == ["a", "b", "median"]
+    assert lines[4].startswith("kid_to_content (proxy on pooled block5_conv1 features): ")
     assert lines[-1] == f"evaluated 2 image(s) -> {tmp_path / 'm.json'}, {tmp_path / 'm.csv'}"
     document = json.loads((tmp_path / "m.json").read_text())
     assert document["config"]["weights"] is None
+    assert list(document["sets"]) == ["kid_to_content"]  # one painting: no KID to the paintings
     metrics = document["results"][0]["metrics"]
     assert metrics["reference_mse"] == pytest.approx(0, abs=1e-6) and metrics["reference_ssim"] == pytest.approx(1)
     assert "style_gram/block5_conv1" in metrics

@@ -8,7 +8,9 @@ or a folder; folders are matched to the outputs by relative path, then by stem
 (:func:`nst_tf.evaluation.match_files`). ``--manifest`` is a CSV with columns
 output, content, style[, reference] instead. A table of the main metrics goes
 to stdout; ``--json`` and ``--csv`` hold every metric, written atomically once
-all images are measured. The other flags are the fields of
+all images are measured. With two outputs or more, the KID proxy of the
+outputs against the photos and against the paintings follows the table, for
+each with two images or more. The other flags are the fields of
 :class:`nst_tf.evaluation.EvalConfig`.
 """
 
@@ -96,11 +98,13 @@ def _csv_text(results):
 def main(argv):
     del argv
     options = config.from_flags(evaluation.EvalConfig, FLAGS)
-    results = evaluation.evaluate_files(_triples(), options)
+    results, sets = evaluation.evaluate_files(_triples(), options)
     print(table(results))
+    for name, value in sets.items():
+        print(f"{name} (proxy on pooled {evaluation.kid_layer(options)} features): {value:.4g}")
     written = []
     if FLAGS.json:
-        document = {"config": dataclasses.asdict(options), "results": _records(results)}
+        document = {"config": dataclasses.asdict(options), "results": _records(results), "sets": sets}
         fileio.atomic_write_text(FLAGS.json, json.dumps(document, indent=2) + "\n")
         written.append(FLAGS.json)
     if FLAGS.csv:
