@@ -44,6 +44,7 @@ from nst_tf import images
 from nst_tf import losses
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.progress import ProgressBar
 
 
 @dataclasses.dataclass
@@ -74,8 +75,8 @@ class EvalConfig:
     )
 
     def __post_init__(self):
-        if self.max_side < 0:
-            raise NSTError(f"--max_side: must be >= 0, got {self.max_side}")
+        if self.max_side != 0 and self.max_side < images.MIN_SIDE:
+            raise NSTError(f"--max_side: must be 0 (full size) or at least {images.MIN_SIDE}, got {self.max_side}")
         self.layers()  # validates the extractor, weights spelling and layers, naming the flag
 
     def loss_config(self):
@@ -187,7 +188,9 @@ def color_distance(image, target):
     cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     root_x = _symmetric_sqrt(cov_x)
     cross = _symmetric_sqrt(root_x @ cov_y @ root_x)
-    return float(np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(cov_x + cov_y - 2.0 * cross))
+    distance = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(cov_x + cov_y - 2.0 * cross)
+    # Rounding leaves about -1e-16 for identical colours; the distance itself is never negative.
+    return float(max(distance, 0.0))
 
 
 def high_frequency_energy(image):
@@ -410,6 +413,8 @@ def read_manifest(path):
         columns = tuple(reader.fieldnames or ())
     except OSError as exc:
         raise NSTError(f"--manifest: {path}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise NSTError(f"--manifest: {path}: not a UTF-8 CSV file ({exc})") from None
     missing = [c for c in MANIFEST_COLUMNS[:3] if c not in columns]
     unknown = [c for c in columns if c not in MANIFEST_COLUMNS]
     if missing or unknown:
@@ -426,8 +431,9 @@ def read_manifest(path):
     return triples
 
 
-def evaluate_files(triples, config):
-    """:func:`evaluate` on the images of each :class:`Triple`, one extractor for all.
+def evaluate_files(triples, config, progress=False):
+    """:func:`evaluate` on the images of each :class:`Triple`, one extractor for all;
+    ``progress`` shows a progress bar on stderr.
 
     Returns ``(results, sets)``: ``results`` is ``[(triple, metrics)]``;
     ``sets`` holds the KID proxy (:func:`kid` on :func:`kid_layer`'s pooled
@@ -438,17 +444,19 @@ def evaluate_files(triples, config):
     extractor = build_extractor(config)
     layer = kid_layer(config)
     results, pooled = [], {"output": {}, "content": {}, "style": {}}
-    for triple in triples:
-        loaded = {
-            name: images.load_image(getattr(triple, name))
-            for name in MANIFEST_COLUMNS
-            if getattr(triple, name) is not None
-        }
-        results.append((triple, evaluate(**loaded, config=config, extractor=extractor)))
-        for name, by_path in pooled.items():
-            path = getattr(triple, name)
-            if path not in by_path:
-                by_path[path] = _pooled(extractor, _shrunk(loaded[name], config.max_side), layer)
+    with ProgressBar(len(triples), "evaluate", enabled=progress) as bar:
+        for triple in triples:
+            loaded = {
+                name: images.load_image(getattr(triple, name))
+                for name in MANIFEST_COLUMNS
+                if getattr(triple, name) is not None
+            }
+            results.append((triple, evaluate(**loaded, config=config, extractor=extractor)))
+            for name, by_path in pooled.items():
+                path = getattr(triple, name)
+                if path not in by_path:
+                    by_path[path] = _pooled(extractor, _shrunk(loaded[name], config.max_side), layer)
+            bar.update(len(results))
     sets = {}
     outputs = list(pooled["output"].values())
     for name in ("content", "style"):

@@ -238,6 +238,9 @@ def test_manifest_paths_are_relative_to_the_csv(tmp_path):
     (tmp_path / "bad.csv").write_text("output,photo,style\no.png,c.png,s.png\n")
     with pytest.raises(NSTError, match="columns must be output,content,style"):
         evaluation.read_manifest(str(tmp_path / "bad.csv"))
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00output")
+    with pytest.raises(NSTError, match="not a UTF-8 CSV file"):
+        evaluation.read_manifest(str(tmp_path / "binary.csv"))
 
 
 # --- nst-eval ---------------------------------------------------------------------------
@@ -266,7 +269,8 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
         f"--json={tmp_path / 'm.json'}",
         f"--csv={tmp_path / 'm.csv'}",
     )
-    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(line.startswith("evaluate [") for line in done.stderr.splitlines()), done.stderr  # the progress bar
     lines = done.stdout.splitlines()
     assert lines[0].split()[:4] == ["image", "style_gram_ratio", "style_meanstd_ratio", "content_ratio"]
     assert [line.split()[0] for line in lines[1:4]] == ["a", "b", "median"]
@@ -288,13 +292,17 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
         ({"content": "missing"}, "--content: "),
         ({"style": "not_an_image.txt"}, "not_an_image.txt: "),
         ({"feature_extractor": "alexnet"}, "--feature_extractor"),
+        ({"max_side": "16"}, "--max_side: must be 0 (full size) or at least 32"),
+        ({"manifest": "m.csv"}, "--manifest: cannot be combined with --output"),
     ],
 )
 def test_nst_eval_bad_input_is_one_line_and_writes_nothing(tmp_path, bad, message):
     write_images(tmp_path, ["out.png", "photo.png"], (40, 36, 3), 0)
     (tmp_path / "not_an_image.txt").write_text("hello")
     flags = {"output": "out.png", "content": "photo.png", "style": "photo.png", **bad}
-    args = [f"--{k}={tmp_path / v}" if k != "feature_extractor" else f"--{k}={v}" for k, v in flags.items()]
+    args = [
+        f"--{k}={v}" if k in ("feature_extractor", "max_side") else f"--{k}={tmp_path / v}" for k, v in flags.items()
+    ]
     done = nst_eval(*args, f"--json={tmp_path / 'm.json'}", f"--csv={tmp_path / 'm.csv'}")
     assert done.returncode == 1
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr

@@ -98,7 +98,7 @@ def _csv_text(results):
 def main(argv):
     del argv
     options = config.from_flags(evaluation.EvalConfig, FLAGS)
-    results, sets = evaluation.evaluate_files(_triples(), options)
+    results, sets = evaluation.evaluate_files(_triples(), options, progress=True)
     print(table(results))
     for name, value in sets.items():
         print(f"{name} (proxy on pooled {evaluation.kid_layer(options)} features): {value:.4g}")
