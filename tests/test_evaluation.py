@@ -243,6 +243,19 @@ def test_manifest_paths_are_relative_to_the_csv(tmp_path):
         evaluation.read_manifest(str(tmp_path / "binary.csv"))
 
 
+def test_evaluate_files_from_a_manifest_with_kid_over_the_distinct_images(tmp_path):
+    write_images(tmp_path, ["o1.png", "o2.png", "o3.png", "c.png", "s1.png", "s2.png"], (40, 36, 3), 0)
+    (tmp_path / "m.csv").write_text(
+        "output,content,style,reference\no1.png,c.png,s1.png,o1.png\no2.png,c.png,s2.png,\no3.png,c.png,s2.png,\n"
+    )
+    config = evaluation.EvalConfig(weights=None)
+    results, sets = evaluation.evaluate_files(evaluation.read_manifest(str(tmp_path / "m.csv")), config)
+    assert [triple.name for triple, _ in results] == ["o1.png", "o2.png", "o3.png"]
+    assert results[0][1]["reference_mse"] == 0 and "reference_mse" not in results[1][1]
+    # One photo: no KID to the photos; two distinct paintings (s2 counted once) against three outputs.
+    assert list(sets) == ["kid_to_style"] and np.isfinite(sets["kid_to_style"])
+
+
 # --- nst-eval ---------------------------------------------------------------------------
 
 
