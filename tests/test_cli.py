@@ -240,6 +240,22 @@ FROZEN_FLAGS = {
         "num_versions": "2",
         "port": "8501",
     },
+    # nst-eval came after the generated flags: frozen as it first shipped.
+    "eval": {
+        "content": None,
+        "content_layers": None,
+        "csv": None,
+        "feature_extractor": "vgg19",
+        "json": None,
+        "manifest": None,
+        "max_side": "512",
+        "output": None,
+        "pooling": "max",
+        "reference": None,
+        "style": None,
+        "style_layers": None,
+        "weights": "imagenet",
+    },
     "demo": {
         "content": "",
         "feature_extractor": "auto",

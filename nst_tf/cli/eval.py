@@ -1,0 +1,121 @@
+"""nst-eval: measure stylized images against their photo and painting.
+
+    nst-eval --output=out/ --content=photos/ --style=starry_night.jpg --json=metrics.json
+    nst-eval --manifest=pairs.csv --weights=vgg16_notop.weights.h5 --feature_extractor=vgg16
+
+``--output``, ``--content``, ``--style`` and ``--reference`` are each an image
+or a folder; folders are matched to the outputs by relative path, then by stem
+(:func:`nst_tf.evaluation.match_files`). ``--manifest`` is a CSV with columns
+output, content, style[, reference] instead. A table of the main metrics goes
+to stdout; ``--json`` and ``--csv`` hold every metric, written atomically once
+all images are measured. With two outputs or more, the KID proxy of the
+outputs against the photos and against the paintings follows the table, for
+each with two images or more. The other flags are the fields of
+:class:`nst_tf.evaluation.EvalConfig`.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+
+import numpy as np
+from absl import flags
+
+from nst_tf import cli
+from nst_tf import config
+from nst_tf import evaluation
+from nst_tf import fileio
+from nst_tf.errors import NSTError
+
+flags.DEFINE_string("output", None, "Stylized image, or a folder of them.")
+flags.DEFINE_string("content", None, "Content photo, or a folder of them matched to the outputs.")
+flags.DEFINE_string("style", None, "Painting, or a folder of them matched to the outputs.")
+flags.DEFINE_string(
+    "reference", None, "Pseudo-ground truth (another method's output), or a folder of them, for MSE and SSIM."
+)
+flags.DEFINE_string("manifest", None, "CSV with columns output,content,style[,reference], instead of the four above.")
+flags.DEFINE_string("json", None, "Write every metric of every image to this JSON file.")
+flags.DEFINE_string("csv", None, "Write every metric of every image to this CSV file, one row per image.")
+config.define_flags(evaluation.EvalConfig)
+FLAGS = flags.FLAGS
+
+# The table's columns: the ratios and scores that compare across pairs.
+TABLE = (
+    "style_gram_ratio",
+    "style_meanstd_ratio",
+    "content_ratio",
+    "ssim_luminance",
+    "color_to_style",
+    "color_to_content",
+    "noise_ratio",
+    "reference_mse",
+    "reference_ssim",
+)
+
+
+def _triples():
+    given = [name for name in ("output", "content", "style", "reference") if FLAGS[name].value]
+    if FLAGS.manifest:
+        if given:
+            raise NSTError(f"--manifest: cannot be combined with --{given[0]}")
+        return evaluation.read_manifest(FLAGS.manifest)
+    for name in ("output", "content", "style"):
+        if not FLAGS[name].value:
+            raise NSTError(f"--{name}: required (or give --manifest)")
+    return evaluation.match_files(FLAGS.output, FLAGS.content, FLAGS.style, FLAGS.reference)
+
+
+def table(results):
+    """The fixed-width table of :data:`TABLE` columns, one row per image and a median row."""
+    columns = [c for c in TABLE if any(c in metrics for _, metrics in results)]
+    rows = [[triple.name] + [metrics.get(c) for c in columns] for triple, metrics in results]
+    if len(results) > 1:
+        rows.append(["median"] + [float(np.nanmedian([m.get(c, np.nan) for _, m in results])) for c in columns])
+    cells = [["image"] + columns] + [[r[0]] + ["" if v is None else f"{v:.4g}" for v in r[1:]] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in cells
+    )
+
+
+def _records(results):
+    return [{**dataclasses.asdict(triple), "metrics": metrics} for triple, metrics in results]
+
+
+def _csv_text(results):
+    names = list(dict.fromkeys(name for _, metrics in results for name in metrics))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(list(evaluation.MANIFEST_COLUMNS) + names)
+    for triple, metrics in results:
+        files = [getattr(triple, c) or "" for c in evaluation.MANIFEST_COLUMNS]
+        writer.writerow(files + [repr(metrics[n]) if n in metrics else "" for n in names])
+    return text.getvalue()
+
+
+def main(argv):
+    del argv
+    options = config.from_flags(evaluation.EvalConfig, FLAGS)
+    results, sets = evaluation.evaluate_files(_triples(), options, progress=True)
+    print(table(results))
+    for name, value in sets.items():
+        print(f"{name} (proxy on pooled {evaluation.kid_layer(options)} features): {value:.4g}")
+    written = []
+    if FLAGS.json:
+        document = {"config": dataclasses.asdict(options), "results": _records(results), "sets": sets}
+        fileio.atomic_write_text(FLAGS.json, json.dumps(document, indent=2) + "\n")
+        written.append(FLAGS.json)
+    if FLAGS.csv:
+        fileio.atomic_write_text(FLAGS.csv, _csv_text(results))
+        written.append(FLAGS.csv)
+    cli.result(f"evaluated {len(results)} image(s)" + (f" -> {', '.join(written)}" if written else ""))
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
