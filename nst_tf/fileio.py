@@ -17,21 +17,32 @@ def _temporary_path(folder, name):
     return os.path.join(folder, f".tmp-{secrets.token_hex(8)}-{name}")
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path beside ``path`` that replaces it only if the block succeeds.
+
+    For writers that take a file name rather than bytes (Keras ``save_weights``); the
+    temporary name ends with the final one, so suffix checks such as ``.weights.h5`` pass.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = _temporary_path(folder, os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    with atomic_file(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 def atomic_write_text(path, text):

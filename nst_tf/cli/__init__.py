@@ -82,6 +82,12 @@ def _quiet_python_side():
 
     tf.get_logger().setLevel("ERROR")
     tf.autograph.set_verbosity(0)
+    # Keras writes "Downloading data from URL" on stdout, a second line beside the result
+    # line (and the only output of a failed download); through absl logging it shows
+    # with --verbosity=1.
+    import keras  # pylint: disable=import-outside-toplevel
+
+    keras.config.disable_interactive_logging()
 
 
 def error(message):
