@@ -79,6 +79,21 @@ def option(
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
+def check_choices(config):
+    """Raise NSTError ``--flag: must be one of ...`` for the first field of ``config`` (a
+    dataclass instance, not its nested configs) whose value is not among its ``choices``.
+
+    The configs call it from ``__post_init__``, so the tuple that makes the enum flag
+    is the one the Python API is checked against.
+    """
+    for field in dataclasses.fields(config):
+        allowed = field.metadata.get("choices")
+        value = getattr(config, field.name)
+        if allowed is not None and value not in allowed:
+            flag = field.metadata.get("flag", field.name)
+            raise NSTError(f"--{flag}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Leaf:
     """One flag of a config: a field that is not itself a dataclass."""

@@ -59,6 +59,7 @@ from nst_tf import gatys
 from nst_tf import images
 from nst_tf import losses
 from nst_tf import precision
+from nst_tf.config import check_choices
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 
@@ -106,17 +107,11 @@ class ExportConfig:
     )
 
     def __post_init__(self):
-        if self.model_type not in MODEL_TYPES:
-            raise NSTError(f"--model_type: must be one of {', '.join(MODEL_TYPES)}, not {self.model_type!r}")
-        if self.format not in FORMATS:
-            raise NSTError(f"--format: must be one of {', '.join(FORMATS)}, not {self.format!r}")
-        if self.direction not in DIRECTIONS:
-            raise NSTError(f"--direction: must be a2b or b2a, not {self.direction!r}")
+        check_choices(self)
         if self.max_side < 0:
             raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
         if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
             raise NSTError(f"--format=tflite: only fast and multistyle nets, not {self.model_type}")
-        precision.check(self.precision)
         if self.format == "tflite" and self.precision != "float32":
             raise NSTError(f"--precision={self.precision}: the TFLite export is float32 only")
         if self.tflite_size < 8:

@@ -43,6 +43,7 @@ from nst_tf import images
 from nst_tf import lbfgs
 from nst_tf import losses
 from nst_tf import schedules
+from nst_tf.config import check_choices
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
@@ -149,17 +150,7 @@ class GatysConfig:
 
     def validate(self):
         """Raise :class:`NSTError` naming the first invalid field."""
-        choices = {
-            "optimizer": OPTIMIZERS,
-            "lbfgs_line_search": lbfgs.LINE_SEARCHES,
-            "lr_schedule": LR_SCHEDULES,
-            "init": INITS,
-            "preserve_color": images.PRESERVE_COLOR_MODES,
-            "precision": PRECISIONS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                _fail(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        check_choices(self)
         for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import images
+from nst_tf.config import check_choices
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
@@ -70,8 +71,7 @@ class InferenceConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        if self.preserve_color not in images.PRESERVE_COLOR_MODES:
-            raise NSTError(f"--preserve_color: one of {', '.join(images.PRESERVE_COLOR_MODES)}")
+        check_choices(self)
         if self.preserve_color == "histogram":
             raise NSTError(
                 "--preserve_color=histogram recolours the style images before optimising, and a "
@@ -97,10 +97,7 @@ class TranslateConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        if self.direction not in DIRECTIONS:
-            raise NSTError(f"--direction: a2b or b2a, not {self.direction!r}")
-        if self.format not in TRANSLATE_FORMATS:
-            raise NSTError(f"--format: png or jpg, not {self.format!r}")
+        check_choices(self)
 
 
 def _check_run_settings(batch_size, max_side):

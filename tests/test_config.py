@@ -24,8 +24,7 @@ class Inner:
     mode: str = option("fast", "Mode.", choices=MODES)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise NSTError(f"--mode: must be one of {', '.join(MODES)}")
+        config.check_choices(self)
 
 
 @dataclasses.dataclass
@@ -38,6 +37,22 @@ class Outer:
     steps: Optional[int] = option(None, "Steps.", min=1)
     weights: Optional[str] = option("imagenet", "Weights file or none.")
     style_images: Sequence[str] = option((), "Style image (repeat).", flag="style", multi=True)
+
+
+@dataclasses.dataclass
+class Renamed:
+    speed: str = option("fast", "Speed.", choices=MODES, flag="tempo")
+
+    def __post_init__(self):
+        config.check_choices(self)
+
+
+def test_check_choices_names_the_flag_and_the_allowed_values():
+    assert Inner(mode="slow").mode == "slow"
+    with pytest.raises(NSTError, match=r"^--mode: must be one of fast, slow, got 'medium'$"):
+        Inner(mode="medium")
+    with pytest.raises(NSTError, match=r"^--tempo: must be one of fast, slow, got 'andante'$"):
+        Renamed(speed="andante")
 
 
 def parse(argv, default=Outer, **kwargs):

@@ -31,6 +31,7 @@ import tensorflow as tf
 from nst_tf import data
 from nst_tf import losses
 from nst_tf import schedules
+from nst_tf.config import check_choices
 from nst_tf.config import option
 from nst_tf.models.cyclegan import UPSAMPLING_MODES
 from nst_tf.models.cyclegan import PatchDiscriminator
@@ -94,12 +95,9 @@ class CycleGANConfig(base.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        check_choices(self)
         base.check_all(
             [
-                (self.direction in DIRECTIONS, "--direction", f"must be one of {', '.join(DIRECTIONS)}"),
-                (self.lr_schedule in LR_SCHEDULES, "--lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
-                (self.gan_loss in losses.GAN_LOSSES, "--gan_loss", f"must be one of {', '.join(losses.GAN_LOSSES)}"),
-                (self.upsampling in UPSAMPLING_MODES, "--upsampling", f"must be one of {', '.join(UPSAMPLING_MODES)}"),
                 (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
                 (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
                 (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
