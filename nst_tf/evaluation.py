@@ -469,6 +469,18 @@ def evaluate_files(triples, config, progress=False):
     return results, sets
 
 
+# The metrics that compare across pairs: nst-eval's table, and the TensorBoard
+# curves of ``nst-stylize --eval_every``.
+SUMMARY_METRICS = (
+    "style_gram_ratio",
+    "style_meanstd_ratio",
+    "content_ratio",
+    "ssim_luminance",
+    "color_to_style",
+    "color_to_content",
+    "noise_ratio",
+)
+
 # The row labels of the contact sheet: (metric, short name).
 SHEET_METRICS = (
     ("style_gram_ratio", "style"),

@@ -46,17 +46,7 @@ config.define_flags(evaluation.EvalConfig)
 FLAGS = flags.FLAGS
 
 # The table's columns: the ratios and scores that compare across pairs.
-TABLE = (
-    "style_gram_ratio",
-    "style_meanstd_ratio",
-    "content_ratio",
-    "ssim_luminance",
-    "color_to_style",
-    "color_to_content",
-    "noise_ratio",
-    "reference_mse",
-    "reference_ssim",
-)
+TABLE = evaluation.SUMMARY_METRICS + ("reference_mse", "reference_ssim")
 
 
 def _triples():
