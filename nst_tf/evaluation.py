@@ -23,6 +23,9 @@ painting[, reference]) triple on one feature network, built once by
 * ``reference_mse``, ``reference_ssim``: against a pseudo-ground truth, another
   method's output for the same pair, when one is given.
 
+:func:`contact_sheet` lays evaluated triples out for the eye, each row labelled
+with its main metrics, so a figure and the picture it describes sit together.
+
 :func:`kid` compares two sets of images by the Kernel Inception Distance. Its
 features here are the loss network's pooled features (:func:`pooled_features`),
 which run offline: a proxy for the Inception-V3 KID of the literature, whose
@@ -464,3 +467,50 @@ def evaluate_files(triples, config, progress=False):
         if len(outputs) >= 2 and len(others) >= 2:
             sets[f"kid_to_{name}"] = kid(outputs, others)
     return results, sets
+
+
+# The metrics that compare across pairs: nst-eval's table, and the TensorBoard
+# curves of ``nst-stylize --eval_every``.
+SUMMARY_METRICS = (
+    "style_gram_ratio",
+    "style_meanstd_ratio",
+    "content_ratio",
+    "ssim_luminance",
+    "color_to_style",
+    "color_to_content",
+    "noise_ratio",
+)
+
+# The row labels of the contact sheet: (metric, short name).
+SHEET_METRICS = (
+    ("style_gram_ratio", "style"),
+    ("content_ratio", "content"),
+    ("ssim_luminance", "ssim"),
+    ("noise_ratio", "noise"),
+    ("reference_ssim", "ref ssim"),
+)
+
+
+def contact_sheet(results, cell=192):
+    """A labelled sheet of :func:`evaluate_files`'s ``results``: ``[H, W, 3]`` in [0, 1].
+
+    One row per output: photo | painting | output [| reference], each
+    letterboxed into a ``cell`` px square, the row labelled with the output's
+    name and its :data:`SHEET_METRICS`.
+    """
+    if not results:
+        raise NSTError("contact sheet: no results")
+    columns = [c for c in ("content", "style", "output", "reference") if any(getattr(t, c) for t, _ in results)]
+    titles = {"content": "photo", "style": "painting", "output": "output", "reference": "reference"}
+    grid, labels = [], []
+    for triple, metrics in results:
+        row = []
+        for column in columns:
+            path = getattr(triple, column)
+            row.append(
+                images.letterbox(images.load_image(path), cell) if path else np.ones((cell, cell, 3), np.float32)
+            )
+        grid.append(row)
+        lines = [f"{short} {metrics[name]:.3g}" for name, short in SHEET_METRICS if name in metrics]
+        labels.append("\n".join([triple.name] + lines))
+    return images.contact_sheet(grid, labels, [titles[c] for c in columns])

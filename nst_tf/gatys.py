@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import time
 from typing import Callable
 from typing import Optional
 from typing import Sequence
@@ -38,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import evaluation
 from nst_tf import fileio
 from nst_tf import images
 from nst_tf import lbfgs
@@ -138,6 +140,12 @@ class GatysConfig:
     log_dir: Optional[str] = option(None, "TensorBoard log folder (losses per step, images).")
     log_every: int = option(10, "Steps between progress/TensorBoard reports.", min=1)
     image_every: int = option(50, "Steps between TensorBoard images.", min=1)
+    eval_every: int = option(
+        0,
+        "Steps between nst-eval's metrics in TensorBoard, against steps (eval/) and against "
+        "milliseconds of optimisation (eval_vs_ms/); needs --log_dir. 0: never.",
+        min=0,
+    )
     checkpoint_every: int = option(0, "Save the image being optimised every N steps (0: never).", min=0)
     checkpoint_dir: Optional[str] = option(None, "Checkpoint folder (default: <output without extension>_checkpoint).")
     resume: bool = option(False, "Continue from the checkpoint in --checkpoint_dir.")
@@ -154,7 +162,7 @@ class GatysConfig:
         for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "weight_decay"):
+        for name in ("checkpoint_every", "eval_every", "weight_decay"):
             if not getattr(self, name) >= 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("learning_rate", "style_scale"):
@@ -175,6 +183,8 @@ class GatysConfig:
             _fail("style_weights", f"must be non-negative with a positive sum, got {list(value)}")
         if self.resume and not self.checkpoint_dir:
             _fail("resume", "needs checkpoint_dir")
+        if self.eval_every and not self.log_dir:
+            _fail("eval_every", "needs --log_dir (the metrics go to TensorBoard)")
 
     def sizes(self):
         """The longest side at each scale, ending with ``image_size``."""
@@ -413,7 +423,12 @@ def _as_image(value, what):
 
 
 class _Monitor:
-    """Progress, TensorBoard and checkpoints, fed by the optimiser's step reports."""
+    """Progress, TensorBoard, quality metrics and checkpoints, fed by the optimiser's step reports.
+
+    The metrics' time axis (``eval_vs_ms/``) counts the optimiser's time only:
+    the monitor's own work (metrics, images, checkpoints) is left out, so the
+    curve is what a run without ``--eval_every`` reaches at each moment.
+    """
 
     def __init__(self, config, sizes, progress):
         self.config = config
@@ -424,24 +439,39 @@ class _Monitor:
         self.scale_index = 0
         self.steps_before = 0
         self.last_image_step = -math.inf
+        self.last_eval_step = -math.inf
         self.last_checkpoint_step = 0
+        self.evaluate = None
+        self.optimise_seconds = 0.0
+        self.resumed_at = time.perf_counter()
 
-    def begin_scale(self, index, start_step):
+    def begin_scale(self, index, start_step, evaluate=None):
+        """Start scale ``index`` at ``start_step``; ``evaluate(image) -> metrics`` at this scale's size."""
         self.scale_index = index
         self.steps_before = sum(self.config.scale_steps()[:index])
         self.last_checkpoint_step = start_step
+        self.evaluate = evaluate
+        self.resumed_at = time.perf_counter()
 
     def report_every(self):
         """How often the optimiser must report for these consumers."""
         every = self.config.log_every
-        if self.config.checkpoint_every:
-            every = min(every, self.config.checkpoint_every)
+        for other in (self.config.checkpoint_every, self.config.eval_every):
+            if other:
+                every = min(every, other)
         return every
 
     def wanted(self):
         return bool(self.progress or self.writer or self.config.checkpoint_every)
 
     def __call__(self, step, image, values):
+        self.optimise_seconds += time.perf_counter() - self.resumed_at
+        try:
+            self._report(step, image, values)
+        finally:
+            self.resumed_at = time.perf_counter()
+
+    def _report(self, step, image, values):
         # Checkpoint first: an interruption while reporting must not lose the step.
         every = self.config.checkpoint_every
         if every and step - self.last_checkpoint_step >= every:
@@ -454,9 +484,19 @@ class _Monitor:
                 if done - self.last_image_step >= self.config.image_every:
                     tf.summary.image("image", tf.convert_to_tensor(image)[:1])
                     self.last_image_step = done
+                if self.evaluate is not None and done - self.last_eval_step >= self.config.eval_every:
+                    self._log_metrics(done, image)
             self.writer.flush()
         if self.progress is not None:
             self.progress(done, self.total, values)
+
+    def _log_metrics(self, done, image):
+        metrics = self.evaluate(np.clip(np.asarray(image)[0], 0.0, 1.0))
+        milliseconds = round(self.optimise_seconds * 1000)
+        for name in evaluation.SUMMARY_METRICS:
+            tf.summary.scalar(f"eval/{name}", metrics[name])
+            tf.summary.scalar(f"eval_vs_ms/{name}", metrics[name], step=milliseconds)
+        self.last_eval_step = done
 
     def checkpoint(self, image, step):
         save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index, step=step, sizes=self.sizes)
@@ -562,7 +602,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
                 prepare_styles(styles, content_s, config),
                 weights_at_scale(config, content_s.shape, final_shape),
             )
-            monitor.begin_scale(index, start_step)
+            monitor.begin_scale(index, start_step, evaluator(config, extractor, content_s, styles[0]))
             image = optimize(
                 objective,
                 init[np.newaxis],
@@ -580,6 +620,27 @@ def stylize(content, style, config=None, progress=None, extractor=None):
             bar.close()
     result = np.clip(np.asarray(image)[0], 0.0, 1.0).astype(np.float32)
     return images.preserve_color(result, content, config.preserve_color)
+
+
+def evaluator(config, extractor, content, style):
+    """``image -> nst-eval metrics`` against ``content`` and ``style`` on the loss's own network, or None.
+
+    None unless ``config.eval_every``. The metrics' layers are the loss's, so
+    the curve measures what the optimisation minimises; with several style
+    images, the first one is the painting measured against.
+    """
+    if not config.eval_every:
+        return None
+    loss = config.loss
+    eval_config = evaluation.EvalConfig(
+        feature_extractor=loss.feature_extractor,
+        weights=loss.weights,
+        pooling=loss.pooling,
+        content_layers=loss.content_layers,
+        style_layers=loss.style_layers,
+        max_side=0,
+    )
+    return lambda image: evaluation.evaluate(image, content, style, config=eval_config, extractor=extractor)
 
 
 def weights_at_scale(config, shape, final_shape):

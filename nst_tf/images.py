@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
@@ -414,6 +416,55 @@ def resize_longest_side(img, side):
         raise ValueError(f"resize_longest_side: side must be positive, got {side}")
     array = np.asarray(img, dtype=np.float32)
     return resize_image(array, longest_side_shape(array.shape, side))
+
+
+def letterbox(img, side, background=1.0):
+    """``img`` shrunk or enlarged to fit a ``side`` x ``side`` square, centred on ``background``."""
+    array = resize_longest_side(img, side)
+    box = np.full((side, side, array.shape[-1]), background, np.float32)
+    top, left = (side - array.shape[0]) // 2, (side - array.shape[1]) // 2
+    box[top : top + array.shape[0], left : left + array.shape[1]] = array
+    return box
+
+
+def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
+    """Lay out ``grid[r][c]`` (equal-size [H, W, 3] images) with labels; return [H, W, 3].
+
+    Row labels (which may span several lines) go in a left margin, column
+    labels in a top margin, drawn with Pillow's default font. Columns widen to
+    fit their label.
+    """
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_size(text):
+        if not text:
+            return 0, 0
+        left, top, right, bottom = measure.multiline_textbbox((0, 0), text, font=font)
+        return right - left, bottom - top
+
+    cell_h, cell_w = grid[0][0].shape[:2]
+    label_h = max(text_size(t)[1] for t in list(col_labels) + ["Ag"])
+    top = label_h + 2 * pad if any(col_labels) else pad
+    left = max(text_size(t)[0] for t in row_labels) + 2 * pad if any(row_labels) else pad
+    col_w = [max(cell_w, text_size(t)[0]) + pad for t in col_labels]
+    width = left + sum(col_w)
+    height = top + len(row_labels) * (cell_h + pad)
+    sheet = Image.new("RGB", (width, height), (background,) * 3)
+    draw = ImageDraw.Draw(sheet)
+    x = left
+    for c, label in enumerate(col_labels):
+        draw.text((x + (col_w[c] - pad - text_size(label)[0]) // 2, pad), label, fill=(0, 0, 0), font=font)
+        x += col_w[c]
+    for r, label in enumerate(row_labels):
+        y = top + r * (cell_h + pad)
+        draw.multiline_text((pad, y + max(0, cell_h - text_size(label)[1]) // 2), label, fill=(0, 0, 0), font=font)
+        x = left
+        for c in range(len(col_labels)):
+            tile = np.clip(np.asarray(grid[r][c]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            sheet.paste(Image.fromarray(tile), (x + (col_w[c] - pad - cell_w) // 2, y))
+            x += col_w[c]
+    return np.asarray(sheet, dtype=np.float32) / 255.0
 
 
 def center_crop_to_aspect(img, aspect):

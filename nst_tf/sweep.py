@@ -22,8 +22,6 @@ import collections.abc
 import dataclasses
 import typing
 
-import numpy as np
-
 from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
@@ -164,7 +162,7 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
         [images.resize_image(cells[r * len(cols.values) + c], shape) for c in range(len(cols.values))]
         for r in range(len(rows.values))
     ]
-    return contact_sheet(grid, rows.labels, cols.labels)
+    return images.contact_sheet(grid, rows.labels, cols.labels)
 
 
 def _extractor_key(config):
@@ -181,46 +179,3 @@ def _shared_extractors(configs):
         key: features.build_feature_extractor(key[0], layers=list(dict.fromkeys(names)), weights=key[1], pooling=key[2])
         for key, names in layers.items()
     }
-
-
-def contact_sheet(grid, row_labels, col_labels, pad=4, background=255):
-    """Lay out ``grid[r][c]`` (equal-size [H, W, 3] images) with labels; return [H, W, 3].
-
-    Row labels go in a left margin, column labels in a top margin, drawn with
-    Pillow's default font. Columns widen to fit their label.
-    """
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    from PIL import ImageDraw  # pylint: disable=import-outside-toplevel
-    from PIL import ImageFont  # pylint: disable=import-outside-toplevel
-
-    font = ImageFont.load_default()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-
-    def text_size(text):
-        if not text:
-            return 0, 0
-        left, top, right, bottom = measure.textbbox((0, 0), text, font=font)
-        return right - left, bottom - top
-
-    cell_h, cell_w = grid[0][0].shape[:2]
-    label_h = max(text_size(t)[1] for t in list(col_labels) + list(row_labels) + ["Ag"])
-    top = label_h + 2 * pad if any(col_labels) else pad
-    left = max(text_size(t)[0] for t in row_labels) + 2 * pad if any(row_labels) else pad
-    col_w = [max(cell_w, text_size(t)[0]) + pad for t in col_labels]
-    width = left + sum(col_w)
-    height = top + len(row_labels) * (cell_h + pad)
-    sheet = Image.new("RGB", (width, height), (background,) * 3)
-    draw = ImageDraw.Draw(sheet)
-    x = left
-    for c, label in enumerate(col_labels):
-        draw.text((x + (col_w[c] - pad - text_size(label)[0]) // 2, pad), label, fill=(0, 0, 0), font=font)
-        x += col_w[c]
-    for r, label in enumerate(row_labels):
-        y = top + r * (cell_h + pad)
-        draw.text((pad, y + (cell_h - label_h) // 2), label, fill=(0, 0, 0), font=font)
-        x = left
-        for c in range(len(col_labels)):
-            tile = np.clip(np.asarray(grid[r][c]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            sheet.paste(Image.fromarray(tile), (x + (col_w[c] - pad - cell_w) // 2, y))
-            x += col_w[c]
-    return np.asarray(sheet, dtype=np.float32) / 255.0

@@ -281,6 +281,8 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
         f"--reference={tmp_path / 'out'}",
         f"--json={tmp_path / 'm.json'}",
         f"--csv={tmp_path / 'm.csv'}",
+        f"--sheet={tmp_path / 'sheet.png'}",
+        "--sheet_cell=48",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(line.startswith("evaluate [") for line in done.stderr.splitlines()), done.stderr  # the progress bar
@@ -288,7 +290,7 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
     assert lines[0].split()[:4] == ["image", "style_gram_ratio", "style_meanstd_ratio", "content_ratio"]
     assert [line.split()[0] for line in lines[1:4]] == ["a", "b", "median"]
     assert lines[4].startswith("kid_to_content (proxy on pooled block5_conv1 features): ")
-    assert lines[-1] == f"evaluated 2 image(s) -> {tmp_path / 'm.json'}, {tmp_path / 'm.csv'}"
+    assert lines[-1] == f"evaluated 2 image(s) -> {tmp_path / 'm.json'}, {tmp_path / 'm.csv'}, {tmp_path / 'sheet.png'}"
     document = json.loads((tmp_path / "m.json").read_text())
     assert document["config"]["weights"] is None
     assert list(document["sets"]) == ["kid_to_content"]  # one painting: no KID to the paintings
@@ -297,6 +299,21 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
     assert "style_gram/block5_conv1" in metrics
     header, *rows = (tmp_path / "m.csv").read_text().splitlines()
     assert header.startswith("output,content,style,reference,style_gram,") and len(rows) == 2
+    sheet = images.load_image(str(tmp_path / "sheet.png"))
+    # Two rows of 48 px cells (with their labels), four columns: photo, painting, output, reference.
+    assert 2 * 48 < sheet.shape[0] < 2 * 48 + 60 and sheet.shape[1] > 4 * 48
+
+
+def test_contact_sheet_rows_show_the_images_and_their_metrics(tmp_path):
+    write_images(tmp_path, ["o.png", "c.png", "s.png"], (40, 36, 3), 0)
+    triple = evaluation.Triple("o", *(str(tmp_path / n) for n in ("o.png", "c.png", "s.png")))
+    plain = evaluation.contact_sheet([(triple, {})], cell=40)
+    labelled = evaluation.contact_sheet([(triple, {"style_gram_ratio": 0.5, "ssim_luminance": 0.9})], cell=40)
+    assert labelled.shape[0] == plain.shape[0] and labelled.shape[1] > plain.shape[1]  # a wider label margin
+    # The output's cell (third column, right-aligned at the sheet's edge) holds the output's pixels.
+    output = images.letterbox(images.load_image(str(tmp_path / "o.png")), 40)
+    cell = labelled[-44:-4, -44:-4]
+    assert np.abs(cell - output).max() <= 1 / 255 + 1e-6
 
 
 @pytest.mark.parametrize(
@@ -307,6 +324,7 @@ def test_nst_eval_prints_a_table_and_writes_json_and_csv(tmp_path):
         ({"feature_extractor": "alexnet"}, "--feature_extractor"),
         ({"max_side": "16"}, "--max_side: must be 0 (full size) or at least 32"),
         ({"manifest": "m.csv"}, "--manifest: cannot be combined with --output"),
+        ({"sheet": "sheet.gif"}, "--sheet: "),
     ],
 )
 def test_nst_eval_bad_input_is_one_line_and_writes_nothing(tmp_path, bad, message):

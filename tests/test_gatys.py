@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nst_tf import evaluation
 from nst_tf import gatys
 from nst_tf import images
 from nst_tf import losses
@@ -60,6 +61,7 @@ def objective_for(extractor, content, style, cfg):
         (gatys.GatysConfig, "scales", (1024,), "scales: 1024 is larger than image_size"),
         (gatys.GatysConfig, "style_weights", (0.0, 0.0), "style_weights: must be non-negative"),
         (gatys.GatysConfig, "resume", True, "resume: needs checkpoint_dir"),
+        (gatys.GatysConfig, "eval_every", 5, "eval_every: needs --log_dir"),
         (gatys.GatysConfig, "coarse_steps", 0, "coarse_steps: must be positive"),
         (gatys.GatysConfig, "precision", "half", "precision: must be one of float32, bfloat16"),
         (LossConfig, "style_weight", -1.0, "--style_weight: must be >= 0"),
@@ -402,6 +404,29 @@ def test_tensorboard_scalars_and_images(extractor, pair, tmp_path):
     ]:
         assert tags[tag] == [2, 4], tag
     assert tags["image"] == [2, 4]
+
+
+def test_eval_every_logs_quality_against_steps_and_optimisation_time(extractor, pair, tmp_path):
+    content, style = pair
+    cfg = config(num_steps=6, log_every=3, eval_every=2, style_weight=1e6, log_dir=str(tmp_path / "logs"))
+    result = run(content, style, extractor, cfg)
+    values = {}
+    for name in os.listdir(tmp_path / "logs"):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            for value in event.summary.value:
+                if value.tag != "image":
+                    values.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor).item()))
+    assert [step for step, _ in values["eval/style_gram_ratio"]] == [2, 4, 6]
+    assert set(values) >= {f"eval/{m}" for m in evaluation.SUMMARY_METRICS}
+    milliseconds = [step for step, _ in values["eval_vs_ms/style_gram_ratio"]]
+    assert milliseconds == sorted(milliseconds) and milliseconds[0] > 0
+    # The curve is nst-eval's own measure: its last point is the metric of the returned image.
+    eval_config = evaluation.EvalConfig(weights=None, max_side=0)
+    final = evaluation.evaluate(result, content, style, config=eval_config, extractor=extractor)
+    assert values["eval/style_gram_ratio"][-1][1] == pytest.approx(final["style_gram_ratio"], rel=1e-4)
+    # A style-heavy run moves towards the painting, step after step.
+    ratios = [ratio for _, ratio in values["eval/style_gram_ratio"]]
+    assert ratios[-1] < ratios[0] < 1
 
 
 # --------------------------------------------------------------------------- real weights

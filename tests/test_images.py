@@ -598,3 +598,29 @@ def test_load_real_photo(assets):
     assert img.shape == (170, 256, 3) and img.dtype == np.float32
     assert 0.0 <= img.min() < img.max() <= 1.0
     assert 0.05 < img.std() < 0.5
+
+
+def test_contact_sheet_layout():
+    grid = [[np.full((10, 20, 3), v, np.float32) for v in (0.0, 1.0)] for _ in range(3)]
+    sheet = images.contact_sheet(grid, ("a", "b", "c"), ("left", "right"))
+    assert sheet.dtype == np.float32 and sheet.shape[2] == 3
+    assert sheet.shape[0] > 3 * 10 and sheet.shape[1] > 2 * 20
+    bare = images.contact_sheet([[grid[0][0]]], ("",), ("",), pad=2)
+    assert bare.shape == (10 + 2 + 2, 20 + 2 + 2, 3)
+
+
+def test_contact_sheet_multiline_row_labels_fit_the_margin():
+    grid = [[np.zeros((8, 8, 3), np.float32)]]
+    one = images.contact_sheet(grid, ("a",), ("x",))
+    three = images.contact_sheet(grid, ("a\nstyle 0.1\nssim 0.5",), ("x",))
+    assert three.shape[1] > one.shape[1]  # the margin widens to the longest line
+    assert three.shape[0] == one.shape[0]  # the column labels' row does not grow
+
+
+def test_letterbox_keeps_aspect_and_centres():
+    wide = np.zeros((10, 40, 3), np.float32)
+    box = images.letterbox(wide, 20, background=1.0)
+    assert box.shape == (20, 20, 3)
+    # 10x40 shrinks to 5x20, centred at rows 7..11, with bands above and below.
+    assert np.all(box[:7] == 1.0) and np.all(box[12:] == 1.0)
+    assert np.all(box[7:12] == 0.0)

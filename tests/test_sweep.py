@@ -63,15 +63,6 @@ def test_invalid_cell_value_is_reported_by_field():
         axis.apply(gatys.GatysConfig(), 1)
 
 
-def test_contact_sheet_layout():
-    grid = [[np.full((10, 20, 3), v, np.float32) for v in (0.0, 1.0)] for _ in range(3)]
-    sheet = sweep.contact_sheet(grid, ("a", "b", "c"), ("left", "right"))
-    assert sheet.dtype == np.float32 and sheet.shape[2] == 3
-    assert sheet.shape[0] > 3 * 10 and sheet.shape[1] > 2 * 20
-    bare = sweep.contact_sheet([[grid[0][0]]], ("",), ("",), pad=2)
-    assert bare.shape == (10 + 2 + 2, 20 + 2 + 2, 3)
-
-
 def _tiny_config():
     return gatys.GatysConfig(
         image_size=48,

@@ -7,8 +7,9 @@
 or a folder; folders are matched to the outputs by relative path, then by stem
 (:func:`nst_tf.evaluation.match_files`). ``--manifest`` is a CSV with columns
 output, content, style[, reference] instead. A table of the main metrics goes
-to stdout; ``--json`` and ``--csv`` hold every metric, written atomically once
-all images are measured. With two outputs or more, the KID proxy of the
+to stdout; ``--json`` and ``--csv`` hold every metric, and ``--sheet`` is a
+PNG or JPEG contact sheet of photo | painting | output [| reference] with each
+row's main metrics, all written atomically once all images are measured. With two outputs or more, the KID proxy of the
 outputs against the photos and against the paintings follows the table, for
 each with two images or more. The other flags are the fields of
 :class:`nst_tf.evaluation.EvalConfig`.
@@ -18,6 +19,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 
 import numpy as np
 from absl import flags
@@ -26,6 +28,7 @@ from nst_tf import cli
 from nst_tf import config
 from nst_tf import evaluation
 from nst_tf import fileio
+from nst_tf import images
 from nst_tf.errors import NSTError
 
 flags.DEFINE_string("output", None, "Stylized image, or a folder of them.")
@@ -37,21 +40,13 @@ flags.DEFINE_string(
 flags.DEFINE_string("manifest", None, "CSV with columns output,content,style[,reference], instead of the four above.")
 flags.DEFINE_string("json", None, "Write every metric of every image to this JSON file.")
 flags.DEFINE_string("csv", None, "Write every metric of every image to this CSV file, one row per image.")
+flags.DEFINE_string("sheet", None, "Write a contact sheet (.png or .jpg), one labelled row per image.")
+flags.DEFINE_integer("sheet_cell", 192, "Side of each picture of --sheet, in pixels.", lower_bound=32)
 config.define_flags(evaluation.EvalConfig)
 FLAGS = flags.FLAGS
 
 # The table's columns: the ratios and scores that compare across pairs.
-TABLE = (
-    "style_gram_ratio",
-    "style_meanstd_ratio",
-    "content_ratio",
-    "ssim_luminance",
-    "color_to_style",
-    "color_to_content",
-    "noise_ratio",
-    "reference_mse",
-    "reference_ssim",
-)
+TABLE = evaluation.SUMMARY_METRICS + ("reference_mse", "reference_ssim")
 
 
 def _triples():
@@ -98,6 +93,8 @@ def _csv_text(results):
 def main(argv):
     del argv
     options = config.from_flags(evaluation.EvalConfig, FLAGS)
+    if FLAGS.sheet and os.path.splitext(FLAGS.sheet)[1].lower() not in images.SAVE_FORMATS:
+        raise NSTError(f"--sheet: {FLAGS.sheet}: use a .png or .jpg file name")
     results, sets = evaluation.evaluate_files(_triples(), options, progress=True)
     print(table(results))
     for name, value in sets.items():
@@ -110,6 +107,9 @@ def main(argv):
     if FLAGS.csv:
         fileio.atomic_write_text(FLAGS.csv, _csv_text(results))
         written.append(FLAGS.csv)
+    if FLAGS.sheet:
+        images.save_image(FLAGS.sheet, evaluation.contact_sheet(results, FLAGS.sheet_cell))
+        written.append(FLAGS.sheet)
     cli.result(f"evaluated {len(results)} image(s)" + (f" -> {', '.join(written)}" if written else ""))
 
 
