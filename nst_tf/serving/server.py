@@ -54,6 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nst_tf.config import option
+from nst_tf.errors import NSTError
 from nst_tf.serving import protocol
 from nst_tf.serving.connection import CLOSE
 from nst_tf.serving.connection import BoundedH11Protocol
@@ -117,9 +118,9 @@ class ServerConfig:
     def __post_init__(self):
         # The flags check these bounds when parsed; this checks the Python API's values.
         for field in dataclasses.fields(self):
-            low = field.metadata.get("min")
-            if low is not None and getattr(self, field.name) < low:
-                raise ValueError(f"{field.name} must be at least {low}, not {getattr(self, field.name)}")
+            low, value = field.metadata.get("min"), getattr(self, field.name)
+            if low is not None and value < low:
+                raise NSTError(f"--{field.metadata.get('flag', field.name)}: must be at least {low}, not {value}")
 
 
 class ModelServer:
