@@ -124,6 +124,10 @@ def test_short_body_gets_a_json_408_and_no_traceback(server, caplog):
     assert status == 408
     assert "body" in json_error(content_type, body)
     assert closed
+    # A client that leaves mid-body is no internal error either.
+    with socket.create_connection(server.address, timeout=WAIT) as sock:
+        sock.sendall(head + b'Content-Length: 1000\r\n\r\n{"instances": [')
+    assert_serves(server)
     assert logged_problems(caplog) == (0, 0)
     assert_serves(server)
 

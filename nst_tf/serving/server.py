@@ -50,6 +50,7 @@ import uvicorn
 from absl import logging
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -306,7 +307,8 @@ async def read_body(request, config):
     """The request's body: at most ``max_request_bytes`` (413), within ``body_timeout_seconds`` (408).
 
     A body shorter than its Content-Length waits for bytes that never come: the timeout is
-    what frees its connection.
+    what frees its connection. A client gone mid-body is a 400 that nobody reads, not an
+    internal error with a traceback.
     """
     length = request.headers.get("content-length")
     if length is None and "transfer-encoding" not in request.headers:
@@ -316,8 +318,8 @@ async def read_body(request, config):
     if length is not None and int(length) > config.max_request_bytes:
         if int(length) <= _DRAIN_LIMIT and request.headers.get("expect", "").lower() != "100-continue":
             # A client that sends its whole body before reading would otherwise get a reset, not the 413.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(_read(request, _DRAIN_LIMIT), timeout)
+            with contextlib.suppress(asyncio.TimeoutError, ClientDisconnect):
+                await asyncio.wait_for(_discard(request), timeout)
         raise RequestError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
         )
@@ -325,6 +327,8 @@ async def read_body(request, config):
         return await asyncio.wait_for(_read(request, config.max_request_bytes), timeout)
     except asyncio.TimeoutError:
         raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"request body not received within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise RequestError(HTTPStatus.BAD_REQUEST, "client disconnected before the end of the body") from None
 
 
 async def _read(request, limit):
@@ -334,3 +338,8 @@ async def _read(request, limit):
         if len(body) > limit:  # a chunked body, whose size no header announced
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {limit} bytes")
     return bytes(body)
+
+
+async def _discard(request):
+    async for _ in request.stream():
+        pass
