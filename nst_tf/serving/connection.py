@@ -19,9 +19,10 @@ head, 431 for an oversized one) have plain-text bodies where TF Serving's API pr
   the answer to its next request);
 * a write deadline: a response the client has not taken within ``write_timeout`` seconds
   of the socket's buffers filling up is abandoned and the connection closed;
-* a connection cap: a connection opened while ``max_connections`` others are open gets a
-  JSON 503 for its request and is closed;
-* JSON bodies for the 400 and 431 that h11 answers;
+* a connection cap: a connection opened while ``max_connections`` are open gets a JSON
+  503 for its request and is closed;
+* JSON bodies for the 400 and 431 that h11 answers, and the 431 also for a head over the
+  size limit that arrived whole (h11 measures only heads still incomplete);
 * a close after a response sent while the request's body is still arriving (an oversized
   body refused, a body that timed out): uvicorn would otherwise read and discard the rest
   with no bound, each byte restarting its keep-alive timer.
