@@ -5,14 +5,19 @@ multiply rate measured in the same run, because this machine is shared and
 absolute seconds drift from run to run.
 """
 
+import io
 import os
 import pathlib
+import re
+import subprocess
+import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import flags
+from PIL import Image
 
 from nst_tf import layers as nst_layers
 
@@ -139,3 +144,29 @@ def best_time(fn, repeats=3, warmup=1):
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def photo_jpeg(side, seed=0):
+    """A ``side`` x ``side`` JPEG with smooth gradients and some noise, like a photo's bytes."""
+    y, x = np.mgrid[0:side, 0:side] / side
+    noise = np.random.default_rng(seed).random((side, side, 3))
+    pixels = np.stack([x, y, 0.5 + 0.5 * np.sin(12 * x * y)], -1) * 0.8 + 0.2 * noise
+    buffer = io.BytesIO()
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def start_nst_serve(model_base_path, *flags_):
+    """``nst-serve`` as a subprocess on 127.0.0.1, any free port; returns (process, url) once it listens.
+
+    Stop it with ``process.send_signal(signal.SIGINT)`` and ``process.wait()``.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "nst_tf.cli.serve", f"--model_base_path={model_base_path}", "--port=0", *flags_]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"at (http://127\.0\.0\.1:\d+)$", line.strip())
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"nst-serve did not start: {line!r}")
+    return proc, match.group(1)

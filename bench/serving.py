@@ -20,13 +20,10 @@ loopback traffic; request counts are bounded.
 """
 
 import base64
-import io
 import json
 import os
 import pathlib
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,13 +35,14 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
-from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import conv_forward_flops  # noqa: E402
+from bench.common import photo_jpeg  # noqa: E402
 from bench.common import sgemm_gflops  # noqa: E402
+from bench.common import start_nst_serve  # noqa: E402
 from nst_tf import export  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 
@@ -53,15 +51,6 @@ flags.DEFINE_float("width", 1.0, "TransformNet width multiplier.")
 flags.DEFINE_integer("requests", 20, "Requests per measurement (after 2 warm-up requests).", lower_bound=1)
 flags.DEFINE_integer("concurrency", 2, "Concurrent clients for the throughput run.", lower_bound=1)
 FLAGS = flags.FLAGS
-
-
-def jpeg_bytes(side, seed=0):
-    y, x = np.mgrid[0:side, 0:side] / side
-    noise = np.random.default_rng(seed).random((side, side, 3))
-    pixels = np.stack([x, y, 0.5 + 0.5 * np.sin(12 * x * y)], -1) * 0.8 + 0.2 * noise
-    buffer = io.BytesIO()
-    Image.fromarray((pixels * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def percentiles(seconds):
@@ -75,31 +64,6 @@ def timed(fn, count):
         fn()
         times.append(time.perf_counter() - start)
     return times
-
-
-def start_server(base):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nst_tf.cli.serve",
-            f"--model_base_path={base}",
-            "--port=0",
-            f"--max_concurrent_predictions={FLAGS.concurrency}",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    match = re.search(r"at (http://127\.0\.0\.1:\d+)$", line.strip())
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"nst-serve did not start: {line!r}")
-    return proc, match.group(1)
 
 
 def post(url, body):
@@ -134,10 +98,10 @@ def main(argv):
     with tempfile.TemporaryDirectory() as base:
         path = export.export(export.ExportConfig("fast", os.path.join(base, "fast")), model=net)
         serving_default = tf.saved_model.load(path).signatures["serving_default"]
-        proc, url = start_server(base)
+        proc, url = start_nst_serve(base, f"--max_concurrent_predictions={FLAGS.concurrency}")
         try:
             for side in (int(s) for s in FLAGS.sizes):
-                data = jpeg_bytes(side)
+                data = photo_jpeg(side)
                 batch = tf.constant([data])
                 body = json.dumps({"instances": [{"b64": base64.b64encode(data).decode("ascii")}]}).encode()
                 predict_url = f"{url}/v1/models/fast:predict"

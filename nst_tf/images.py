@@ -64,6 +64,17 @@ class ImageError(NSTError):
     """An image file or buffer that cannot be used; the message is ``"<name>: <reason>"``."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than allowed, found from its header before any decoding.
+
+    ``pixels`` is its width x height, or None when Pillow's own guard refused it first.
+    """
+
+    def __init__(self, message, pixels=None):
+        super().__init__(message)
+        self.pixels = pixels
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -125,29 +136,8 @@ def decode_image_bytes(data, name="<bytes>", max_side=None, min_side=MIN_SIDE, m
 
     ``name`` labels the data in error messages (a file name, an upload id).
     """
-    if not data:
-        raise ImageError(f"{name}: empty file (0 bytes)")
-    buffer = _EOFProbe(bytes(data))
-    with warnings.catch_warnings():
-        # Pillow warns (above MAX_IMAGE_PIXELS) before it raises (above twice
-        # that); both mean the same thing to us.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(buffer)
-        except UnidentifiedImageError:
-            reason = "not an image file (or a format Pillow cannot read)"
-            raise ImageError(f"{name}: {reason}") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            reason = f"too many pixels, refusing to decode ({_one_line(e)})"
-            raise ImageError(f"{name}: {reason}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ImageError(f"{name}: corrupt image header ({_one_line(e)})") from None
+    image, buffer = _open_header(data, name, max_pixels)
     width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(
-            f"{name}: image is {width}x{height} = {width * height} pixels, more than the "
-            f"limit of {max_pixels}; refusing to decode (decompression-bomb guard)"
-        )
     _check_min_side(name, width, height, min_side)
     buffer.read_past_end = False
     try:
@@ -165,6 +155,51 @@ def decode_image_bytes(data, name="<bytes>", max_side=None, min_side=MIN_SIDE, m
         array = resize_longest_side(array, max_side)
         _check_min_side(name, array.shape[1], array.shape[0], min_side, after_resize=max_side)
     return array
+
+
+def read_image_header(data, name="<bytes>", max_pixels=MAX_PIXELS):
+    """Open an encoded image without decoding its pixels: the decompression-bomb guard alone.
+
+    Returns the lazily opened Pillow image (``format`` and ``size`` known, no pixel read;
+    close it, or use it in a ``with``), for callers that bound a request by its images'
+    sizes before a decoder sees them (:mod:`nst_tf.serving.protocol`).
+
+    Raises:
+      ImageTooLargeError: ``width * height`` is above ``max_pixels`` (or above Pillow's
+        own limit, ``PIL.Image.MAX_IMAGE_PIXELS``).
+      ImageError: empty data, not an image, or a corrupt header.
+    """
+    return _open_header(data, name, max_pixels)[0]
+
+
+def _open_header(data, name, max_pixels):
+    """``Image.open`` with our errors and the pixel count checked: (image, its _EOFProbe buffer)."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    buffer = _EOFProbe(bytes(data))
+    with warnings.catch_warnings():
+        # Pillow warns (above MAX_IMAGE_PIXELS) before it raises (above twice
+        # that); both mean the same thing to us.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(buffer)
+        except UnidentifiedImageError:
+            reason = "not an image file (or a format Pillow cannot read)"
+            raise ImageError(f"{name}: {reason}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            reason = f"too many pixels, refusing to decode ({_one_line(e)})"
+            raise ImageTooLargeError(f"{name}: {reason}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageError(f"{name}: corrupt image header ({_one_line(e)})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLargeError(
+            f"{name}: image is {width}x{height} = {width * height} pixels, more than the "
+            f"limit of {max_pixels}; refusing to decode (decompression-bomb guard)",
+            pixels=width * height,
+        )
+    return image, buffer
 
 
 def _one_line(error):

@@ -94,8 +94,7 @@ def setup(tmp_path_factory):
 
 def raw(server, method, path, body=None, headers=None):
     """One request with exactly these bytes; returns (status, parsed JSON body)."""
-    host, port = server.httpd.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=60)
+    conn = http.client.HTTPConnection(*server.address, timeout=60)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

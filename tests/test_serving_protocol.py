@@ -246,3 +246,13 @@ def test_tf_error_message_keeps_the_line_that_says_what_was_wrong():
     assert "needs two values" in message
     assert not message.startswith(("Graph execution error", "Detected at node", "[["))
     assert protocol.tf_error_message(ValueError("")) == "ValueError"
+
+
+def test_parse_json_bounds_the_nesting():
+    assert protocol.parse_json(b'{"a": [[1], {"b": [2]}]}', 4) == {"a": [[1], {"b": [2]}]}
+    refused(HTTPStatus.BAD_REQUEST, "nested more than 3 levels", protocol.parse_json, b'{"a": [[1], {"b": [2]}]}', 3)
+    assert protocol.parse_json(b"[]", 1) == [] and protocol.parse_json(b"7", 1) == 7
+    # Deeper than the parser's own recursion limit: the same 400, no RecursionError.
+    refused(HTTPStatus.BAD_REQUEST, "nested more than 32", protocol.parse_json, b"[" * 100_000 + b"]" * 100_000, 32)
+    refused(HTTPStatus.BAD_REQUEST, "^JSON parse error", protocol.parse_json, b'{"a": ', 32)
+    refused(HTTPStatus.BAD_REQUEST, "^JSON parse error", protocol.parse_json, b"\xff\xfe\xfd", 32)

@@ -9,18 +9,20 @@ these functions and writes what they return; a function that refuses a request r
 * predict requests in the row (``instances``) or columnar (``inputs``) format, with
   ``{"b64": ...}`` for bytes, checked against the signature's dtypes and shapes;
 * responses as ``predictions`` (row) or ``outputs`` (columnar), outputs named ``*_bytes``
-  base64-encoded as ``{"b64": ...}``.
+  base64-encoded as ``{"b64": ...}``;
+* errors as ``{"error": "<message>"}``, for every status.
 """
 
 import base64
 import binascii
-import io
+import json
 import re
 from http import HTTPStatus
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+
+from nst_tf import images
 
 DEFAULT_SIGNATURE = "serving_default"
 # Formats the exported graphs decode (nst_tf.images.decode_image_tensor).
@@ -69,6 +71,32 @@ def parse_model_path(method, path):
 
 
 # ------------------------------------------------------------------ predict request
+
+
+def parse_json(data, max_depth):
+    """A request body (bytes) -> its JSON value, or a 400.
+
+    Refuses what is not JSON and lists and objects nested more than ``max_depth`` deep,
+    which bounds the recursion of everything that walks the request afterwards (a
+    900-level nesting made it a RecursionError). The depth is counted level by level,
+    without recursion.
+    """
+    too_deep = RequestError(HTTPStatus.BAD_REQUEST, f"JSON nested more than {max_depth} levels deep")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"JSON parse error: {exc}") from None
+    except RecursionError:  # deeper than even the parser's own recursion limit
+        raise too_deep from None
+    level, depth = [value], 0
+    while True:
+        level = [v for v in level if isinstance(v, (list, dict))]
+        if not level:
+            return value
+        depth += 1
+        if depth > max_depth:
+            raise too_deep
+        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
 
 
 def signature_name(body, available):
@@ -171,11 +199,18 @@ def _to_array(value, spec, where):
     else:
         _check_numbers(value, where)
         try:
-            array = np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+            # A number beyond the dtype's range becomes inf, refused below.
+            with np.errstate(over="ignore"):
+                array = np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
         except (ValueError, TypeError, OverflowError) as exc:
             raise RequestError(
                 HTTPStatus.BAD_REQUEST, f"{where}: cannot convert to {spec.dtype.name} ({exc})"
             ) from None
+        # Python's JSON reads NaN, Infinity and 1e309 as floats; a net turns them into garbage.
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"{where}: NaN or infinite values (or numbers beyond {spec.dtype.name})"
+            )
     if not spec.shape.is_compatible_with(array.shape):
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: shape {list(array.shape)} does not match {spec.shape}")
     return array
@@ -196,7 +231,8 @@ def check_limits(inputs, max_batch_size, max_image_pixels):
     """Refuse batches and images larger than the bounds (413).
 
     Encoded images (inputs named ``*_bytes``) are measured from their headers, without
-    decoding the pixels; they must be one of :data:`IMAGE_FORMATS` (400 otherwise).
+    decoding the pixels (:func:`nst_tf.images.read_image_header`, the decompression-bomb
+    guard); they must be one of :data:`IMAGE_FORMATS` (400 otherwise).
     """
     for name, array in inputs.items():
         if array.ndim and len(array) > max_batch_size:
@@ -205,12 +241,7 @@ def check_limits(inputs, max_batch_size, max_image_pixels):
             )
         if array.dtype == object and name.endswith("_bytes"):
             for i, data in enumerate(array.reshape(-1)):
-                pixels = _image_pixels(data, f"input '{name}'[{i}]")
-                if pixels > max_image_pixels:
-                    raise RequestError(
-                        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"input '{name}'[{i}]: {pixels} pixels exceeds {max_image_pixels}",
-                    )
+                _check_image(data, f"input '{name}'[{i}]", max_image_pixels)
         elif array.ndim == 4 and array.shape[-1] in (1, 3, 4):
             pixels = array.shape[1] * array.shape[2]
             if pixels > max_image_pixels:
@@ -220,20 +251,22 @@ def check_limits(inputs, max_batch_size, max_image_pixels):
                 )
 
 
-def _image_pixels(data, where):
-    """Width x height from the image header, without decoding the pixels."""
+def _check_image(data, where, max_image_pixels):
+    """Refuse an encoded image by its header: too many pixels (413), not an image or not one of
+    :data:`IMAGE_FORMATS` (400)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in IMAGE_FORMATS:
-                raise RequestError(
-                    HTTPStatus.BAD_REQUEST, f"{where}: {img.format} images are not supported (JPEG, PNG, GIF, BMP)"
-                )
-            width, height = img.size
-    except RequestError:
-        raise
-    except Exception:  # pylint: disable=broad-except  # PIL raises many types for junk
+        with images.read_image_header(data, where, max_image_pixels) as image:
+            image_format = image.format
+    except images.ImageTooLargeError as exc:
+        # Pillow's own guard, far above any sane limit, refuses before the size is known.
+        message = f"{where}: {exc.pixels} pixels exceeds {max_image_pixels}" if exc.pixels else str(exc)
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message) from None
+    except Exception:  # pylint: disable=broad-except  # ImageError, or one of the many types Pillow raises for junk
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: not an image (JPEG, PNG, GIF or BMP)") from None
-    return width * height
+    if image_format not in IMAGE_FORMATS:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"{where}: {image_format} images are not supported (JPEG, PNG, GIF, BMP)"
+        )
 
 
 # ------------------------------------------------------------------ responses
@@ -295,6 +328,11 @@ def format_metadata(name, version, signature_defs):
         "model_spec": {"name": name, "signature_name": "", "version": str(version)},
         "metadata": {"signature_def": {"signature_def": signature_defs}},
     }
+
+
+def format_error(message):
+    """The JSON body of every error answer, whatever its status: ``{"error": message}``."""
+    return {"error": message}
 
 
 def tf_error_message(exc):

@@ -3,8 +3,9 @@
 ``<base>/<name>/<version>/saved_model.pb`` is the layout ``nst-export`` writes and TF Serving
 reads. :class:`ModelRepository` loads versions that appear (``nst-export`` renames a finished
 directory into place, so a version is never seen half-written) and unloads the ones that leave
-the ``num_versions`` newest, like TF Serving's ``latest`` version policy; a version that fails
-to load is reported in its status and never retried (versions are immutable).
+the ``num_versions`` newest, like TF Serving's ``latest`` version policy. A version that fails
+to load is reported in its status and loaded again once its files change: a version copied in
+place file by file (not renamed in, as ``nst-export`` does) is seen before it is complete.
 """
 
 import dataclasses
@@ -57,6 +58,20 @@ def load_servable(name, version, path):
     return Servable(name, version, path, signatures, read_signature_defs(path), loaded)
 
 
+def files_signature(path):
+    """Every file under ``path`` with its size and modification time: changes when any file does."""
+    found = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            file = os.path.join(root, name)
+            try:
+                stat = os.stat(file)
+            except OSError:  # removed meanwhile: the next poll sees the change
+                continue
+            found.append((os.path.relpath(file, path), stat.st_size, stat.st_mtime_ns))
+    return sorted(found)
+
+
 def version_dirs(model_dir):
     """Integer-named subfolders holding a finished SavedModel, newest first."""
     versions = []
@@ -83,7 +98,8 @@ class ModelRepository:
         self.num_versions = num_versions
         self._lock = threading.Lock()
         self._servables = {}  # name -> {version: Servable}
-        self._failed = {}  # (name, version) -> error message; versions are immutable, never retried
+        # (name, version) -> (error message, files_signature when it failed); retried when they change
+        self._failed = {}
 
     def poll(self):
         """Load new versions and unload stale ones; returns the number of changes."""
@@ -97,7 +113,7 @@ class ModelRepository:
             names = []
         wanted = {}
         for name in names:
-            versions = [v for v in version_dirs(os.path.join(self.base_path, name)) if (name, v) not in self._failed]
+            versions = [v for v in version_dirs(os.path.join(self.base_path, name)) if not self._still_failed(name, v)]
             wanted[name] = versions[: self.num_versions]
         changes = 0
         for name, versions in wanted.items():
@@ -106,17 +122,21 @@ class ModelRepository:
                     if version in self._servables.get(name, {}):
                         continue
                 path = os.path.join(self.base_path, name, str(version))
+                # Taken before loading, so that files arriving during the attempt count as a change.
+                files = files_signature(path)
                 try:
                     servable = load_servable(name, version, path)
                 except Exception as exc:  # pylint: disable=broad-except
                     # A broken export must not take the server down: report it in status.
                     logging.warning("cannot load %s: %s", path, exc)
+                    message = str(exc).splitlines()[0] if str(exc) else repr(exc)
                     with self._lock:
-                        self._failed[(name, version)] = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                        self._failed[(name, version)] = (message, files)
                     changes += 1
                     continue
                 logging.info("loaded model %s version %d", name, version)
                 with self._lock:
+                    self._failed.pop((name, version), None)
                     self._servables.setdefault(name, {})[version] = servable
                 changes += 1
         with self._lock:
@@ -130,6 +150,11 @@ class ModelRepository:
                 if not self._servables[name]:
                     del self._servables[name]
         return changes
+
+    def _still_failed(self, name, version):
+        """Whether a version failed to load and its files are as they were then (else: retry it)."""
+        failed = self._failed.get((name, version))
+        return failed is not None and files_signature(os.path.join(self.base_path, name, str(version))) == failed[1]
 
     def names(self):
         with self._lock:
@@ -151,7 +176,7 @@ class ModelRepository:
         """TF Serving's ``GetModelStatus`` JSON (:func:`~nst_tf.serving.protocol.format_model_status`)."""
         with self._lock:
             states = {v: ("AVAILABLE", "OK", "") for v in self._servables.get(name, {})}
-            for (failed_name, v), message in self._failed.items():
+            for (failed_name, v), (message, _) in self._failed.items():
                 if failed_name == name:
                     states[v] = ("END", "UNKNOWN", message)
         if version is not None:

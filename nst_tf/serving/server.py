@@ -1,9 +1,9 @@
-"""The HTTP layer of the embedded endpoint that speaks TF Serving's REST API for our SavedModels.
+"""The embedded endpoint that speaks TF Serving's REST API for our SavedModels.
 
 ``nst-serve`` is for users without docker: it serves every model folder under
-``model_base_path`` (``<name>/<version>/saved_model.pb``, the layout
-``nst-export`` writes and TF Serving reads) with the same URLs and JSON as
-``tensorflow/serving``, so :mod:`nst_tf.serving.client` works against both:
+``model_base_path`` (``<name>/<version>/saved_model.pb``, the layout ``nst-export``
+writes and TF Serving reads) with the same URLs and JSON as ``tensorflow/serving``,
+so :mod:`nst_tf.serving.client` works against both. Routes (:meth:`ModelServer.app`):
 
 * ``GET  /v1/models/<name>[/versions/<v>]``            version status
 * ``GET  /v1/models/<name>[/versions/<v>]/metadata``   signature defs
@@ -11,27 +11,55 @@
   ``inputs`` (columnar) request, ``{"b64": ...}`` for bytes; answers
   ``predictions`` or ``outputs``; outputs named ``*_bytes`` come back as b64.
 
-A poller thread keeps the :class:`~nst_tf.serving.repository.ModelRepository`
-in line with the folder (new versions loaded, the ones past ``num_versions``
-unloaded). Requests are bounded in bytes, batch size and image pixels and
-validated against the signature's dtypes and shapes before TensorFlow sees
-them (:mod:`nst_tf.serving.protocol`, the JSON side as pure functions): a bad
-request gets a 4xx and ``{"error": ...}`` and the server carries on.
+Every answer is JSON, errors ``{"error": ...}`` whatever their status (any other path
+is a 404, any other method a 405), and the server carries on.
+
+The pieces: :class:`ServerConfig` holds every limit (each a ``nst-serve`` flag); a
+poller thread keeps the :class:`~nst_tf.serving.repository.ModelRepository` in line
+with the folder; :mod:`nst_tf.serving.protocol` is the JSON side as pure functions;
+HTTP is Starlette on uvicorn. A connection costs a coroutine on the event loop, not a
+thread. Predict requests are parsed, checked and run in a pool of
+``max_concurrent_predictions`` threads, so the event loop never waits for TensorFlow
+or for a large JSON body. :mod:`nst_tf.serving.connection` bounds each connection.
+
+What a client past a limit gets (``*``: and its connection is closed):
+
+* request line and headers over ``max_header_bytes``: 431*; not complete within
+  ``header_timeout_seconds``: 408*;
+* a body over ``max_request_bytes``: 413*; not complete within ``body_timeout_seconds``: 408*;
+* JSON nested deeper than ``max_json_depth``, NaN or infinite numbers: 400;
+* a batch over ``max_batch_size``, an image over ``max_image_pixels`` (from its header): 413;
+* a connection beyond ``max_connections``: 503*;
+* idle on a kept-alive connection for ``keep_alive_seconds``, or not reading an answer
+  for ``body_timeout_seconds``: closed.
 """
 
+import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import json
 import os
+import socket
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 
 import tensorflow as tf
+import uvicorn
 from absl import logging
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.routing import Route
 
 from nst_tf.config import option
+from nst_tf.errors import NSTError
 from nst_tf.serving import protocol
+from nst_tf.serving.connection import CLOSE
+from nst_tf.serving.connection import BoundedH11Protocol
+from nst_tf.serving.connection import json_error
 from nst_tf.serving.protocol import RequestError
 from nst_tf.serving.repository import ModelRepository
 
@@ -57,26 +85,43 @@ class ServerConfig:
     num_versions: int = option(
         2, "Newest versions of each model kept loaded (TF Serving: latest { num_versions }).", min=1
     )
+    # Bounds of one request.
     max_request_bytes: int = option(
         32 * 1024 * 1024, "Largest request body accepted, in bytes (bigger: HTTP 413).", min=1
     )
+    max_json_depth: int = option(
+        32, "Deepest nesting of JSON lists and objects in a request (deeper: HTTP 400).", min=1
+    )
     max_image_pixels: int = option(4096 * 4096, "Largest image accepted, width x height (bigger: HTTP 413).", min=1)
     max_batch_size: int = option(64, "Most images (instances) in one request.", min=1)
+    # Bounds of the connections: what a slow, idle or hostile client can hold.
+    max_header_bytes: int = option(
+        16 * 1024, "Largest request line plus headers, in bytes (bigger: HTTP 431).", min=1024
+    )
+    header_timeout_seconds: float = option(
+        10.0, "Seconds for a request's line and headers to arrive (slower: HTTP 408, connection closed).", min=0.01
+    )
+    body_timeout_seconds: float = option(
+        30.0,
+        "Seconds for a request's body to arrive (slower: HTTP 408) and for a client to read its answer "
+        "(slower: connection closed).",
+        min=0.01,
+    )
+    keep_alive_seconds: float = option(
+        5.0, "An idle kept-alive connection is closed after this many seconds.", min=0.01
+    )
+    max_connections: int = option(100, "Open connections at once; one beyond them gets HTTP 503.", min=1)
     # Bounds memory, since every image of every concurrent request holds its activations.
-    max_concurrent_predictions: int = option(4, "Model runs at once; further requests wait.", min=1)
+    max_concurrent_predictions: int = option(
+        4, "Predict requests parsed and run at once (a pool of this many threads); further requests wait.", min=1
+    )
 
     def __post_init__(self):
-        for field in (
-            "num_versions",
-            "max_request_bytes",
-            "max_image_pixels",
-            "max_batch_size",
-            "max_concurrent_predictions",
-        ):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, not {getattr(self, field)}")
-        if self.poll_seconds <= 0:
-            raise ValueError(f"poll_seconds must be positive, not {self.poll_seconds}")
+        # The flags check these bounds when parsed; this checks the Python API's values.
+        for field in dataclasses.fields(self):
+            low, value = field.metadata.get("min"), getattr(self, field.name)
+            if low is not None and value < low:
+                raise NSTError(f"--{field.metadata.get('flag', field.name)}: must be at least {low}, not {value}")
 
 
 class ModelServer:
@@ -92,49 +137,77 @@ class ModelServer:
         if not os.path.isdir(config.model_base_path):
             raise FileNotFoundError(f"{config.model_base_path}: no such directory")
         self.repository = ModelRepository(config.model_base_path, config.num_versions)
-        self._predict_slots = threading.BoundedSemaphore(config.max_concurrent_predictions)
         self._stop = threading.Event()
         self._threads = []
         self.repository.poll()
-        self.httpd = ThreadingHTTPServer((config.host, config.port), _make_handler(self))
-        self.httpd.daemon_threads = True
+        # Bound now, so that a busy port is reported here and port 0 has its number.
+        self._socket = socket.create_server((config.host, config.port))
+        self.address = self._socket.getsockname()[:2]
+        self._predict_pool = concurrent.futures.ThreadPoolExecutor(
+            config.max_concurrent_predictions, thread_name_prefix="nst-serve-predict"
+        )
+        connection = functools.partial(
+            BoundedH11Protocol,
+            header_timeout=config.header_timeout_seconds,
+            write_timeout=config.body_timeout_seconds,
+            max_connections=config.max_connections,
+        )
+        self._uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                self.app(),
+                http=connection,
+                h11_max_incomplete_event_size=config.max_header_bytes,
+                timeout_keep_alive=config.keep_alive_seconds,
+                timeout_graceful_shutdown=5,
+                ws="none",
+                lifespan="off",
+                proxy_headers=False,
+                server_header=False,
+                access_log=False,
+                log_config=None,  # absl's logging, as the rest of nst_tf
+            )
+        )
 
     @property
     def url(self):
-        host, port = self.httpd.server_address[:2]
+        host, port = self.address
         return f"http://{host}:{port}"
 
     def start(self):
         """Serve and poll in background threads (for tests, benchmarks and embedding)."""
-        for target in (self._poll_loop, self.httpd.serve_forever):
+        for target in (self._poll_loop, self._serve):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
     def serve_forever(self):
-        """Serve in this thread until :meth:`shutdown` or KeyboardInterrupt."""
+        """Serve in this thread until :meth:`shutdown`, SIGINT or SIGTERM (uvicorn's handlers then
+        finish the requests under way and raise the signal again: KeyboardInterrupt for SIGINT)."""
         poller = threading.Thread(target=self._poll_loop, daemon=True)
         poller.start()
         self._threads.append(poller)
         try:
-            self.httpd.serve_forever()
+            self._serve()
         finally:
             self._stop.set()
 
     def shutdown(self):
         self._stop.set()
-        if any(t.is_alive() for t in self._threads):
-            self.httpd.shutdown()
-        self.httpd.server_close()
+        self._uvicorn.should_exit = True
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=10)
+        self._predict_pool.shutdown(wait=False, cancel_futures=True)
+        self._socket.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.shutdown()
+
+    def _serve(self):
+        asyncio.run(self._uvicorn.serve(sockets=[self._socket]))
 
     def _poll_loop(self):
         while not self._stop.wait(self.config.poll_seconds):
@@ -143,7 +216,58 @@ class ModelServer:
             except Exception:  # pylint: disable=broad-except  # keep polling after e.g. a vanished folder
                 logging.exception("polling %s failed", self.config.model_base_path)
 
-    # Request handling, called from the handler's threads.
+    # ------------------------------------------------------------------ HTTP
+
+    def app(self):
+        """The Starlette application: TF Serving's model URLs, and JSON errors for any other."""
+        app = Starlette(
+            routes=[Route("/v1/models/{model_path:path}", self.handle, methods=["GET", "POST"])],
+            exception_handlers={HTTPException: _routing_error},
+        )
+        app.router.redirect_slashes = False  # /v1/models is a 404, as in TF Serving, not a redirect
+        return app
+
+    async def handle(self, request):
+        """GET (and HEAD): status or metadata; POST: ``:predict``."""
+        try:
+            response = await self._respond(request)
+        except RequestError as exc:
+            response = json_error(exc.status, str(exc))
+        # One failing request must not stop the server.
+        except Exception as exc:  # pylint: disable=broad-except
+            logging.exception("internal error on %s %s", request.method, request.url.path)
+            response = json_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
+        logging.vlog(1, "%s %s %s: %d", request.client, request.method, request.url.path, response.status_code)
+        return response
+
+    async def _respond(self, request):
+        if request.method == "POST":
+            try:
+                data = await read_body(request, self.config)
+            except RequestError as exc:
+                # The rest of the body is unread: the connection can carry no further request.
+                return json_error(exc.status, str(exc), CLOSE)
+        name, version, suffix = protocol.parse_model_path(request.method, request.url.path)
+        if request.method != "POST":
+            if suffix == "/metadata":
+                return _json(self.metadata(name, version))
+            if suffix:
+                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{suffix} needs POST")
+            return _json(self.repository.status(name, version))
+        if suffix in (":classify", ":regress"):
+            raise RequestError(HTTPStatus.NOT_IMPLEMENTED, f"{suffix[1:]} is not supported; use :predict")
+        if suffix != ":predict":
+            raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "POST is only for :predict")
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(self._predict_pool, self._predict_json, name, version, data)
+        return Response(answer, media_type="application/json")
+
+    # ------------------------------------------------------------------ models
+
+    def _predict_json(self, name, version, data):
+        """:meth:`predict` from the request body's bytes to the answer's, in the predict pool."""
+        body = protocol.parse_json(data, self.config.max_json_depth)
+        return json.dumps(self.predict(name, version, body)).encode("utf-8")
 
     def predict(self, name, version, body):
         servable = self.repository.get(name, version)
@@ -152,11 +276,10 @@ class ModelServer:
         inputs, row_format = protocol.parse_predict_request(body, specs)
         protocol.check_limits(inputs, self.config.max_batch_size, self.config.max_image_pixels)
         fn = servable.signatures[signature_name]
-        with self._predict_slots:
-            try:
-                result = fn(**{n: tf.constant(a, dtype=specs[n].dtype) for n, a in inputs.items()})
-            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
-                raise RequestError(HTTPStatus.BAD_REQUEST, protocol.tf_error_message(exc)) from None
+        try:
+            result = fn(**{n: tf.constant(a, dtype=specs[n].dtype) for n, a in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, protocol.tf_error_message(exc)) from None
         return protocol.format_predict_response({k: v.numpy() for k, v in result.items()}, row_format)
 
     def metadata(self, name, version):
@@ -164,103 +287,59 @@ class ModelServer:
         return protocol.format_metadata(name, servable.version, servable.signature_defs)
 
 
-def _make_handler(server):
-    config = server.config
+def _json(payload, status=HTTPStatus.OK):
+    # json.dumps as TF Serving writes: NaN stays NaN (Starlette's JSONResponse refuses it).
+    return Response(json.dumps(payload).encode("utf-8"), int(status), media_type="application/json")
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "nst-serve"
-        # Seconds a connection may sit idle or stall mid-request before its thread is freed.
-        timeout = 60
 
-        def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-            logging.vlog(1, "%s " + format, self.address_string(), *args)
+async def _routing_error(request, exc):
+    """Starlette's 404 (no route) and 405 (a method the route lacks), as JSON."""
+    if exc.status_code == HTTPStatus.NOT_FOUND:
+        message = f"Malformed request: {request.method} {request.url.path}"
+    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        message = f"{request.method} is not supported; use {exc.headers['Allow']}"
+    else:
+        message = exc.detail
+    return json_error(exc.status_code, message, exc.headers)
 
-        def _send_json(self, status, payload):
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
 
-        def _send_error(self, status, message):
-            self._send_json(status, {"error": message})
+async def read_body(request, config):
+    """The request's body: at most ``max_request_bytes`` (413), within ``body_timeout_seconds`` (408).
 
-        def _content_length(self):
-            text = self.headers.get("Content-Length")
-            if text is None:
-                self.close_connection = True
-                raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header required")
-            if not text.isdigit():
-                self.close_connection = True
-                raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {text!r}")
-            return int(text)
+    A body shorter than its Content-Length waits for bytes that never come: the timeout is
+    what frees its connection. A client gone mid-body is a 400 that nobody reads, not an
+    internal error with a traceback.
+    """
+    length = request.headers.get("content-length")
+    if length is None and "transfer-encoding" not in request.headers:
+        raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header required")
+    timeout = config.body_timeout_seconds
+    # h11 has checked that a Content-Length is a number.
+    if length is not None and int(length) > config.max_request_bytes:
+        if int(length) <= _DRAIN_LIMIT and request.headers.get("expect", "").lower() != "100-continue":
+            # A client that sends its whole body before reading would otherwise get a reset, not the 413.
+            with contextlib.suppress(asyncio.TimeoutError, ClientDisconnect):
+                await asyncio.wait_for(_discard(request), timeout)
+        raise RequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
+        )
+    try:
+        return await asyncio.wait_for(_read(request, config.max_request_bytes), timeout)
+    except asyncio.TimeoutError:
+        raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"request body not received within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise RequestError(HTTPStatus.BAD_REQUEST, "client disconnected before the end of the body") from None
 
-        def handle_expect_100(self):
-            # Refuse an oversized body before the client sends it (curl waits for this).
-            length = self.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > config.max_request_bytes:
-                self.close_connection = True
-                self._send_error(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
-                )
-                return False
-            return super().handle_expect_100()
 
-        def _read_body(self):
-            length = self._content_length()
-            if length > config.max_request_bytes:
-                self.close_connection = True
-                if length <= _DRAIN_LIMIT:
-                    remaining = length
-                    while remaining > 0:
-                        chunk = self.rfile.read(min(remaining, 1 << 20))
-                        if not chunk:
-                            break
-                        remaining -= len(chunk)
-                raise RequestError(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds {config.max_request_bytes}"
-                )
-            data = self.rfile.read(length)
-            try:
-                return json.loads(data)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise RequestError(HTTPStatus.BAD_REQUEST, f"JSON parse error: {exc}") from None
+async def _read(request, limit):
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:  # a chunked body, whose size no header announced
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {limit} bytes")
+    return bytes(body)
 
-        def _handle(self, respond):
-            try:
-                self._send_json(HTTPStatus.OK, respond())
-            except RequestError as exc:
-                self._send_error(exc.status, str(exc))
-            # One failing request must not stop the server.
-            except Exception as exc:  # pylint: disable=broad-except
-                logging.exception("internal error on %s", self.path)
-                self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
 
-        def do_GET(self):  # pylint: disable=invalid-name
-            def respond():
-                name, version, suffix = protocol.parse_model_path(self.command, self.path)
-                if suffix == "/metadata":
-                    return server.metadata(name, version)
-                if suffix:
-                    raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{suffix} needs POST")
-                return server.repository.status(name, version)
-
-            self._handle(respond)
-
-        def do_POST(self):  # pylint: disable=invalid-name
-            def respond():
-                body = self._read_body()
-                name, version, suffix = protocol.parse_model_path(self.command, self.path)
-                if suffix in (":classify", ":regress"):
-                    raise RequestError(HTTPStatus.NOT_IMPLEMENTED, f"{suffix[1:]} is not supported; use :predict")
-                if suffix != ":predict":
-                    raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "POST is only for :predict")
-                return server.predict(name, version, body)
-
-            self._handle(respond)
-
-    return Handler
+async def _discard(request):
+    async for _ in request.stream():
+        pass
