@@ -189,10 +189,12 @@ class Trainer:
         # be set up before any other TensorFlow work, tf.data included.
         self.strategy = strategy or make_strategy()
         self.config = config
+        self.chief = is_chief(self.strategy)
+        if self.chief:  # before any work: the run's files go there
+            fileio.check_writable(config.output_dir, "--output_dir", folder=True)
         self.prepare()
         config = self.config
         self.compute_precision = precision.mixed_precision() if config.mixed_precision else "float32"
-        self.chief = is_chief(self.strategy)
         self.models = {}
         with self.strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
