@@ -7,18 +7,28 @@ endless, shuffled stream always gets the same photo and the same random crop,
 so a resumed run continues with exactly the batches it would have seen
 (see ``nst_tf.training.base``, which checkpoints the position).
 
-Unreadable files (corrupt, truncated, a format TensorFlow cannot decode) are
-dropped by ``ignore_errors`` and counted: every element carries ``skipped``,
-how many source files were dropped just before it, which the trainer sums into
-a ``data/skipped_files`` TensorBoard scalar and its result line.
+Unreadable files (corrupt, truncated, a format TensorFlow cannot decode, or a
+header declaring more than :data:`nst_tf.images.MAX_PIXELS` pixels, refused before
+decoding) are dropped by ``ignore_errors`` and counted. Every element carries
+``skipped``, how many source elements were dropped just before it (which moves the
+resumable input position), and ``unreadable``, how many of those were in the first
+epoch: every epoch meets the same bad files, so the first epoch's are the distinct
+ones. The trainer sums ``unreadable`` into a ``data/skipped_files`` TensorBoard
+scalar and its result line.
+
+Every source (the photo folder or tfds split, each CycleGAN domain) is refused up
+front when none of its first files is readable: ``ignore_errors`` would otherwise
+spin on it for ever.
 
 Photos are decoded as ``nst-stylize`` loads them, upright by their EXIF orientation
 (:func:`nst_tf.images.decode_image_tensor`); the resize / crop / flip helpers
 are shared by the CycleGAN data code.
 """
 
+import contextlib
 import dataclasses
 import os
+import sys
 from typing import Callable
 from typing import NamedTuple
 from typing import Optional
@@ -86,6 +96,13 @@ class PhotoSource(NamedTuple):
     items: tf.data.Dataset  # finite, fixed order (used to probe readability)
     stream: Callable[[int], tf.data.Dataset]  # start -> endless (index, item), shuffled
     to_bytes: Callable[[tf.Tensor], tf.Tensor]  # item -> encoded image bytes
+    count: int  # items per epoch: stream elements [0, count) are each item once
+
+
+def _count(items):
+    """The number of elements of a finite dataset: prepared tfds splits know it, mock ones may not."""
+    count = int(items.cardinality())
+    return count if count >= 0 else int(items.reduce(0, lambda n, _: n + 1))
 
 
 def _tfds_encoded_images(name, split, data_dir, folder_flag):
@@ -130,7 +147,7 @@ def _folder_source(config):
     def stream(start):
         return tf.data.Dataset.range(start, 2**62).map(path_at)
 
-    return PhotoSource(tf.data.Dataset.from_tensor_slices(table), stream, tf.io.read_file)
+    return PhotoSource(tf.data.Dataset.from_tensor_slices(table), stream, tf.io.read_file, count)
 
 
 def _tfds_source(config):
@@ -140,26 +157,46 @@ def _tfds_source(config):
 
     def stream(start):
         # Records can only be read in order, so a resumed run re-reads (but
-        # does not decode) the records before its position.
+        # does not decode) the records before its position. Shuffled before the
+        # repeat, each epoch is a permutation of all the items.
         shuffled = items.shuffle(TFDS_SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True)
         return shuffled.repeat().enumerate().skip(start)
 
-    return PhotoSource(items, stream, tf.identity)
+    return PhotoSource(items, stream, tf.identity, _count(items))
 
 
-def _check_readable(source, where, probes=PROBE_FILES):
-    """Fail now if none of the first ``probes`` items decodes.
+def _check_readable(items, to_bytes, where, probes=PROBE_FILES):
+    """Raise NSTError now if none of the first ``probes`` of ``items`` decodes.
 
-    ``ignore_errors`` would otherwise spin for ever on a source with no
-    readable image at all, without a single batch or message.
+    Every pipeline drops unreadable files with ``ignore_errors``, which would spin
+    for ever on a source with no readable image at all, without a batch or a
+    message. ``to_bytes`` maps an item (a path, an encoded image) to its bytes.
     """
-    for item in source.items.take(probes):
+    for item in items.take(probes):
         try:
-            images.decode_image_tensor(source.to_bytes(item))
+            with _native_stderr_muted():
+                images.decode_image_tensor(to_bytes(item))
             return
         except tf.errors.OpError:
             continue
-    raise NSTError(f"{where}: no readable image among the first {probes} (or the source is empty)")
+    probed = min(probes, _count(items.take(probes)))
+    raise NSTError(f"{where}: no readable image among the first {probed} (or the source is empty)")
+
+
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """File descriptor 2 on /dev/null: libjpeg prints its errors there itself ("Improper call to
+    JPEG library in state 201"), around the error TensorFlow raises, which is all the probe needs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def photo_source(config):
@@ -172,12 +209,12 @@ def photo_source(config):
         source, where = _folder_source(config), f"--train_dir: {config.train_dir}"
     else:
         source, where = _tfds_source(config), f"--tfds_name: {config.tfds_name}"
-    _check_readable(source, where)
+    _check_readable(source.items, source.to_bytes, where)
     return source
 
 
 def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
-    """Endless batches ``{"images": [B, S, S, 3] in [0, 1], "skipped": [B] int64}``.
+    """Endless batches ``{"images": [B, S, S, 3] in [0, 1], "skipped": [B], "unreadable": [B] int64}``.
 
     Args:
       config: a :class:`PhotoDataConfig`.
@@ -195,10 +232,13 @@ def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
         return index, random_crop(image, size, element_seed(config.seed, index))
 
     def count_skipped(previous, element):
-        # Consecutive survivors of this shard are num_shards apart in the stream.
+        # Consecutive survivors of this shard are num_shards apart in the stream:
+        # the dropped ones are previous + k * num_shards, k = 1 .. skipped, and
+        # those below source.count (the first epoch) are files not dropped before.
         index, image = element
         skipped = (index - previous) // num_shards - 1
-        return index, {"images": image, "skipped": skipped}
+        first_epoch = tf.maximum((source.count - previous - 1) // num_shards, 0)
+        return index, {"images": image, "skipped": skipped, "unreadable": tf.minimum(skipped, first_epoch)}
 
     ds = source.stream(start).shard(num_shards, shard_index)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -249,8 +289,12 @@ class UnpairedDataConfig:
     seed: int = option(0, "Seed of the crops, flips and data order.")
 
 
-def _domain_source(config, split):
-    """``(finite dataset of items, count, item -> encoded bytes)`` of one split (``trainA``, ``testB``, ...)."""
+def _domain_source(config, split, limit=0):
+    """``(finite dataset of items, count, item -> encoded bytes)`` of one split (``trainA``, ``testB``, ...).
+
+    ``limit`` > 0 keeps only the first ``limit`` items. NSTError if the split is
+    missing, empty, or has no readable image among its first (:func:`_check_readable`).
+    """
     if config.data_dir:
         folder = os.path.join(config.data_dir, split)
         if not os.path.isdir(folder):
@@ -258,31 +302,27 @@ def _domain_source(config, split):
         paths = images.list_images(folder)
         if not paths:
             raise NSTError(f"--data_dir: {folder}: no image files (empty domain)")
-        return tf.data.Dataset.from_tensor_slices(paths), len(paths), tf.io.read_file
-    items = _tfds_encoded_images(config.tfds_name, split, config.tfds_data_dir, "--data_dir")
-    count = int(items.cardinality())
-    if count < 0:  # prepared tfds splits know their size; mock ones may not
-        count = int(items.reduce(0, lambda n, _: n + 1))
-    if count == 0:
-        raise NSTError(f"--tfds_name: {config.tfds_name}:{split} is empty")
-    return items, count, tf.identity
+        items, count, to_bytes = tf.data.Dataset.from_tensor_slices(paths), len(paths), tf.io.read_file
+        where = f"--data_dir: {folder}"
+    else:
+        items = _tfds_encoded_images(config.tfds_name, split, config.tfds_data_dir, "--data_dir")
+        count, to_bytes, where = _count(items), tf.identity, f"--tfds_name: {config.tfds_name}:{split}"
+        if count == 0:
+            raise NSTError(f"--tfds_name: {config.tfds_name}:{split} is empty")
+    if limit:
+        # The same subset every epoch and after a resume: the first N in source order.
+        items, count = items.take(limit), min(count, limit)
+    _check_readable(items, to_bytes, where)
+    return items, count, to_bytes
 
 
 def unpaired_counts(config):
     """``{"A": n, "B": n}``: training images per domain after ``max_train_images``."""
-    counts = {}
-    for domain in UNPAIRED_DOMAINS:
-        _, count, _ = _domain_source(config, "train" + domain)
-        counts[domain] = min(count, config.max_train_images) if config.max_train_images else count
-    return counts
+    return {domain: _domain_source(config, "train" + domain, config.max_train_images)[1] for domain in UNPAIRED_DOMAINS}
 
 
 def _domain_stream(config, domain, start, num_shards, shard_index):
-    source, count, to_bytes = _domain_source(config, "train" + domain)
-    if config.max_train_images:
-        # The same subset every epoch and after a resume: the first N in source order.
-        source = source.take(config.max_train_images)
-        count = min(count, config.max_train_images)
+    source, count, to_bytes = _domain_source(config, "train" + domain, config.max_train_images)
     buffer = min(count, TFDS_SHUFFLE_BUFFER) if not config.data_dir else count
     salt = UNPAIRED_DOMAINS.index(domain) + 1
 

@@ -476,6 +476,7 @@ def export(config, model=None):
     ``model`` (a Keras model) replaces loading ``config.checkpoint`` or
     building the feature extractor, for library use and tests.
     """
+    fileio.check_writable(config.export_dir, "--export_dir", folder=True)
     description = None
     if model is None and config.model_type in _TRAINED_METHODS:
         model, description = load_model(config)

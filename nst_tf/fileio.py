@@ -1,15 +1,64 @@
-"""Atomic file and directory writes: an interrupted run never leaves a broken output.
+"""Output files: checked before any work, written atomically.
 
-The temporary file or folder is created with mode 0666 / 0777 and the kernel applies the
-umask, so results get the same modes as a plain ``open`` or ``mkdir``. ``tempfile``'s
-0600 files and 0700 folders could not be read by other users (a TF Serving container, a
-web server).
+Every command checks its outputs first (:func:`check_writable`, :func:`refuse_inputs`), so
+an output that cannot be written, or that would replace one of the inputs, fails the run
+in one line before the work rather than after it.
+
+Writes are atomic, so an interrupted run never leaves a broken output. The temporary file
+or folder is created with mode 0666 / 0777 and the kernel applies the umask, so results
+get the same modes as a plain ``open`` or ``mkdir``. ``tempfile``'s 0600 files and 0700
+folders could not be read by other users (a TF Serving container, a web server).
 """
 
 import contextlib
 import os
 import secrets
 import shutil
+
+from nst_tf.errors import NSTError
+
+
+def check_writable(path, flag, folder=False):
+    """Raise NSTError ``"<flag>: <path>: <reason>"`` unless ``path`` can be written; creates nothing.
+
+    ``path`` is a file to write (``folder=False``) or a folder to write into, either
+    of which may not exist yet: then its nearest existing ancestor must be a folder
+    this process may create entries in (the missing ones are made on writing).
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path) and not folder:
+        raise NSTError(f"{flag}: {path} is a folder, not a file")
+    if os.path.exists(path) and not os.path.isdir(path) and folder:
+        raise NSTError(f"{flag}: {path} is a file, not a folder")
+    existing = path if folder else os.path.dirname(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NSTError(f"{flag}: {path}: {existing} is a file, not a folder")
+    # W for the new entry (the atomic rename's temporary file, a subfolder), X to reach it.
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise NSTError(f"{flag}: {path}: {existing} is not writable")
+
+
+def refuse_inputs(outputs, inputs, flag):
+    """Raise NSTError if an output path of ``outputs`` is one of ``inputs`` (files or folders).
+
+    Writing it would destroy the input: the run is refused before any work.
+    """
+    resolved = {os.path.realpath(p): p for p in inputs}
+    identities = {}
+    for p in inputs:
+        with contextlib.suppress(OSError):
+            stat = os.stat(p)
+            identities[(stat.st_dev, stat.st_ino)] = p
+    for output in outputs:
+        match = resolved.get(os.path.realpath(output))
+        if match is None and identities:
+            with contextlib.suppress(OSError):
+                stat = os.stat(output)
+                match = identities.get((stat.st_dev, stat.st_ino))
+        if match is not None:
+            raise NSTError(f"{flag}: {output} is the input {match}; writing it would destroy the input")
 
 
 def _temporary_path(folder, name):
@@ -38,11 +87,18 @@ def atomic_file(path):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    with atomic_file(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A failed write (a full disk, a folder gone read-only since the up-front check)
+    raises NSTError ``"<path>: cannot write (<reason>)"`` and leaves nothing.
+    """
+    try:
+        with atomic_file(path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as exc:
+        raise NSTError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def atomic_write_text(path, text):

@@ -243,7 +243,7 @@ _EXIF_SEARCH_BYTES = 4 * 65538
 _EXIF_SEGMENT_STEPS = 16
 
 
-def decode_image_tensor(encoded):
+def decode_image_tensor(encoded, max_pixels=MAX_PIXELS):
     """One encoded JPEG/PNG/GIF/BMP/WebP string tensor -> ``[H, W, 3]`` float32 in [0, 1].
 
     The graph-op counterpart of :func:`decode_image_bytes`, for graphs Pillow cannot run in:
@@ -253,7 +253,19 @@ def decode_image_tensor(encoded):
     portrait comes out upright as :func:`load_image` gives it. Unlike Pillow it reads
     16-bit PNGs at 8 bits and composites no alpha. Decoding errors raise as
     ``tf.io.decode_image``'s do.
+
+    The decompression-bomb guard of :func:`load_image` holds here too: an image whose
+    header (:func:`encoded_image_size`) declares more than ``max_pixels`` pixels raises
+    ``InvalidArgumentError`` before anything is decoded (a ``tf.data`` pipeline's
+    ``ignore_errors`` then skips it like any unreadable file).
     """
+    height, width = tf.unstack(encoded_image_size(encoded))
+    check = tf.debugging.Assert(
+        height * width <= max_pixels,
+        ["image is", width, "x", height, f"pixels, more than the limit of {max_pixels}; refusing to decode"],
+    )
+    with tf.control_dependencies([check] if check is not None else []):  # eager: Assert has raised already
+        encoded = tf.identity(encoded)
     pixels = tf.cond(
         tf.io.is_jpeg(encoded),
         lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
@@ -261,6 +273,56 @@ def decode_image_tensor(encoded):
     )
     image = tf.image.convert_image_dtype(pixels, tf.float32)
     return apply_exif_orientation(image, exif_orientation(encoded))
+
+
+def encoded_image_size(encoded):
+    """``[height, width]`` (int64) that an encoded image's header declares, in graph ops, decoding nothing.
+
+    JPEG: the frame header, through ``tf.image.extract_jpeg_shape``. The others from their
+    fixed headers, in the first 30 bytes:
+
+    * PNG: the IHDR chunk first, width and height big-endian uint32 at bytes 16 and 20;
+    * GIF: the logical screen, width and height little-endian uint16 at bytes 6 and 8;
+    * BMP: width and height little-endian int32 at bytes 18 and 22 (height < 0: top-down);
+    * WebP: ``RIFF <size> WEBP`` and a first chunk at byte 12 (WebP container spec):
+      ``VP8X``, canvas width - 1 and height - 1 as 24-bit little-endian at 24 and 27;
+      ``VP8L``, signature 0x2F at 20, then width - 1 and height - 1 as two 14-bit fields
+      of the little-endian word at 21; ``VP8 ``, a key frame's 14-bit width and height
+      (little-endian, RFC 6386 sec. 9.1) at 26 and 28.
+
+    Anything else gives ``[0, 0]``: the decoder refuses it anyway.
+    """
+    b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 30), tf.uint8), tf.int64)
+    b = tf.concat([b, tf.zeros([30 - tf.size(b)], tf.int64)], 0)
+
+    def little(start, count):
+        return tf.reduce_sum(b[start : start + count] * 256 ** np.arange(count, dtype=np.int64))
+
+    def big(start, count):
+        return tf.reduce_sum(b[start : start + count] * 256 ** np.arange(count - 1, -1, -1, dtype=np.int64))
+
+    def starts_with(prefix, at=0):
+        return tf.reduce_all(b[at : at + len(prefix)] == list(prefix))
+
+    def signed(value):  # an int32 field read as unsigned
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    vp8l = little(21, 4)
+    webp = starts_with(b"RIFF") & starts_with(b"WEBP", 8)
+    candidates = [
+        (starts_with(b"\x89PNG"), big(20, 4), big(16, 4)),
+        (starts_with(b"GIF8"), little(8, 2), little(6, 2)),
+        (starts_with(b"BM"), signed(little(22, 4)), signed(little(18, 4))),
+        (webp & starts_with(b"VP8X", 12), little(27, 3) + 1, little(24, 3) + 1),
+        (webp & starts_with(b"VP8L", 12), vp8l // 16384 % 16384 + 1, vp8l % 16384 + 1),
+        (webp & starts_with(b"VP8 ", 12), little(28, 2) % 16384, little(26, 2) % 16384),
+    ]
+    size = tf.zeros([2], tf.int64)
+    for matches, height, width in candidates:
+        size = tf.where(matches, tf.stack([height, width]), size)
+    return tf.cond(
+        tf.io.is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), lambda: size
+    )
 
 
 def exif_orientation(encoded):
@@ -540,18 +602,25 @@ def scale_style_image(style, content_shape, style_scale=1.0, crop=False):
     return resize_longest_side(style, side)
 
 
-def list_images(folder, recursive=True):
+def list_images(folder, recursive=True, exclude=None):
     """Sorted paths of the image files in ``folder`` (by extension, case-insensitive).
 
     Hidden files (a leading dot: editor back-ups, our own temporary files while
-    an output is being written) are skipped.
+    an output is being written) are skipped, and so is the subfolder ``exclude``
+    (compared resolved): a command's output folder inside its input folder, whose
+    earlier outputs are not inputs.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ImageError(f"{folder}: no such directory")
+    excluded = os.path.realpath(exclude) if exclude else None
     paths = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        dirs[:] = (
+            [d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) != excluded]
+            if recursive
+            else []
+        )
         paths.extend(
             os.path.join(root, name)
             for name in names

@@ -13,15 +13,18 @@ signature: float32 RGB [0, 255] NHWC images (+ ``style_weights`` [N] for
 multi-style nets).
 
 The input is one image or a folder (searched recursively; the output folder
-mirrors its layout). Every input is read once before anything is written, so
-one bad file fails the run with nothing half-done. Images are processed at full
-size (or shrunk to ``max_side``), in batches of equal-sized images, with one
-progress bar; each output is written atomically. The nets are fully
+mirrors its layout, named by :func:`output_names`, and is left out of the
+inputs when it lies inside the input folder). Outputs are checked before any
+work: writable, and none of them an input. Every input is read once before
+anything is written, so one bad file fails the run with nothing half-done.
+Images are processed at full size (or shrunk to ``max_side``), in batches of
+equal-sized images, with one progress bar; each output is written atomically. The nets are fully
 convolutional: any size from :data:`MIN_INPUT_SIDE` up comes back unchanged. A
 multi-style net takes ``style_weights``: one weight per style, normalised to a
 convex mix (one-hot picks a style).
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -31,6 +34,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import fileio
 from nst_tf import images
 from nst_tf.config import check_choices
 from nst_tf.config import option
@@ -135,28 +139,21 @@ class Stylizer:
 
         description = base.read_model_config(path)
         method = description.get("method")
+        self._check_method(path, method)
         self.style_names = list(description.get("style_names", []))
         self.num_styles = 0
         if self.direction is not None:
-            if method != "cyclegan":
-                raise NSTError(
-                    f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
-                    + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else "")
-                )
             name = f"generator_{self.direction}"
             if name not in description.get("models", {}):
-                raise NSTError(f"--direction: {path} has no {name} (trained with --direction={self.direction[::-1]}?)")
+                present = sorted(n for n in description.get("models", {}) if n.startswith("generator_"))
+                hint = f"it has {', '.join(present)}: use --direction={present[0][-3:]}" if present else "no generator"
+                raise NSTError(f"--direction: {path} has no {name} ({hint})")
             generator = base.load_trained_model(path, name, compute_precision=precision)
             # The generator works in [-1, 1].
             self._fn = tf.function(
                 lambda x, w: (generator(x * 2.0 - 1.0, training=False) + 1.0) / 2.0, reduce_retracing=True
             )
             return
-        if method not in ("fast", "multistyle"):
-            raise NSTError(
-                f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
-                + (" (use nst-translate)" if method == "cyclegan" else "")
-            )
         model = base.load_trained_model(path, "model", compute_precision=precision)
         self.num_styles = getattr(model, "num_styles", 0) if method == "multistyle" else 0
         if self.num_styles:
@@ -164,17 +161,32 @@ class Stylizer:
         else:
             self._fn = tf.function(lambda x, w: model(x), reduce_retracing=True)
 
+    def _check_method(self, path, method):
+        """NSTError naming ``method`` (the run's, or the export's model type) if this command does not take it."""
+        if self.direction is not None and method != "cyclegan":
+            raise NSTError(
+                f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
+                + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else "")
+            )
+        if self.direction is None and method not in ("fast", "multistyle"):
+            raise NSTError(
+                f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
+                + (" (use nst-translate)" if method == "cyclegan" else "")
+            )
+
     def _init_saved_model(self, path):
+        info = {}
+        if os.path.isfile(os.path.join(path, EXPORT_INFO)):
+            with open(os.path.join(path, EXPORT_INFO), encoding="utf-8") as f:
+                info = json.load(f)
+        if "model_type" in info:  # what nst-export made it from
+            self._check_method(path, info["model_type"])
         loaded = tf.saved_model.load(path)
         if "stylize_tensor" not in loaded.signatures:
             raise NSTError(f"--model: {path}: SavedModel has no stylize_tensor signature")
         signature = loaded.signatures["stylize_tensor"]
         spec = signature.structured_input_signature[1].get("style_weights")
         self.num_styles = int(spec.shape[0]) if spec is not None else 0
-        info = {}
-        if os.path.isfile(os.path.join(path, EXPORT_INFO)):
-            with open(os.path.join(path, EXPORT_INFO), encoding="utf-8") as f:
-                info = json.load(f)
         self.style_names = list(info.get("style_names", []))
         exported = info.get("direction")
         if self.direction is not None and exported is not None and exported != self.direction:
@@ -223,24 +235,72 @@ def _saved_model_dir(path):
     return None
 
 
-def _inputs(source, flag):
-    """``(image paths, folder or None)`` of ``source``, an image file or a folder; NSTError naming ``flag``."""
-    if os.path.isdir(source):
-        paths = images.list_images(source)
-        if not paths:
-            raise NSTError(f"{flag}: {source}: no image files found")
-        return paths, source
-    if not os.path.exists(source):
-        raise NSTError(f"{flag}: {source}: no such file or directory")
-    return [source], None
+def _output_name(relative, suffix="", fmt=None, keep_extension=False):
+    """``relative`` with ``suffix`` on its stem and the ``fmt`` extension (default: its own, if savable, else png).
 
-
-def _output_name(relative, suffix="", fmt=None):
-    """``relative`` with ``suffix`` on its stem and the ``fmt`` extension (default: its own, if savable, else png)."""
+    ``keep_extension``: the whole name is the stem (``a.bmp`` -> ``a.bmp.png``).
+    """
     stem, ext = os.path.splitext(relative)
+    if keep_extension:
+        stem = relative
     if fmt:
         ext = "." + fmt
     return stem + suffix + (ext if ext.lower() in images.SAVE_FORMATS else ".png")
+
+
+def output_names(relatives, fmt=None):
+    """The output name of each input of a folder (its path relative to the folder), no two the same.
+
+    An input keeps its name with the output extension: ``fmt``, or by default its own
+    if it is an output format (png, jpg, jpeg), else png (``b.gif`` -> ``b.png``).
+    Where inputs of one stem would get the same name (``a.png`` and ``a.bmp`` ->
+    ``a.png``), the input whose name that is keeps it, and the others keep their
+    extension in the stem (``a.bmp`` -> ``a.bmp.png``). NSTError in the rare case
+    that names still clash (inputs ``a.bmp`` and ``a.bmp.png``).
+    """
+    plain = [_output_name(r, fmt=fmt) for r in relatives]
+    shared = {name for name, n in collections.Counter(plain).items() if n > 1}
+    names = [
+        _output_name(r, fmt=fmt, keep_extension=True) if name in shared and name != r else name
+        for r, name in zip(relatives, plain)
+    ]
+    first = {}
+    for relative, name in zip(relatives, names):
+        if name in first:
+            raise NSTError(f"--output: {first[name]} and {relative} have the same output name {name}; rename one")
+        first[name] = relative
+    return names
+
+
+def _input_file(source, flag):
+    if not os.path.exists(source):
+        raise NSTError(f"{flag}: {source}: no such file or directory")
+    return source
+
+
+def _file_job(source, output):
+    """``[(source, output)]``, once ``output`` is checked: writable, and not the input."""
+    fileio.check_writable(output, "--output")
+    fileio.refuse_inputs([output], [source], "--output")
+    return [(source, output)]
+
+
+def _folder_jobs(folder, out_dir, flag, fmt=None):
+    """``[(input, output)]`` of every image under ``folder``, mirrored into ``out_dir`` (checked first).
+
+    ``out_dir`` must not be ``folder``; inside it, it is not searched for inputs
+    (its files are an earlier run's outputs).
+    """
+    fileio.refuse_inputs([out_dir], [folder], "--output")
+    fileio.check_writable(out_dir, "--output", folder=True)
+    paths = images.list_images(folder, exclude=out_dir)
+    if not paths:
+        raise NSTError(f"{flag}: {folder}: no image files found")
+    names = output_names([os.path.relpath(path, folder) for path in paths], fmt)
+    jobs = [(path, os.path.join(out_dir, name)) for path, name in zip(paths, names)]
+    # An output can still land on an input: --content=out/x, --output=out, and out/x/x/a.png.
+    fileio.refuse_inputs([dst for _, dst in jobs], paths, "--output")
+    return jobs
 
 
 def load_input(path, max_side=None):
@@ -294,25 +354,24 @@ def run_files(
 
 def _stylize_jobs(config):
     """``([(input, output)], target)``: the files to write and the file or folder they go to."""
-    paths, folder = _inputs(config.content, "--content")
-    if folder is not None:
-        out_dir = config.output or os.path.normpath(folder) + "_stylized"
+    if os.path.isdir(config.content):
+        out_dir = config.output or os.path.normpath(config.content) + "_stylized"
         if os.path.splitext(out_dir)[1].lower() in images.SAVE_FORMATS:
             raise NSTError(f"--output: {out_dir}: must be a folder when --content is a folder")
-        return [(path, os.path.join(out_dir, _output_name(os.path.relpath(path, folder)))) for path in paths], out_dir
-    content = paths[0]
+        return _folder_jobs(config.content, out_dir, "--content"), out_dir
+    content = _input_file(config.content, "--content")
     output = config.output or _output_name(os.path.basename(content), suffix="_stylized")
     if os.path.isdir(output):
         output = os.path.join(output, _output_name(os.path.basename(content)))
     if os.path.splitext(output)[1].lower() not in images.SAVE_FORMATS:
         raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name (or a folder)")
-    return [(content, output)], output
+    return _file_job(content, output), output
 
 
 def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
-    stylizer = Stylizer(config.model, config.precision)
     jobs, target = _stylize_jobs(config)
+    stylizer = Stylizer(config.model, config.precision)
     run_files(
         stylizer,
         jobs,
@@ -327,12 +386,12 @@ def stylize_files(config, progress=True):
 
 def translate(config, progress=True):
     """Translate ``config.input`` (file or folder) into the ``config.output`` folder; returns the files written."""
-    paths, folder = _inputs(config.input, "--input")
-    root = folder if folder is not None else os.path.dirname(paths[0])
-    jobs = [
-        (path, os.path.join(config.output, _output_name(os.path.relpath(path, root), fmt=config.format)))
-        for path in paths
-    ]
+    if os.path.isdir(config.input):
+        jobs = _folder_jobs(config.input, config.output, "--input", fmt=config.format)
+    else:
+        source = _input_file(config.input, "--input")
+        fileio.check_writable(config.output, "--output", folder=True)
+        jobs = _file_job(source, os.path.join(config.output, _output_name(os.path.basename(source), fmt=config.format)))
     stylizer = Stylizer(config.model, direction=config.direction)
     return run_files(
         stylizer,

@@ -16,6 +16,11 @@ lists for layers and weights. Loss fields (``style_weight``, ``style_layers``,
 ``alpha_beta`` sets ``style_weight = content_weight / value``, the paper's
 content-to-style ratio. Either axis may be omitted. One progress bar covers the
 whole grid.
+
+The columns are applied after the rows, so two axes must not set one field: the
+columns' value would override the rows', and the rows would render identically
+under different labels. :func:`check_axes` refuses that, ``alpha_beta`` against
+``style_weight`` included.
 """
 
 import collections.abc
@@ -34,6 +39,8 @@ RATIO_FIELD = "alpha_beta"
 NOT_SWEEPABLE = ("log_dir", "log_every", "image_every", "checkpoint_every", "checkpoint_dir", "resume", "loss")
 # The fields of the nested LossConfig, swept by their own names.
 LOSS_FIELDS = {f.name: f for f in dataclasses.fields(losses.LossConfig)}
+# Pseudo-fields -> the config field each one sets.
+SETS = {RATIO_FIELD: "style_weight"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +96,26 @@ def parse_axis(text, flag="--rows"):
     return Axis(field=field, values=values, labels=tuple(f"{field}={v}" for v in labels))
 
 
+def check_axes(rows, cols):
+    """Raise NSTError if ``rows`` and ``cols`` set the same config field.
+
+    The columns are applied last, so their value would win in every cell and the
+    rows would differ only in their labels: the same field on both axes, or
+    ``alpha_beta`` (which sets ``style_weight``) against ``style_weight``.
+    """
+    if not rows.field or not cols.field:
+        return
+    if rows.field == cols.field:
+        raise NSTError(f"--cols: {cols.field} is swept by --rows already; sweep another field across")
+    row_sets, col_sets = SETS.get(rows.field, rows.field), SETS.get(cols.field, cols.field)
+    if row_sets == col_sets:
+        if cols.field in SETS:
+            reason = f"{cols.field} sets {col_sets}, which --rows sweeps"
+        else:
+            reason = f"{cols.field} is set by {rows.field}, which --rows sweeps"
+        raise NSTError(f"--cols: {reason}; the rows would render identically")
+
+
 def _parse_value(kind, text, what):
     """Parse ``text`` as the type annotation ``kind`` of a GatysConfig or LossConfig field."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
@@ -128,6 +155,7 @@ def sweep(content, style, base_config, rows, cols, progress=None, cell_size=None
     Returns:
       The sheet, ``[H, W, 3]`` float32 in [0, 1].
     """
+    check_axes(rows, cols)
     configs = [
         [cols.apply(rows.apply(base_config, r), c) for c in range(len(cols.values))] for r in range(len(rows.values))
     ]

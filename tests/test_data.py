@@ -70,6 +70,8 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path, assets):
     # 18 good photos = two whole epochs of 7 (2 bad files each) + 4 of the third,
     # whose 2 bad files may or may not come before them in its shuffle.
     assert skipped in (4, 5, 6)
+    # Every epoch meets the same 2 files: the count of distinct ones says 2.
+    assert sum(int(b["unreadable"].sum()) for b in batches) == 2
 
 
 def test_real_photos_folder(assets):

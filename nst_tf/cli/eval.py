@@ -95,7 +95,15 @@ def main(argv):
     options = config.from_flags(evaluation.EvalConfig, FLAGS)
     if FLAGS.sheet and os.path.splitext(FLAGS.sheet)[1].lower() not in images.SAVE_FORMATS:
         raise NSTError(f"--sheet: {FLAGS.sheet}: use a .png or .jpg file name")
-    results, sets = evaluation.evaluate_files(_triples(), options, progress=True)
+    triples = _triples()
+    # Before measuring anything: the metric files can be written, over none of the images.
+    inputs = [getattr(t, c) for t in triples for c in evaluation.MANIFEST_COLUMNS if getattr(t, c)]
+    inputs += [FLAGS.manifest] if FLAGS.manifest else []
+    for flag in ("json", "csv", "sheet"):
+        if FLAGS[flag].value:
+            fileio.check_writable(FLAGS[flag].value, f"--{flag}")
+            fileio.refuse_inputs([FLAGS[flag].value], inputs, f"--{flag}")
+    results, sets = evaluation.evaluate_files(triples, options, progress=True)
     print(table(results))
     for name, value in sets.items():
         print(f"{name} (proxy on pooled {evaluation.kid_layer(options)} features): {value:.4g}")

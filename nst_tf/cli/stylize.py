@@ -18,6 +18,7 @@ from absl import flags
 
 from nst_tf import cli
 from nst_tf import config
+from nst_tf import fileio
 from nst_tf import gatys
 from nst_tf import images
 from nst_tf import inference
@@ -41,6 +42,14 @@ config.define_flags(gatys.GatysConfig)
 def default_output(content, styles):
     stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     return f"{stem(content)}_{'+'.join(stem(s) for s in styles)}.png"
+
+
+def check_output(output):
+    """Before any work: ``output`` is an image file name that can be written and is none of the inputs."""
+    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
+    fileio.check_writable(output, "--output")
+    fileio.refuse_inputs([output], [FLAGS.content, *FLAGS.style], "--output")
 
 
 def config_from_flags(output):
@@ -80,8 +89,7 @@ def main(argv):
     if not FLAGS.style:
         raise NSTError("--style: required (or pass --model)")
     output = FLAGS.output or default_output(FLAGS.content, FLAGS.style)
-    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
-        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
+    check_output(output)
     options = config_from_flags(output)
 
     # Random weights (--weights=none) are drawn from Keras' global generator.

@@ -12,7 +12,6 @@ configuration of all cells. The sheet is written atomically once every cell
 is done.
 """
 
-import os
 import time
 
 import keras
@@ -44,10 +43,10 @@ def main(argv):
         if FLAGS[name].present:
             raise NSTError(f"--{name}: not supported by nst-sweep")
     output = FLAGS.output or "sweep.png"
-    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
-        raise NSTError(f"--output: {output}: use a .png, .jpg or .jpeg file name")
+    stylize.check_output(output)
     rows = sweep.parse_axis(FLAGS.rows, "--rows")
     cols = sweep.parse_axis(FLAGS.cols, "--cols")
+    sweep.check_axes(rows, cols)
     base = stylize.config_from_flags(output)
     keras.utils.set_random_seed(base.seed)
     start = time.monotonic()

@@ -42,11 +42,13 @@ MODEL_CONFIG = "model_config.json"
 FLAGS_FILE = "flags.txt"
 CHECKPOINT_DIR = "checkpoints"
 
-# Optional key of a dict batch (see nst_tf.data): how many unreadable source
-# files were skipped just before each element. When present, the base counts
-# the skipped files and advances a resumable input position by the number of
-# source elements each step consumed, instead of passing the key to the step.
+# Optional keys of a dict batch (see nst_tf.data): how many source elements were
+# dropped (unreadable) just before each element, and how many of those were
+# files not dropped before (the first epoch's). When present, the base advances
+# a resumable input position by the source elements each step consumed and
+# counts the distinct unreadable files, instead of passing the keys to the step.
 SKIPPED_KEY = "skipped"
+UNREADABLE_KEY = "unreadable"
 
 
 @dataclasses.dataclass
@@ -187,10 +189,12 @@ class Trainer:
         # be set up before any other TensorFlow work, tf.data included.
         self.strategy = strategy or make_strategy()
         self.config = config
+        self.chief = is_chief(self.strategy)
+        if self.chief:  # before any work: the run's files go there
+            fileio.check_writable(config.output_dir, "--output_dir", folder=True)
         self.prepare()
         config = self.config
         self.compute_precision = precision.mixed_precision() if config.mixed_precision else "float32"
-        self.chief = is_chief(self.strategy)
         self.models = {}
         with self.strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -314,7 +318,7 @@ class Trainer:
         if source:
             total = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in source.items()}
             self.data_position.assign_add(total["consumed"])
-            self.skipped_files.assign_add(total["skipped"])
+            self.skipped_files.assign_add(total["unreadable"])
         self.step.assign_add(1)
         return reduced
 
@@ -323,8 +327,9 @@ class Trainer:
         if isinstance(batch, dict) and SKIPPED_KEY in batch:
             batch = dict(batch)
             skipped = batch.pop(SKIPPED_KEY)
-            source["skipped"] = tf.reduce_sum(skipped)
-            source["consumed"] = tf.size(skipped, out_type=tf.int64) + source["skipped"]
+            unreadable = batch.pop(UNREADABLE_KEY, skipped)
+            source["unreadable"] = tf.reduce_sum(unreadable)
+            source["consumed"] = tf.size(skipped, out_type=tf.int64) + tf.reduce_sum(skipped)
         metrics = {k: tf.cast(v, tf.float32) for k, v in self.train_step(batch).items()}
         return metrics, source
 
