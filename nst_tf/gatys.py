@@ -43,7 +43,7 @@ from nst_tf import images
 from nst_tf import lbfgs
 from nst_tf import losses
 from nst_tf import schedules
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
@@ -150,7 +150,7 @@ class GatysConfig:
 
     def validate(self):
         """Raise :class:`NSTError` naming the first invalid field."""
-        check_choices(self)
+        check_fields(self)
         for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import images
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.precision import PRECISIONS
@@ -71,7 +71,7 @@ class InferenceConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        check_choices(self)
+        check_fields(self)
         if self.preserve_color == "histogram":
             raise NSTError(
                 "--preserve_color=histogram recolours the style images before optimising, and a "
@@ -97,7 +97,7 @@ class TranslateConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        check_choices(self)
+        check_fields(self)
 
 
 def _check_run_settings(batch_size, max_side):
@@ -202,6 +202,8 @@ class Stylizer:
             raise NSTError(
                 f"--style_weights: {len(weights)} weights for {self.num_styles} styles ({', '.join(self.style_names)})"
             )
+        if not np.isfinite(weights).all():
+            raise NSTError(f"--style_weights: must be finite numbers, got {','.join(map(str, weights))}")
         if (weights < 0).any() or weights.sum() <= 0:
             raise NSTError("--style_weights: must be non-negative with a positive sum")
         return tf.constant(weights / weights.sum())

@@ -58,7 +58,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import features
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 
@@ -412,7 +412,7 @@ class LossConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(value))
-        check_choices(self)
+        check_fields(self)
         for name in ("content_weight", "style_weight", "tv_weight", "laplacian_weight", "pixel_weight"):
             if not getattr(self, name) >= 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")

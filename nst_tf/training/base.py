@@ -34,6 +34,7 @@ import tensorflow as tf
 from nst_tf import fileio
 from nst_tf import losses
 from nst_tf import precision
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.progress import ProgressBar
@@ -75,7 +76,12 @@ class TrainConfig:
     keep_checkpoints: int = option(3, "Newest checkpoints kept in <output_dir>/checkpoints.", min=1)
 
     def __post_init__(self):
-        """Raise NSTError naming the first bad setting."""
+        """Raise NSTError naming the first bad setting.
+
+        :func:`~nst_tf.config.check_fields` checks the fields of the trainer's whole config
+        (choices, finite floats), so a subclass need not call it again.
+        """
+        check_fields(self)
         checks = [
             (bool(self.output_dir), "--output_dir", "required (the run folder)"),
             (self.max_steps >= 0, "--max_steps", f"must be >= 0, not {self.max_steps}"),
