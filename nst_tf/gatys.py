@@ -305,7 +305,9 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
     Runs ``config.num_steps - start_step`` steps of ``config.optimizer`` and
     returns the final image tensor. ``on_step(step, image, losses)`` is called
     after every ``report_every`` steps (and after the last) with the global step
-    number (counting from ``start_step``) and a dict of loss values.
+    number (counting from ``start_step``) and a dict of loss values. A loss that
+    becomes NaN or infinite raises NSTError naming that step
+    (:func:`nst_tf.losses.check_finite`).
     """
     initial = tf.convert_to_tensor(initial, tf.float32)
     remaining = config.num_steps - start_step
@@ -319,7 +321,13 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
 
 
 def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
+    def check(iteration, loss):
+        # L-BFGS accepts only steps that lower the loss, so a non-finite loss can only be the
+        # first one, of the image it started from; it stops at once, reporting iteration 0.
+        losses.check_finite({"total": loss}, start_step + max(int(iteration), 1))
+
     def callback(iteration, image, loss):
+        check(iteration, loss)
         # L-BFGS reports only the total; one forward pass recovers the terms.
         _, terms = objective.losses(image)
         on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
@@ -338,6 +346,7 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         line_search=config.lbfgs_line_search,
         **options,
     )
+    check(result.iterations, result.loss)
     return tf.convert_to_tensor(result.image, tf.float32)
 
 
@@ -363,6 +372,9 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
 
     for i in range(1, remaining + 1):
         total, terms = train_step()
+        # Every step (one scalar read back): a NaN loss makes a NaN image, which must
+        # reach neither a checkpoint nor the output.
+        losses.check_finite({"total": float(total)}, start_step + i)
         if on_step is not None and (i % report_every == 0 or i == remaining):
             on_step(start_step + i, image, _loss_dict(total, terms))
     return tf.convert_to_tensor(image)

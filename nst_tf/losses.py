@@ -50,6 +50,7 @@ with the scale ``s_l`` set by the units (:data:`UNITS`):
 """
 
 import dataclasses
+import math
 from typing import Optional
 from typing import Sequence
 from typing import Union
@@ -79,6 +80,20 @@ JOHNSON_STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_
 def summary(terms):
     """The :data:`SUMMARY_TERMS` of a dict of loss terms: what progress bars show."""
     return {name: value for name, value in terms.items() if name in SUMMARY_TERMS}
+
+
+def check_finite(values, step):
+    """Raise NSTError naming ``step`` if a value of ``values`` (name -> float) is NaN or infinite.
+
+    The methods call it on the losses they already read back at every step: a loss that
+    overflowed float32 (weights near 1e38) or diverged would otherwise run on to a grey or
+    unchanged picture, or to a checkpoint of NaN weights, and exit 0.
+    """
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NSTError(
+                f"the loss became {value} at step {step} ({name}); lower the loss weights or the learning rate"
+            )
 
 
 def _as_float32(x):

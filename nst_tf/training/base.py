@@ -283,7 +283,7 @@ class Trainer:
         metrics = {}
         bar = ProgressBar(config.max_steps, desc or self.method or "train", enabled=self.chief)
         bar.update(step)
-        with _InterruptFlag() as interrupt, writer.as_default():
+        with bar, _InterruptFlag() as interrupt, writer.as_default():
             while step < config.max_steps and not interrupt.requested:
                 try:
                     batch = next(iterator)
@@ -292,21 +292,38 @@ class Trainer:
                 values = self._distributed_step(batch)
                 step += 1
                 metrics = {name: float(value) for name, value in values.items()}
+                # The metrics are read back at every step anyway: checking them costs nothing,
+                # and stops a diverged run before a checkpoint of it.
+                losses.check_finite(metrics, step)
                 bar.update(step, **losses.summary(metrics))
                 if step % config.log_every == 0 or step == config.max_steps:
                     self._write_scalars(metrics, step)
                 if config.image_every and step % config.image_every == 0:
                     self._write_images(step)
                 if self.checkpoint_due(step):
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step)
                     saved_step = step
             if step != saved_step:
-                self.manager.save(checkpoint_number=step)
+                self._save(step)
             writer.flush()
-        bar.close()
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
         return TrainResult(step, metrics, int(self.skipped_files.numpy()), interrupt.requested)
+
+    def _save(self, step):
+        """Save a checkpoint of ``step``, unless a weight is NaN or infinite.
+
+        A step whose loss was finite can still produce such weights (an overflowing
+        gradient); saved, they would make every resume fail again at once.
+        """
+        for model in self.models.values():
+            for variable in model.variables:
+                if tf.as_dtype(variable.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(variable))):
+                    raise NSTError(
+                        f"the weights became non-finite at step {step} ({getattr(variable, 'path', variable.name)}); "
+                        "lower the loss weights or the learning rate"
+                    )
+        self.manager.save(checkpoint_number=step)
 
     def _distributed_step(self, batch):
         if self._step_fn is None:

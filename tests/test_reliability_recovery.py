@@ -1,0 +1,90 @@
+"""Stopping on non-finite losses (issue 20, item 8), through the library."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_training_base import ToyTrainer
+from test_training_base import config as toy_config
+
+from nst_tf import gatys
+from nst_tf.errors import NSTError
+from nst_tf.losses import LossConfig
+
+SIZE = 40
+
+
+def gatys_config(tmp_path, **overrides):
+    loss = {name: overrides.pop(name) for name in ("style_weight", "content_weight") if name in overrides}
+    settings = dict(
+        image_size=SIZE,
+        num_steps=2,
+        optimizer="adam",
+        checkpoint_every=1,
+        checkpoint_dir=str(tmp_path / "checkpoint"),
+        loss=LossConfig(weights=None, **loss),
+    )
+    settings.update(overrides)
+    return gatys.GatysConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return gatys.build_extractor(gatys.GatysConfig(loss=LossConfig(weights=None)))
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    rng = np.random.default_rng(2)
+    return {name: rng.random((SIZE, 32, 3)).astype(np.float32) for name in ("louvre", "golden_gate", "style", "other")}
+
+
+def stylize(pictures, content, extractor, cfg, style="style"):
+    return gatys.stylize(pictures[content], pictures[style], cfg, extractor=extractor)
+
+
+# ----------------------------------------------------------------- item 8: non-finite losses stop the run
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_gatys_stops_when_the_loss_overflows_and_writes_no_checkpoint(tmp_path, pictures, extractor, optimizer):
+    # 1e39 is finite in Python but not in float32, where the loss is computed.
+    cfg = gatys_config(tmp_path, style_weight=1e39, optimizer=optimizer)
+    with pytest.raises(NSTError, match=r"^the loss became (inf|nan) at step 1 \(total\); lower the loss weights"):
+        stylize(pictures, "louvre", extractor, cfg)
+    assert not os.path.exists(os.path.join(cfg.checkpoint_dir, gatys.CHECKPOINT_FILE))
+
+
+class DivergingTrainer(ToyTrainer):
+    """A toy trainer whose targets overflow float32 from ``bad_step`` on, or, with
+    ``poison_weights``, whose weights turn NaN at ``bad_step`` while the loss stays finite."""
+
+    def __init__(self, config, bad_step, poison_weights=False):
+        self.bad_step = bad_step
+        self.poison_weights = poison_weights
+        super().__init__(config)
+
+    def train_step(self, batch):
+        bad = self.step >= self.bad_step - 1  # the step counter before this step
+        if not self.poison_weights:
+            batch = dict(batch, y=tf.where(bad, batch["y"] * 1e30, batch["y"]))
+        metrics = super().train_step(batch)
+        if self.poison_weights:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(tf.where(bad, tf.fill(kernel.shape, np.nan), kernel))
+        return metrics
+
+
+def test_training_stops_at_the_first_non_finite_loss_without_saving_it(tmp_path):
+    trainer = DivergingTrainer(toy_config(tmp_path, checkpoint_every=2, max_steps=10), bad_step=5)
+    with pytest.raises(NSTError, match=r"^the loss became inf at step 5 \(total\)"):
+        trainer.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+
+
+def test_training_saves_no_checkpoint_of_non_finite_weights(tmp_path):
+    trainer = DivergingTrainer(toy_config(tmp_path, checkpoint_every=2, max_steps=10), bad_step=4, poison_weights=True)
+    with pytest.raises(NSTError, match=r"^the weights became non-finite at step 4 \(.*kernel\); lower the loss"):
+        trainer.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
