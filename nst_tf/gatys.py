@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from typing import Callable
 from typing import Optional
 from typing import Sequence
@@ -46,6 +47,7 @@ from nst_tf import schedules
 from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.precision import PRECISIONS
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
@@ -496,11 +498,13 @@ def load_checkpoint(directory, sizes):
         with np.load(path) as data:
             state = json.loads(str(data["state"]))
             image = data["image"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise NSTError(f"{path}: unreadable checkpoint ({exc})") from exc
-    if state["sizes"] != list(sizes):
-        raise NSTError(f"{path}: checkpoint is for sizes {state['sizes']}, this run uses {list(sizes)}")
-    return state["scale_index"], state["step"], image
+        scale_index, step, saved_sizes = state["scale_index"], state["step"], state["sizes"]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        # Cut short (BadZipFile), or not one of ours.
+        raise NSTError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
+    if saved_sizes != list(sizes):
+        raise NSTError(f"{path}: checkpoint is for sizes {saved_sizes}, this run uses {list(sizes)}")
+    return scale_index, step, image
 
 
 def stylize(content, style, config=None, progress=None, extractor=None):

@@ -35,6 +35,7 @@ from nst_tf import images
 from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.precision import PRECISIONS
 from nst_tf.progress import ProgressBar
 
@@ -119,6 +120,9 @@ class Stylizer:
     def __init__(self, path, precision="float32", direction=None):
         self.path = path
         self.direction = direction
+        if not os.path.isdir(path):
+            what = "not a folder" if os.path.exists(path) else "no such folder"
+            raise NSTError(f"--model: {path}: {what} (a training output dir or an exported SavedModel)")
         saved_model = _saved_model_dir(path)
         if saved_model:
             if precision != "float32":
@@ -165,7 +169,14 @@ class Stylizer:
             self._fn = tf.function(lambda x, w: model(x), reduce_retracing=True)
 
     def _init_saved_model(self, path):
-        loaded = tf.saved_model.load(path)
+        if os.path.getsize(os.path.join(path, SAVED_MODEL_FILE)) == 0:
+            # TensorFlow reads an empty file as a SavedModel without graphs and asks for tags.
+            raise NSTError(f"--model: {path}: unreadable SavedModel ({SAVED_MODEL_FILE} is empty)")
+        try:
+            loaded = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            # A cut-short saved_model.pb, or variables that do not match it.
+            raise NSTError(f"--model: {path}: unreadable SavedModel ({first_line(exc)})") from None
         if "stylize_tensor" not in loaded.signatures:
             raise NSTError(f"--model: {path}: SavedModel has no stylize_tensor signature")
         signature = loaded.signatures["stylize_tensor"]

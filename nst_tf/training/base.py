@@ -37,6 +37,7 @@ from nst_tf import precision
 from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.progress import ProgressBar
 
 MODEL_CONFIG = "model_config.json"
@@ -360,13 +361,13 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.config.output_dir, CHECKPOINT_DIR))
         if latest is None:
             return
-        try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise NSTError(
-                f"{self.config.output_dir}: its checkpoint does not match this model "
-                f"(changed model flags?); use a new --output_dir ({type(exc).__name__})"
-            ) from None
+        restore_checkpoint(
+            self.checkpoint,
+            latest,
+            self.config.output_dir,
+            "this model (changed model flags?); use a new --output_dir",
+            partial=False,
+        )
         sys.stderr.write(f"resumed from step {int(self.step.numpy())}\n")
 
     def _summary_writer(self):
@@ -400,16 +401,46 @@ class Trainer:
         fileio.atomic_write_text(os.path.join(out, MODEL_CONFIG), json.dumps(description, indent=2) + "\n")
 
 
+def restore_checkpoint(checkpoint, path, output_dir, model, partial):
+    """Restore the checkpoint ``path`` into ``checkpoint`` (a ``tf.train.Checkpoint``), or raise
+    a one-line NSTError telling a damaged file from one of another ``model``.
+
+    ``partial``: the checkpoint may hold more than ``checkpoint`` asks for (a model without
+    its optimiser); otherwise every object of ``checkpoint`` must be in it.
+    """
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+    except (IndexError, tf.errors.OpError) as exc:
+        # Cut short (IndexError: "Read less bytes than requested"), empty, or missing its data.
+        raise NSTError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
+    except (AssertionError, ValueError) as exc:
+        raise NSTError(f"{output_dir}: its checkpoint does not match {model} ({first_line(exc)})") from None
+
+
 def read_model_config(output_dir):
-    """The parsed ``model_config.json`` of a training output dir, or NSTError."""
+    """The parsed ``model_config.json`` of a training output dir, or NSTError.
+
+    Its ``models`` maps checkpoint names to ``{"class_name": ..., "config": {...}}``.
+    """
     path = os.path.join(output_dir, MODEL_CONFIG)
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+            description = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
         raise NSTError(f"{output_dir}: not a training output dir (no {MODEL_CONFIG})") from None
-    except json.JSONDecodeError as exc:
-        raise NSTError(f"{path}: invalid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NSTError(f"{path}: invalid JSON ({first_line(exc)})") from None
+    models = description.get("models") if isinstance(description, dict) else None
+    if not isinstance(models, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("class_name"), str) and isinstance(entry.get("config"), dict)
+        for entry in models.values()
+    ):
+        raise NSTError(f"{path}: not a model description (a JSON object whose models have class_name and config)")
+    return description
 
 
 def load_trained_model(output_dir, name=None, compute_precision="float32"):
@@ -433,10 +464,13 @@ def load_trained_model(output_dir, name=None, compute_precision="float32"):
     if cls is None:
         raise NSTError(f"{output_dir}: unknown model class {entry['class_name']!r}")
     config = {k: v for k, v in entry["config"].items() if k != "dtype"}
-    with precision.policy_scope(compute_precision):
-        model = cls.from_config(config)
+    try:
+        with precision.policy_scope(compute_precision):
+            model = cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise NSTError(f"{output_dir}: {MODEL_CONFIG} does not describe a {cls.__name__} ({first_line(exc)})") from None
     latest = tf.train.latest_checkpoint(os.path.join(output_dir, CHECKPOINT_DIR))
     if latest is None:
         raise NSTError(f"{output_dir}: no checkpoint yet")
-    tf.train.Checkpoint(**{name: model}).restore(latest).expect_partial()
+    restore_checkpoint(tf.train.Checkpoint(**{name: model}), latest, output_dir, MODEL_CONFIG, partial=True)
     return model
