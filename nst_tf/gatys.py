@@ -26,10 +26,12 @@ The pieces, from the inside out:
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
 import os
+import sys
 import zipfile
 from typing import Callable
 from typing import Optional
@@ -429,9 +431,10 @@ def _as_image(value, what):
 class _Monitor:
     """Progress, TensorBoard and checkpoints, fed by the optimiser's step reports."""
 
-    def __init__(self, config, sizes, progress):
+    def __init__(self, config, sizes, progress, record):
         self.config = config
         self.sizes = sizes
+        self.record = record
         self.total = config.total_steps()
         self.progress = progress
         self.writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir else None
@@ -473,7 +476,14 @@ class _Monitor:
             self.progress(done, self.total, values)
 
     def checkpoint(self, image, step):
-        save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index, step=step, sizes=self.sizes)
+        save_checkpoint(
+            self.config.checkpoint_dir,
+            image,
+            scale_index=self.scale_index,
+            step=step,
+            sizes=self.sizes,
+            record=self.record,
+        )
         self.last_checkpoint_step = step
 
     def close(self):
@@ -481,16 +491,53 @@ class _Monitor:
             self.writer.close()
 
 
-def save_checkpoint(directory, image, *, scale_index, step, sizes):
-    """Atomically write the image being optimised and where it is, as one .npz."""
-    state = {"scale_index": scale_index, "step": step, "sizes": list(sizes)}
+# The GatysConfig fields, besides its whole ``loss``, that change the objective: a checkpoint
+# made under other values would continue another optimisation. The optimiser and its
+# settings, num_steps and the logging fields may change on resume; ``sizes`` are checked
+# on their own.
+OBJECTIVE_FIELDS = ("style_weights", "style_scale", "style_crop", "preserve_color", "precision")
+
+
+def checkpoint_record(content, styles, config):
+    """What a checkpoint of a run belongs to, as JSON-ready data.
+
+    SHA-256 hashes of the content's and each style's pixels (decoded float32 arrays, so a
+    path and the array it holds agree) and the values of the fields that change the
+    objective: every :class:`~nst_tf.losses.LossConfig` field and :data:`OBJECTIVE_FIELDS`,
+    by flag name. :func:`load_checkpoint` refuses a checkpoint whose record differs.
+    """
+    objective = dataclasses.asdict(config.loss)
+    objective.update({name: getattr(config, name) for name in OBJECTIVE_FIELDS})
+    return {
+        "content": _pixels_hash(content),
+        "styles": [_pixels_hash(style) for style in styles],
+        # Through JSON, so that tuples compare equal to the lists a loaded record holds.
+        "objective": json.loads(json.dumps(objective)),
+    }
+
+
+def _pixels_hash(image):
+    image = np.ascontiguousarray(image, np.float32)
+    digest = hashlib.sha256(repr(image.shape).encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(directory, image, *, scale_index, step, sizes, record=None):
+    """Atomically write the image being optimised, where it is, and ``record``
+    (:func:`checkpoint_record`), as one .npz."""
+    state = {"scale_index": scale_index, "step": step, "sizes": list(sizes), "record": record}
     buffer = io.BytesIO()
     np.savez(buffer, image=np.asarray(image, np.float32)[0], state=json.dumps(state))
     fileio.atomic_write_bytes(os.path.join(directory, CHECKPOINT_FILE), buffer.getvalue())
 
 
-def load_checkpoint(directory, sizes):
-    """Return ``(scale_index, step, image)`` saved by :func:`save_checkpoint`, or None."""
+def load_checkpoint(directory, sizes, record=None):
+    """Return ``(scale_index, step, image)`` saved by :func:`save_checkpoint`, or None if there is none.
+
+    NSTError if the file is unreadable, or was made for other ``sizes`` or, when ``record``
+    is given, for another record (other inputs or objective) than this run's.
+    """
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(path):
         return None
@@ -504,7 +551,29 @@ def load_checkpoint(directory, sizes):
         raise NSTError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
     if saved_sizes != list(sizes):
         raise NSTError(f"{path}: checkpoint is for sizes {saved_sizes}, this run uses {list(sizes)}")
+    if record is not None:
+        _check_record(path, state.get("record"), record)
     return scale_index, step, image
+
+
+def _check_record(path, saved, record):
+    """NSTError unless the checkpoint's record ``saved`` is this run's ``record``.
+
+    Refused rather than started afresh: whoever passes --resume expects the run to go on
+    from the checkpoint, and a silent fresh start would also overwrite it at its first save.
+    """
+    advice = "use another --checkpoint_dir, or leave out --resume to start afresh"
+    if not isinstance(saved, dict):
+        raise NSTError(f"{path}: checkpoint records no inputs (an older nst_tf wrote it); {advice}")
+    if saved.get("content") != record["content"]:
+        raise NSTError(f"{path}: made from another content image; {advice}")
+    if saved.get("styles") != record["styles"]:
+        raise NSTError(f"{path}: made from other style images; {advice}")
+    before = saved.get("objective") or {}
+    changed = [name for name in record["objective"] if before.get(name) != record["objective"][name]]
+    if changed:
+        settings = ", ".join(f"--{name}={before.get(name)} (now {record['objective'][name]})" for name in changed)
+        raise NSTError(f"{path}: made with other loss settings: {settings}; {advice}")
 
 
 def stylize(content, style, config=None, progress=None, extractor=None):
@@ -532,22 +601,29 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     styles = [_as_image(s, "style") for s in styles]
     if config.style_weights is not None and len(config.style_weights) != len(styles):
         _fail("style_weights", f"has {len(config.style_weights)} values for {len(styles)} style images")
-    styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
-    if extractor is None:
-        extractor = build_extractor(config)
+    if config.checkpoint_every and not config.checkpoint_dir:
+        _fail("checkpoint_dir", "needed when checkpoint_every is set")
 
     sizes = config.sizes()
     final_shape = images.longest_side_shape(content.shape, sizes[-1])
-    resume = load_checkpoint(config.checkpoint_dir, sizes) if config.resume else None
-    if config.checkpoint_every and not config.checkpoint_dir:
-        _fail("checkpoint_dir", "needed when checkpoint_every is set")
+    record = None
+    resume = None
+    if config.checkpoint_every or config.resume:
+        record = checkpoint_record(content, styles, config)
+    if config.resume:
+        resume = load_checkpoint(config.checkpoint_dir, sizes, record)
+    styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
+    if extractor is None:
+        extractor = build_extractor(config)
     bar = None
     if progress is True:
         from nst_tf.progress import ProgressBar  # pylint: disable=import-outside-toplevel
 
+        if resume is not None:
+            sys.stderr.write(f"resumed from step {sum(config.scale_steps()[: resume[0]]) + resume[1]}\n")
         bar = ProgressBar(config.total_steps(), "stylize")
         progress = lambda done, total, values: bar.update(done, **losses.summary(values))  # noqa: E731
-    monitor = _Monitor(config, sizes, progress)
+    monitor = _Monitor(config, sizes, progress, record)
     rng = np.random.default_rng(config.seed)
     image = None
     try:

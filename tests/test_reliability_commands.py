@@ -1,4 +1,4 @@
-"""Bad models, checkpoints and numbers through every command, as a user meets them (issue 20, items 7-8).
+"""Bad models, checkpoints and numbers through every command, as a user meets them (issue 20, items 6-8).
 
 Each case runs a console script in a subprocess on a broken input built once for the module
 (tiny nets, random weights) and requires what every error must be: exit status 1, one line
@@ -22,6 +22,7 @@ from feedforward_helpers import make_styles
 from feedforward_helpers import tiny_config
 
 from nst_tf import gatys
+from nst_tf import losses
 from nst_tf.training import feedforward
 
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -67,6 +68,18 @@ def bad(tmp_path_factory):
         str(root / "npz_truncated"), np.zeros((33, 40, 3), np.float32), scale_index=0, step=1, sizes=[40]
     )
     truncate(root / "npz_truncated" / gatys.CHECKPOINT_FILE)
+    # A finished run of the first photo, to be resumed with the second.
+    gatys.stylize(
+        photo[0],
+        styles[0],
+        gatys.GatysConfig(
+            image_size=40,
+            num_steps=2,
+            checkpoint_every=1,
+            checkpoint_dir=str(root / "first_photo_checkpoint"),
+            loss=losses.LossConfig(weights=None),
+        ),
+    )
     return {
         "root": root,
         "out": root / "out",
@@ -80,6 +93,7 @@ def bad(tmp_path_factory):
         "wide": wide,
         "empty_saved_model": root / "empty_saved_model",
         "npz_truncated": root / "npz_truncated",
+        "first_photo_checkpoint": root / "first_photo_checkpoint",
     }
 
 
@@ -148,6 +162,21 @@ CASES = {
         lambda b, o: gatys_args(b, f"{o}/d.png", f"--checkpoint_dir={b['npz_truncated']}", "--resume"),
         r"checkpoint.npz: unreadable checkpoint",
         ["d.png"],
+    ),
+    # item 6: a checkpoint of another image
+    "stylize --resume from another photo's checkpoint": (
+        "nst-stylize",
+        lambda b, o: [
+            f"--content={b['photo'][1]}",
+            f"--style={b['style'][0]}",
+            f"--output={o}/f.png",
+            *TINY_GATYS,
+            f"--checkpoint_dir={b['first_photo_checkpoint']}",
+            "--checkpoint_every=1",
+            "--resume",
+        ],
+        r"checkpoint.npz: made from another content image",
+        ["f.png"],
     ),
     # item 8: weights that are not finite, and losses that stop being finite
     "stylize --content_weight=inf": (

@@ -1,4 +1,5 @@
-"""Stopping on non-finite losses (issue 20, item 8), through the library."""
+"""Resuming only what belongs to the run and stopping on non-finite losses (issue 20, items 6
+and 8), through the library."""
 
 import os
 
@@ -42,6 +43,48 @@ def pictures():
 
 def stylize(pictures, content, extractor, cfg, style="style"):
     return gatys.stylize(pictures[content], pictures[style], cfg, extractor=extractor)
+
+
+# ----------------------------------------------------------------- item 6: a checkpoint records its inputs
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"content": "louvre"}, "made from another content image"),
+        ({"style": "other"}, "made from other style images"),
+        ({"style_weight": 1e4}, r"made with other loss settings: --style_weight=1000.0 \(now 10000.0\)"),
+        ({"style_scale": 0.5}, r"--style_scale=1.0 \(now 0.5\)"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_other_inputs_or_objective(tmp_path, pictures, extractor, change, message):
+    stylize(pictures, "golden_gate", extractor, gatys_config(tmp_path))
+    path = tmp_path / "checkpoint" / gatys.CHECKPOINT_FILE
+    saved = path.read_bytes()
+    change = dict(change)
+    content = change.pop("content", "golden_gate")
+    style = change.pop("style", "style")
+    with pytest.raises(NSTError, match=message):
+        stylize(pictures, content, extractor, gatys_config(tmp_path, resume=True, **change), style=style)
+    assert path.read_bytes() == saved  # refused before anything was written
+
+
+def test_resume_goes_on_after_changing_the_optimiser_or_the_steps(tmp_path, pictures, extractor):
+    stylize(pictures, "golden_gate", extractor, gatys_config(tmp_path))
+    done = []
+    cfg = gatys_config(tmp_path, resume=True, num_steps=4, optimizer="lbfgs")
+    gatys.stylize(
+        pictures["golden_gate"], pictures["style"], cfg, extractor=extractor, progress=lambda d, t, v: done.append(d)
+    )
+    assert done == [3, 4]
+    assert gatys.load_checkpoint(cfg.checkpoint_dir, [SIZE])[:2] == (0, 4)
+
+
+def test_a_checkpoint_without_a_record_is_refused(tmp_path, pictures, extractor):
+    directory = str(tmp_path / "checkpoint")
+    gatys.save_checkpoint(directory, pictures["golden_gate"][np.newaxis], scale_index=0, step=1, sizes=[SIZE])
+    with pytest.raises(NSTError, match="records no inputs"):
+        stylize(pictures, "golden_gate", extractor, gatys_config(tmp_path, resume=True))
 
 
 # ----------------------------------------------------------------- item 8: non-finite losses stop the run
