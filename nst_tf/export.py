@@ -455,7 +455,12 @@ def tflite_bytes(module, size):
 
 
 def save(module, config, description=None):
-    """Write ``module`` as the next version under ``config.export_dir``; returns its path."""
+    """Write ``module`` as the next version under ``config.export_dir``; returns its path.
+
+    First removes the temporary version folders of exports killed there before (not those
+    of an export still running: see :func:`nst_tf.fileio.remove_leftovers`).
+    """
+    fileio.remove_leftovers(config.export_dir)
     version = next_version(config.export_dir)
     path = os.path.join(config.export_dir, str(version))
     with fileio.atomic_directory(path) as tmp:

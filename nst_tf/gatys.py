@@ -609,6 +609,8 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     record = None
     resume = None
     if config.checkpoint_every or config.resume:
+        # A kill -9 during a save leaves its temporary file beside the checkpoint.
+        fileio.remove_leftovers(config.checkpoint_dir)
         record = checkpoint_record(content, styles, config)
     if config.resume:
         resume = load_checkpoint(config.checkpoint_dir, sizes, record)

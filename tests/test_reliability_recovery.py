@@ -1,19 +1,25 @@
-"""Resuming only what belongs to the run and stopping on non-finite losses (issue 20, items 6
-and 8), through the library."""
+"""Resuming only what belongs to the run, stopping on non-finite losses, and clearing what kill -9
+leaves behind (issue 20, items 6, 8 and 9), through the library."""
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from test_training_base import ToyTrainer
 from test_training_base import config as toy_config
 
+from nst_tf import export
+from nst_tf import fileio
 from nst_tf import gatys
+from nst_tf import models
 from nst_tf.errors import NSTError
 from nst_tf.losses import LossConfig
+from nst_tf.training import base
 
 SIZE = 40
+HEX = "0123456789abcdef"
 
 
 def gatys_config(tmp_path, **overrides):
@@ -131,3 +137,63 @@ def test_training_saves_no_checkpoint_of_non_finite_weights(tmp_path):
     with pytest.raises(NSTError, match=r"^the weights became non-finite at step 4 \(.*kernel\); lower the loss"):
         trainer.train()
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
+# ----------------------------------------------------------------- item 9: leftovers of kill -9
+
+
+def plant(folder, names):
+    """Create files (``name``) and folders (``name/``) holding one file each."""
+    os.makedirs(folder, exist_ok=True)
+    for name in names:
+        path = os.path.join(folder, name.rstrip("/"))
+        if name.endswith("/"):
+            os.makedirs(path)
+            open(os.path.join(path, "part-00000"), "wb").close()
+        else:
+            open(path, "wb").close()
+
+
+OURS = [f".tmp-{HEX}-2/", f".tmp-{HEX}-checkpoint.npz", f".tmp-{HEX}-flags.txt"]
+NOT_OURS = [".tmp-notours", ".tmp-0123-short-hex", f"tmp-{HEX}-no-dot", "ckpt-3_temp.txt", "notes.txt", "1/"]
+
+
+def test_remove_leftovers_removes_only_our_temporaries(tmp_path):
+    plant(tmp_path, OURS + NOT_OURS + ["ckpt-3_temp/"])
+    assert fileio.remove_leftovers(tmp_path) == sorted(name.rstrip("/") for name in OURS)
+    assert sorted(os.listdir(tmp_path)) == sorted(name.rstrip("/") for name in NOT_OURS + ["ckpt-3_temp/"])
+    assert fileio.remove_leftovers(tmp_path, base.CHECKPOINT_TEMPORARIES) == ["ckpt-3_temp"]
+    assert fileio.remove_leftovers(tmp_path / "missing") == []
+
+
+def test_remove_leftovers_spares_a_folder_being_written(tmp_path):
+    with fileio.atomic_directory(tmp_path / "2") as version:
+        plant(tmp_path, [f".tmp-{HEX}-1/"])  # a killed export's
+        assert fileio.remove_leftovers(tmp_path) == [f".tmp-{HEX}-1"]
+        assert os.path.isdir(version)
+        open(os.path.join(version, "saved_model.pb"), "wb").close()
+    assert os.listdir(tmp_path) == ["2"] and os.listdir(tmp_path / "2") == ["saved_model.pb"]
+
+
+def test_a_training_run_starts_by_removing_its_leftovers(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    plant(tmp_path, OURS + NOT_OURS)
+    plant(checkpoints, ["ckpt-5_temp/", "checkpoint.tmp" + HEX * 2, "ckpt-5_temp.txt", "checkpoint.tmpx"])
+    ToyTrainer(toy_config(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(["checkpoints"] + [name.rstrip("/") for name in NOT_OURS])
+    assert sorted(os.listdir(checkpoints)) == ["checkpoint.tmpx", "ckpt-5_temp.txt"]
+
+
+def test_a_gatys_run_starts_by_removing_its_leftovers(tmp_path, pictures, extractor):
+    plant(tmp_path / "checkpoint", [f".tmp-{HEX}-checkpoint.npz", "notes.txt"])
+    stylize(pictures, "louvre", extractor, gatys_config(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoint")) == [gatys.CHECKPOINT_FILE, "notes.txt"]
+
+
+def test_an_export_starts_by_removing_its_leftovers(tmp_path):
+    plant(tmp_path, [f".tmp-{HEX}-1/", "notes.txt"])
+    keras.utils.set_random_seed(0)
+    net = models.TransformNet(width=0.125, num_residual_blocks=1)
+    path = export.export(export.ExportConfig("fast", str(tmp_path)), model=net)
+    assert os.path.basename(path) == "1"
+    assert sorted(os.listdir(tmp_path)) == ["1", "notes.txt"]

@@ -43,6 +43,10 @@ from nst_tf.progress import ProgressBar
 MODEL_CONFIG = "model_config.json"
 FLAGS_FILE = "flags.txt"
 CHECKPOINT_DIR = "checkpoints"
+# TensorFlow's temporaries in CHECKPOINT_DIR: a save writes ckpt-<N>_temp/ and merges it
+# into ckpt-<N>.index and .data files; the manager rewrites its state file "checkpoint"
+# through checkpoint.tmp<32 hex digits> (tf.io.gfile's atomic write).
+CHECKPOINT_TEMPORARIES = r"ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32}"
 
 # Optional key of a dict batch (see nst_tf.data): how many unreadable source
 # files were skipped just before each element. When present, the base counts
@@ -212,7 +216,11 @@ class Trainer:
             **objects,
         )
         self._checkpoint_dir = os.path.join(config.output_dir, CHECKPOINT_DIR)
-        if not self.chief:
+        if self.chief:
+            # What a kill -9 left half-written: run files, checkpoint folders and state.
+            fileio.remove_leftovers(config.output_dir)
+            fileio.remove_leftovers(self._checkpoint_dir, CHECKPOINT_TEMPORARIES)
+        else:
             # Every worker must take part in a save; only the chief's copy is kept.
             self._checkpoint_dir = tempfile.mkdtemp(prefix="nst-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(
