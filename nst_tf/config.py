@@ -21,6 +21,10 @@ The metadata keys:
   fields that get no flag because the parent sets them from its own fields
   (a feed-forward run's photos follow the run's ``--seed``).
 
+A float needs no metadata to be checked: every float field, and every element
+of a list of floats, must be finite (:func:`check_fields`, which the configs'
+``__post_init__`` call along with the ``choices`` check).
+
 :func:`define_flags` defines one flag per leaf field of a config, nested
 dataclasses flattened to their leaf names; :func:`from_flags` builds the config
 back from the parsed flags; :func:`from_flagfile` reads a ``--flagfile`` recipe
@@ -39,6 +43,7 @@ logging), so library modules can declare their fields with :func:`option`.
 
 import collections.abc
 import dataclasses
+import math
 import os
 import typing
 
@@ -92,6 +97,33 @@ def check_choices(config):
         if allowed is not None and value not in allowed:
             flag = field.metadata.get("flag", field.name)
             raise NSTError(f"--{flag}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def check_fields(config):
+    """Raise NSTError ``--flag: reason`` for the first field of ``config`` (a dataclass
+    instance, not its nested configs) whose value its declaration rules out: a value not
+    among its ``choices`` (:func:`check_choices`), or a float (or an element of a float
+    list) that is NaN or infinite.
+
+    Every float of every config is a weight, rate, ratio or scale, for which NaN or
+    infinity silently ruins a run (a grey image, an unchanged one, a NaN loss), so
+    finiteness needs no declaration. The configs call it from ``__post_init__``.
+    """
+    check_choices(config)
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if value is None or _is_config(hints[field.name]):
+            continue
+        try:
+            kind, element, _ = _flag_type(hints[field.name], field.name)
+        except TypeError:
+            continue
+        flag = field.metadata.get("flag", field.name)
+        if kind is float and not math.isfinite(value):
+            raise NSTError(f"--{flag}: must be a finite number, got {value}")
+        if kind is tuple and element is float and not all(math.isfinite(v) for v in value):
+            raise NSTError(f"--{flag}: must be finite numbers, got {','.join(str(v) for v in value)}")
 
 
 @dataclasses.dataclass(frozen=True)

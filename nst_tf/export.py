@@ -59,7 +59,7 @@ from nst_tf import gatys
 from nst_tf import images
 from nst_tf import losses
 from nst_tf import precision
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 
@@ -107,7 +107,7 @@ class ExportConfig:
     )
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         if self.max_side < 0:
             raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
         if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
@@ -455,7 +455,12 @@ def tflite_bytes(module, size):
 
 
 def save(module, config, description=None):
-    """Write ``module`` as the next version under ``config.export_dir``; returns its path."""
+    """Write ``module`` as the next version under ``config.export_dir``; returns its path.
+
+    First removes the temporary version folders of exports killed there before (not those
+    of an export still running: see :func:`nst_tf.fileio.remove_leftovers`).
+    """
+    fileio.remove_leftovers(config.export_dir)
     version = next_version(config.export_dir)
     path = os.path.join(config.export_dir, str(version))
     with fileio.atomic_directory(path) as tmp:

@@ -8,14 +8,28 @@ Writes are atomic, so an interrupted run never leaves a broken output. The tempo
 or folder is created with mode 0666 / 0777 and the kernel applies the umask, so results
 get the same modes as a plain ``open`` or ``mkdir``. ``tempfile``'s 0600 files and 0700
 folders could not be read by other users (a TF Serving container, a web server).
+
+A process killed with SIGKILL cannot remove its temporary, so the next start of the same
+work calls :func:`remove_leftovers` on the folders it writes. :func:`atomic_directory`
+holds an exclusive ``flock`` on its temporary folder while it writes, which the kernel
+drops when the process dies: a folder whose lock can be taken is a leftover, one whose
+lock cannot is still being written (another export into the same folder) and stays.
+Temporary files are not locked (HDF5 takes its own ``flock`` on the file Keras writes,
+which ours would block), so ``remove_leftovers`` removes them all: call it on folders
+whose files only this run writes (a run's folder, a checkpoint folder).
 """
 
 import contextlib
+import fcntl
 import os
+import re
 import secrets
 import shutil
 
 from nst_tf.errors import NSTError
+
+# The names of our temporaries: ".tmp-" + 16 hex digits + "-" + the final name.
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{16}-.+")
 
 
 def check_writable(path, flag, folder=False):
@@ -66,6 +80,26 @@ def _temporary_path(folder, name):
     return os.path.join(folder, f".tmp-{secrets.token_hex(8)}-{name}")
 
 
+def _locked_directory(folder, name):
+    """Create a temporary directory for ``name`` in ``folder`` and lock it; returns ``(path, fd)``.
+
+    Closing ``fd`` releases the lock. A :func:`remove_leftovers` running between the mkdir
+    and the lock may remove the new folder; then a new name is tried.
+    """
+    while True:
+        tmp = _temporary_path(folder, name)
+        os.mkdir(tmp)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return tmp, fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Yield a temporary path beside ``path`` that replaces it only if the block succeeds.
@@ -114,11 +148,63 @@ def atomic_directory(path):
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = _temporary_path(parent, os.path.basename(path))
-    os.mkdir(tmp)
+    tmp, lock = _locked_directory(parent, os.path.basename(path))
     try:
         yield tmp
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
+
+
+def remove_leftovers(folder, pattern=None):
+    """Remove the temporaries that killed writers left in ``folder``; returns the names removed.
+
+    Only our own names go: this module's ``.tmp-<16 hex digits>-<name>`` files and folders,
+    and entries whose whole name matches ``pattern`` (a regex of another writer's
+    temporaries, such as TensorFlow's ``ckpt-<N>_temp`` checkpoint folders), and none that
+    a live process holds locked (an :func:`atomic_directory` being written). A missing
+    ``folder`` has nothing to remove.
+    """
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in sorted(names):
+        if not (_TEMPORARY.fullmatch(name) or (pattern and re.fullmatch(pattern, name))):
+            continue
+        if _remove_unless_locked(os.path.join(folder, name)):
+            removed.append(name)
+    return removed
+
+
+def _remove_unless_locked(path):
+    """Remove ``path`` unless a live writer holds its lock (see the module docstring).
+
+    The lock is held while removing, so a writer that has just created ``path`` and waits
+    for its lock finds it gone and starts again under a new name.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        fd = None  # a symlink (removed, its target left alone) or unreadable: no writer's
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return True
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -26,11 +26,14 @@ The pieces, from the inside out:
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
 import os
+import sys
 import time
+import zipfile
 from typing import Callable
 from typing import Optional
 from typing import Sequence
@@ -45,9 +48,10 @@ from nst_tf import images
 from nst_tf import lbfgs
 from nst_tf import losses
 from nst_tf import schedules
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.precision import PRECISIONS
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
@@ -158,7 +162,7 @@ class GatysConfig:
 
     def validate(self):
         """Raise :class:`NSTError` naming the first invalid field."""
-        check_choices(self)
+        check_fields(self)
         for name in ("image_size", "num_steps", "lr_step_size", "lr_patience", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 _fail(name, f"must be positive, got {getattr(self, name)}")
@@ -315,7 +319,9 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
     Runs ``config.num_steps - start_step`` steps of ``config.optimizer`` and
     returns the final image tensor. ``on_step(step, image, losses)`` is called
     after every ``report_every`` steps (and after the last) with the global step
-    number (counting from ``start_step``) and a dict of loss values.
+    number (counting from ``start_step``) and a dict of loss values. A loss that
+    becomes NaN or infinite raises NSTError naming that step
+    (:func:`nst_tf.losses.check_finite`).
     """
     initial = tf.convert_to_tensor(initial, tf.float32)
     remaining = config.num_steps - start_step
@@ -329,7 +335,13 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
 
 
 def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
+    def check(iteration, loss):
+        # L-BFGS accepts only steps that lower the loss, so a non-finite loss can only be the
+        # first one, of the image it started from; it stops at once, reporting iteration 0.
+        losses.check_finite({"total": loss}, start_step + max(int(iteration), 1))
+
     def callback(iteration, image, loss):
+        check(iteration, loss)
         # L-BFGS reports only the total; one forward pass recovers the terms.
         _, terms = objective.losses(image)
         on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
@@ -348,6 +360,7 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         line_search=config.lbfgs_line_search,
         **options,
     )
+    check(result.iterations, result.loss)
     return tf.convert_to_tensor(result.image, tf.float32)
 
 
@@ -373,6 +386,9 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
 
     for i in range(1, remaining + 1):
         total, terms = train_step()
+        # Every step (one scalar read back): a NaN loss makes a NaN image, which must
+        # reach neither a checkpoint nor the output.
+        losses.check_finite({"total": float(total)}, start_step + i)
         if on_step is not None and (i % report_every == 0 or i == remaining):
             on_step(start_step + i, image, _loss_dict(total, terms))
     return tf.convert_to_tensor(image)
@@ -430,9 +446,10 @@ class _Monitor:
     curve is what a run without ``--eval_every`` reaches at each moment.
     """
 
-    def __init__(self, config, sizes, progress):
+    def __init__(self, config, sizes, progress, record):
         self.config = config
         self.sizes = sizes
+        self.record = record
         self.total = config.total_steps()
         self.progress = progress
         self.writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir else None
@@ -499,7 +516,14 @@ class _Monitor:
         self.last_eval_step = done
 
     def checkpoint(self, image, step):
-        save_checkpoint(self.config.checkpoint_dir, image, scale_index=self.scale_index, step=step, sizes=self.sizes)
+        save_checkpoint(
+            self.config.checkpoint_dir,
+            image,
+            scale_index=self.scale_index,
+            step=step,
+            sizes=self.sizes,
+            record=self.record,
+        )
         self.last_checkpoint_step = step
 
     def close(self):
@@ -507,16 +531,53 @@ class _Monitor:
             self.writer.close()
 
 
-def save_checkpoint(directory, image, *, scale_index, step, sizes):
-    """Atomically write the image being optimised and where it is, as one .npz."""
-    state = {"scale_index": scale_index, "step": step, "sizes": list(sizes)}
+# The GatysConfig fields, besides its whole ``loss``, that change the objective: a checkpoint
+# made under other values would continue another optimisation. The optimiser and its
+# settings, num_steps and the logging fields may change on resume; ``sizes`` are checked
+# on their own.
+OBJECTIVE_FIELDS = ("style_weights", "style_scale", "style_crop", "preserve_color", "precision")
+
+
+def checkpoint_record(content, styles, config):
+    """What a checkpoint of a run belongs to, as JSON-ready data.
+
+    SHA-256 hashes of the content's and each style's pixels (decoded float32 arrays, so a
+    path and the array it holds agree) and the values of the fields that change the
+    objective: every :class:`~nst_tf.losses.LossConfig` field and :data:`OBJECTIVE_FIELDS`,
+    by flag name. :func:`load_checkpoint` refuses a checkpoint whose record differs.
+    """
+    objective = dataclasses.asdict(config.loss)
+    objective.update({name: getattr(config, name) for name in OBJECTIVE_FIELDS})
+    return {
+        "content": _pixels_hash(content),
+        "styles": [_pixels_hash(style) for style in styles],
+        # Through JSON, so that tuples compare equal to the lists a loaded record holds.
+        "objective": json.loads(json.dumps(objective)),
+    }
+
+
+def _pixels_hash(image):
+    image = np.ascontiguousarray(image, np.float32)
+    digest = hashlib.sha256(repr(image.shape).encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(directory, image, *, scale_index, step, sizes, record=None):
+    """Atomically write the image being optimised, where it is, and ``record``
+    (:func:`checkpoint_record`), as one .npz."""
+    state = {"scale_index": scale_index, "step": step, "sizes": list(sizes), "record": record}
     buffer = io.BytesIO()
     np.savez(buffer, image=np.asarray(image, np.float32)[0], state=json.dumps(state))
     fileio.atomic_write_bytes(os.path.join(directory, CHECKPOINT_FILE), buffer.getvalue())
 
 
-def load_checkpoint(directory, sizes):
-    """Return ``(scale_index, step, image)`` saved by :func:`save_checkpoint`, or None."""
+def load_checkpoint(directory, sizes, record=None):
+    """Return ``(scale_index, step, image)`` saved by :func:`save_checkpoint`, or None if there is none.
+
+    NSTError if the file is unreadable, or was made for other ``sizes`` or, when ``record``
+    is given, for another record (other inputs or objective) than this run's.
+    """
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(path):
         return None
@@ -524,11 +585,35 @@ def load_checkpoint(directory, sizes):
         with np.load(path) as data:
             state = json.loads(str(data["state"]))
             image = data["image"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise NSTError(f"{path}: unreadable checkpoint ({exc})") from exc
-    if state["sizes"] != list(sizes):
-        raise NSTError(f"{path}: checkpoint is for sizes {state['sizes']}, this run uses {list(sizes)}")
-    return state["scale_index"], state["step"], image
+        scale_index, step, saved_sizes = state["scale_index"], state["step"], state["sizes"]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        # Cut short (BadZipFile), or not one of ours.
+        raise NSTError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
+    if saved_sizes != list(sizes):
+        raise NSTError(f"{path}: checkpoint is for sizes {saved_sizes}, this run uses {list(sizes)}")
+    if record is not None:
+        _check_record(path, state.get("record"), record)
+    return scale_index, step, image
+
+
+def _check_record(path, saved, record):
+    """NSTError unless the checkpoint's record ``saved`` is this run's ``record``.
+
+    Refused rather than started afresh: whoever passes --resume expects the run to go on
+    from the checkpoint, and a silent fresh start would also overwrite it at its first save.
+    """
+    advice = "use another --checkpoint_dir, or leave out --resume to start afresh"
+    if not isinstance(saved, dict):
+        raise NSTError(f"{path}: checkpoint records no inputs (an older nst_tf wrote it); {advice}")
+    if saved.get("content") != record["content"]:
+        raise NSTError(f"{path}: made from another content image; {advice}")
+    if saved.get("styles") != record["styles"]:
+        raise NSTError(f"{path}: made from other style images; {advice}")
+    before = saved.get("objective") or {}
+    changed = [name for name in record["objective"] if before.get(name) != record["objective"][name]]
+    if changed:
+        settings = ", ".join(f"--{name}={before.get(name)} (now {record['objective'][name]})" for name in changed)
+        raise NSTError(f"{path}: made with other loss settings: {settings}; {advice}")
 
 
 def stylize(content, style, config=None, progress=None, extractor=None):
@@ -556,22 +641,31 @@ def stylize(content, style, config=None, progress=None, extractor=None):
     styles = [_as_image(s, "style") for s in styles]
     if config.style_weights is not None and len(config.style_weights) != len(styles):
         _fail("style_weights", f"has {len(config.style_weights)} values for {len(styles)} style images")
-    styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
-    if extractor is None:
-        extractor = build_extractor(config)
+    if config.checkpoint_every and not config.checkpoint_dir:
+        _fail("checkpoint_dir", "needed when checkpoint_every is set")
 
     sizes = config.sizes()
     final_shape = images.longest_side_shape(content.shape, sizes[-1])
-    resume = load_checkpoint(config.checkpoint_dir, sizes) if config.resume else None
-    if config.checkpoint_every and not config.checkpoint_dir:
-        _fail("checkpoint_dir", "needed when checkpoint_every is set")
+    record = None
+    resume = None
+    if config.checkpoint_every or config.resume:
+        # A kill -9 during a save leaves its temporary file beside the checkpoint.
+        fileio.remove_leftovers(config.checkpoint_dir)
+        record = checkpoint_record(content, styles, config)
+    if config.resume:
+        resume = load_checkpoint(config.checkpoint_dir, sizes, record)
+    styles = [images.recolor_style(s, content, config.preserve_color) for s in styles]
+    if extractor is None:
+        extractor = build_extractor(config)
     bar = None
     if progress is True:
         from nst_tf.progress import ProgressBar  # pylint: disable=import-outside-toplevel
 
+        if resume is not None:
+            sys.stderr.write(f"resumed from step {sum(config.scale_steps()[: resume[0]]) + resume[1]}\n")
         bar = ProgressBar(config.total_steps(), "stylize")
         progress = lambda done, total, values: bar.update(done, **losses.summary(values))  # noqa: E731
-    monitor = _Monitor(config, sizes, progress)
+    monitor = _Monitor(config, sizes, progress, record)
     rng = np.random.default_rng(config.seed)
     image = None
     try:

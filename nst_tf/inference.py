@@ -36,9 +36,10 @@ import tensorflow as tf
 
 from nst_tf import fileio
 from nst_tf import images
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.precision import PRECISIONS
 from nst_tf.progress import ProgressBar
 
@@ -75,7 +76,7 @@ class InferenceConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        check_choices(self)
+        check_fields(self)
         if self.preserve_color == "histogram":
             raise NSTError(
                 "--preserve_color=histogram recolours the style images before optimising, and a "
@@ -101,7 +102,7 @@ class TranslateConfig:
 
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
-        check_choices(self)
+        check_fields(self)
 
 
 def _check_run_settings(batch_size, max_side):
@@ -123,6 +124,9 @@ class Stylizer:
     def __init__(self, path, precision="float32", direction=None):
         self.path = path
         self.direction = direction
+        if not os.path.isdir(path):
+            what = "not a folder" if os.path.exists(path) else "no such folder"
+            raise NSTError(f"--model: {path}: {what} (a training output dir or an exported SavedModel)")
         saved_model = _saved_model_dir(path)
         if saved_model:
             if precision != "float32":
@@ -181,7 +185,14 @@ class Stylizer:
                 info = json.load(f)
         if "model_type" in info:  # what nst-export made it from
             self._check_method(path, info["model_type"])
-        loaded = tf.saved_model.load(path)
+        if os.path.getsize(os.path.join(path, SAVED_MODEL_FILE)) == 0:
+            # TensorFlow reads an empty file as a SavedModel without graphs and asks for tags.
+            raise NSTError(f"--model: {path}: unreadable SavedModel ({SAVED_MODEL_FILE} is empty)")
+        try:
+            loaded = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            # A cut-short saved_model.pb, or variables that do not match it.
+            raise NSTError(f"--model: {path}: unreadable SavedModel ({first_line(exc)})") from None
         if "stylize_tensor" not in loaded.signatures:
             raise NSTError(f"--model: {path}: SavedModel has no stylize_tensor signature")
         signature = loaded.signatures["stylize_tensor"]
@@ -214,6 +225,8 @@ class Stylizer:
             raise NSTError(
                 f"--style_weights: {len(weights)} weights for {self.num_styles} styles ({', '.join(self.style_names)})"
             )
+        if not np.isfinite(weights).all():
+            raise NSTError(f"--style_weights: must be finite numbers, got {','.join(map(str, weights))}")
         if (weights < 0).any() or weights.sum() <= 0:
             raise NSTError("--style_weights: must be non-negative with a positive sum")
         return tf.constant(weights / weights.sum())

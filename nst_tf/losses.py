@@ -50,6 +50,7 @@ with the scale ``s_l`` set by the units (:data:`UNITS`):
 """
 
 import dataclasses
+import math
 from typing import Optional
 from typing import Sequence
 from typing import Union
@@ -58,7 +59,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import features
-from nst_tf.config import check_choices
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 
@@ -79,6 +80,20 @@ JOHNSON_STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_
 def summary(terms):
     """The :data:`SUMMARY_TERMS` of a dict of loss terms: what progress bars show."""
     return {name: value for name, value in terms.items() if name in SUMMARY_TERMS}
+
+
+def check_finite(values, step):
+    """Raise NSTError naming ``step`` if a value of ``values`` (name -> float) is NaN or infinite.
+
+    The methods call it on the losses they already read back at every step: a loss that
+    overflowed float32 (weights near 1e38) or diverged would otherwise run on to a grey or
+    unchanged picture, or to a checkpoint of NaN weights, and exit 0.
+    """
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NSTError(
+                f"the loss became {value} at step {step} ({name}); lower the loss weights or the learning rate"
+            )
 
 
 def _as_float32(x):
@@ -412,7 +427,7 @@ class LossConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(value))
-        check_choices(self)
+        check_fields(self)
         for name in ("content_weight", "style_weight", "tv_weight", "laplacian_weight", "pixel_weight"):
             if not getattr(self, name) >= 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")

@@ -55,6 +55,37 @@ def test_check_choices_names_the_flag_and_the_allowed_values():
         Renamed(speed="andante")
 
 
+@dataclasses.dataclass
+class Weighted:
+    gain: float = option(1.0, "A weight.", flag="alpha")
+    mix: Optional[Sequence[float]] = option(None, "Blend weights.")
+    steps: int = option(3, "Steps.")
+    mode: str = option("fast", "Mode.", choices=MODES)
+
+    def __post_init__(self):
+        config.check_fields(self)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"gain": float("inf")}, r"^--alpha: must be a finite number, got inf$"),
+        ({"gain": float("nan")}, r"^--alpha: must be a finite number, got nan$"),
+        ({"mix": (float("nan"), 1.0)}, r"^--mix: must be finite numbers, got nan,1.0$"),
+        ({"mix": (1.0, float("-inf"))}, r"^--mix: must be finite numbers, got 1.0,-inf$"),
+        ({"mode": "medium"}, r"^--mode: must be one of fast, slow"),
+    ],
+)
+def test_check_fields_refuses_non_finite_floats_and_unknown_choices(settings, message):
+    with pytest.raises(NSTError, match=message):
+        Weighted(**settings)
+
+
+def test_check_fields_passes_finite_numbers_and_none():
+    assert Weighted(gain=-1e300, mix=None).gain == -1e300
+    assert Weighted(mix=(0.0, 2.5)).mix == (0.0, 2.5)
+
+
 def parse(argv, default=Outer, **kwargs):
     values = flags.FlagValues()
     config.define_flags(default, values, **kwargs)

@@ -34,13 +34,19 @@ import tensorflow as tf
 from nst_tf import fileio
 from nst_tf import losses
 from nst_tf import precision
+from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.errors import first_line
 from nst_tf.progress import ProgressBar
 
 MODEL_CONFIG = "model_config.json"
 FLAGS_FILE = "flags.txt"
 CHECKPOINT_DIR = "checkpoints"
+# TensorFlow's temporaries in CHECKPOINT_DIR: a save writes ckpt-<N>_temp/ and merges it
+# into ckpt-<N>.index and .data files; the manager rewrites its state file "checkpoint"
+# through checkpoint.tmp<32 hex digits> (tf.io.gfile's atomic write).
+CHECKPOINT_TEMPORARIES = r"ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32}"
 
 # Optional keys of a dict batch (see nst_tf.data): how many source elements were
 # dropped (unreadable) just before each element, and how many of those were
@@ -77,7 +83,12 @@ class TrainConfig:
     keep_checkpoints: int = option(3, "Newest checkpoints kept in <output_dir>/checkpoints.", min=1)
 
     def __post_init__(self):
-        """Raise NSTError naming the first bad setting."""
+        """Raise NSTError naming the first bad setting.
+
+        :func:`~nst_tf.config.check_fields` checks the fields of the trainer's whole config
+        (choices, finite floats), so a subclass need not call it again.
+        """
+        check_fields(self)
         checks = [
             (bool(self.output_dir), "--output_dir", "required (the run folder)"),
             (self.max_steps >= 0, "--max_steps", f"must be >= 0, not {self.max_steps}"),
@@ -209,7 +220,11 @@ class Trainer:
             **objects,
         )
         self._checkpoint_dir = os.path.join(config.output_dir, CHECKPOINT_DIR)
-        if not self.chief:
+        if self.chief:
+            # What a kill -9 left half-written: run files, checkpoint folders and state.
+            fileio.remove_leftovers(config.output_dir)
+            fileio.remove_leftovers(self._checkpoint_dir, CHECKPOINT_TEMPORARIES)
+        else:
             # Every worker must take part in a save; only the chief's copy is kept.
             self._checkpoint_dir = tempfile.mkdtemp(prefix="nst-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(
@@ -281,7 +296,7 @@ class Trainer:
         metrics = {}
         bar = ProgressBar(config.max_steps, desc or self.method or "train", enabled=self.chief)
         bar.update(step)
-        with _InterruptFlag() as interrupt, writer.as_default():
+        with bar, _InterruptFlag() as interrupt, writer.as_default():
             while step < config.max_steps and not interrupt.requested:
                 try:
                     batch = next(iterator)
@@ -290,21 +305,38 @@ class Trainer:
                 values = self._distributed_step(batch)
                 step += 1
                 metrics = {name: float(value) for name, value in values.items()}
+                # The metrics are read back at every step anyway: checking them costs nothing,
+                # and stops a diverged run before a checkpoint of it.
+                losses.check_finite(metrics, step)
                 bar.update(step, **losses.summary(metrics))
                 if step % config.log_every == 0 or step == config.max_steps:
                     self._write_scalars(metrics, step)
                 if config.image_every and step % config.image_every == 0:
                     self._write_images(step)
                 if self.checkpoint_due(step):
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step)
                     saved_step = step
             if step != saved_step:
-                self.manager.save(checkpoint_number=step)
+                self._save(step)
             writer.flush()
-        bar.close()
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
         return TrainResult(step, metrics, int(self.skipped_files.numpy()), interrupt.requested)
+
+    def _save(self, step):
+        """Save a checkpoint of ``step``, unless a weight is NaN or infinite.
+
+        A step whose loss was finite can still produce such weights (an overflowing
+        gradient); saved, they would make every resume fail again at once.
+        """
+        for model in self.models.values():
+            for variable in model.variables:
+                if tf.as_dtype(variable.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(variable))):
+                    raise NSTError(
+                        f"the weights became non-finite at step {step} ({getattr(variable, 'path', variable.name)}); "
+                        "lower the loss weights or the learning rate"
+                    )
+        self.manager.save(checkpoint_number=step)
 
     def _distributed_step(self, batch):
         if self._step_fn is None:
@@ -342,13 +374,13 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.config.output_dir, CHECKPOINT_DIR))
         if latest is None:
             return
-        try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise NSTError(
-                f"{self.config.output_dir}: its checkpoint does not match this model "
-                f"(changed model flags?); use a new --output_dir ({type(exc).__name__})"
-            ) from None
+        restore_checkpoint(
+            self.checkpoint,
+            latest,
+            self.config.output_dir,
+            "this model (changed model flags?); use a new --output_dir",
+            partial=False,
+        )
         sys.stderr.write(f"resumed from step {int(self.step.numpy())}\n")
 
     def _summary_writer(self):
@@ -382,16 +414,46 @@ class Trainer:
         fileio.atomic_write_text(os.path.join(out, MODEL_CONFIG), json.dumps(description, indent=2) + "\n")
 
 
+def restore_checkpoint(checkpoint, path, output_dir, model, partial):
+    """Restore the checkpoint ``path`` into ``checkpoint`` (a ``tf.train.Checkpoint``), or raise
+    a one-line NSTError telling a damaged file from one of another ``model``.
+
+    ``partial``: the checkpoint may hold more than ``checkpoint`` asks for (a model without
+    its optimiser); otherwise every object of ``checkpoint`` must be in it.
+    """
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+    except (IndexError, tf.errors.OpError) as exc:
+        # Cut short (IndexError: "Read less bytes than requested"), empty, or missing its data.
+        raise NSTError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
+    except (AssertionError, ValueError) as exc:
+        raise NSTError(f"{output_dir}: its checkpoint does not match {model} ({first_line(exc)})") from None
+
+
 def read_model_config(output_dir):
-    """The parsed ``model_config.json`` of a training output dir, or NSTError."""
+    """The parsed ``model_config.json`` of a training output dir, or NSTError.
+
+    Its ``models`` maps checkpoint names to ``{"class_name": ..., "config": {...}}``.
+    """
     path = os.path.join(output_dir, MODEL_CONFIG)
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+            description = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
         raise NSTError(f"{output_dir}: not a training output dir (no {MODEL_CONFIG})") from None
-    except json.JSONDecodeError as exc:
-        raise NSTError(f"{path}: invalid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NSTError(f"{path}: invalid JSON ({first_line(exc)})") from None
+    models = description.get("models") if isinstance(description, dict) else None
+    if not isinstance(models, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("class_name"), str) and isinstance(entry.get("config"), dict)
+        for entry in models.values()
+    ):
+        raise NSTError(f"{path}: not a model description (a JSON object whose models have class_name and config)")
+    return description
 
 
 def load_trained_model(output_dir, name=None, compute_precision="float32"):
@@ -415,10 +477,13 @@ def load_trained_model(output_dir, name=None, compute_precision="float32"):
     if cls is None:
         raise NSTError(f"{output_dir}: unknown model class {entry['class_name']!r}")
     config = {k: v for k, v in entry["config"].items() if k != "dtype"}
-    with precision.policy_scope(compute_precision):
-        model = cls.from_config(config)
+    try:
+        with precision.policy_scope(compute_precision):
+            model = cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise NSTError(f"{output_dir}: {MODEL_CONFIG} does not describe a {cls.__name__} ({first_line(exc)})") from None
     latest = tf.train.latest_checkpoint(os.path.join(output_dir, CHECKPOINT_DIR))
     if latest is None:
         raise NSTError(f"{output_dir}: no checkpoint yet")
-    tf.train.Checkpoint(**{name: model}).restore(latest).expect_partial()
+    restore_checkpoint(tf.train.Checkpoint(**{name: model}), latest, output_dir, MODEL_CONFIG, partial=True)
     return model

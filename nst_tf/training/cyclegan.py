@@ -31,7 +31,6 @@ import tensorflow as tf
 from nst_tf import data
 from nst_tf import losses
 from nst_tf import schedules
-from nst_tf.config import check_choices
 from nst_tf.config import option
 from nst_tf.models.cyclegan import UPSAMPLING_MODES
 from nst_tf.models.cyclegan import PatchDiscriminator
@@ -95,7 +94,6 @@ class CycleGANConfig(base.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choices(self)
         base.check_all(
             [
                 (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
