@@ -416,15 +416,15 @@ class LossConfig:
     content_layers: Optional[Sequence[Union[str, int]]] = option(
         None,
         "Content layers by name or conv index (default: block4_conv2; block2_conv2 = relu2_2 "
-        "on VGG with --units=johnson).",
+        "on VGG with --units=johnson, block4_conv1 = relu4_1 with --units=huang).",
     )
     style_layers: Optional[Sequence[Union[str, int]]] = option(
         None,
         "Style layers by name or conv index (default: block1_conv1..block5_conv1; relu1_2, "
-        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson).",
+        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson; relu1_1..relu4_1 with --units=huang).",
     )
     style_layer_weights: Optional[Sequence[float]] = option(
-        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson)."
+        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson or huang)."
     )
     content_weight: float = option(1.0, "Content loss weight (alpha).")
     style_weight: float = option(1e3, "Style loss weight (beta).")

@@ -55,6 +55,11 @@ class StyleVector(NamedTuple):
     std: tf.Tensor
 
     @classmethod
+    def of_features(cls, encoded):
+        """The vector of encoder features ``[S, h, w, C]`` (:meth:`ArbitraryStyleNet.encode`)."""
+        return cls(*ops.channel_mean_std(encoded, EPSILON))
+
+    @classmethod
     def from_tensor(cls, packed):
         """The vector of a packed ``[S, 2C]`` (or ``[2C]``) tensor, the inverse of :meth:`to_tensor`."""
         packed = tf.convert_to_tensor(packed, tf.float32)
@@ -107,6 +112,17 @@ class StyleVector(NamedTuple):
         if encoder is not None and saved_by != encoder:
             raise NSTError(f"{path}: a style vector of another encoder ({saved_by}; this model's is {encoder})")
         return cls(tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
+
+
+def encoder_spec(feature_extractor):
+    """The :class:`nst_tf.features.ExtractorSpec` of an encoder AdaIN can use; NSTError for others."""
+    spec = features.get_spec(feature_extractor)
+    if not spec.sequential:
+        raise NSTError(
+            f"--feature_extractor: arbitrary style needs a VGG encoder (the decoder mirrors its conv stack), "
+            f"not {feature_extractor}"
+        )
+    return spec
 
 
 def mirror_stages(encoder, layer):
@@ -223,12 +239,7 @@ class ArbitraryStyleNet(keras.Model):
         self, feature_extractor="vgg19", layer=DEFAULT_LAYER, pooling="max", width=1.0, weights="imagenet", **kwargs
     ):
         super().__init__(**kwargs)
-        spec = features.get_spec(feature_extractor)
-        if not spec.sequential:
-            raise NSTError(
-                f"--feature_extractor: arbitrary style needs a VGG encoder (the decoder mirrors its conv "
-                f"stack), not {feature_extractor}"
-            )
+        spec = encoder_spec(feature_extractor)
         if not width > 0:
             raise NSTError(f"--width: must be > 0, not {width}")
         (self.layer,) = features.resolve_layers(feature_extractor, [layer])
@@ -282,7 +293,7 @@ class ArbitraryStyleNet(keras.Model):
 
     def style_vector(self, style_images):
         """The :class:`StyleVector` of a batch of style images (``[S, H, W, 3]`` in [0, 1], one size)."""
-        return StyleVector(*ops.channel_mean_std(self.encode(style_images), EPSILON))
+        return StyleVector.of_features(self.encode(style_images))
 
     def transfer(self, content_features, style, alpha=1.0, mask=None, background=None):
         """The decoder's input ``t' = α AdaIN(c, s) + (1 - α) c`` for content features ``c``.
