@@ -14,6 +14,7 @@ from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import run_python
+from feedforward_helpers import tiny_arbitrary_config as tiny_config
 
 from nst_tf import data
 from nst_tf import images
@@ -22,22 +23,6 @@ from nst_tf.errors import NSTError
 from nst_tf.models.arbitrary import ArbitraryStyleNet
 from nst_tf.training import arbitrary
 from nst_tf.training import base
-
-TINY = dict(
-    width=0.125, batch_size=2, learning_rate=1e-3, max_steps=4, checkpoint_every=100, log_every=2, image_every=0
-)
-
-
-def tiny_config(photos, style_dir, output_dir, **kwargs):
-    """An AdaIN run that trains in a fraction of a second per step."""
-    settings = {"loss": losses.LossConfig.huang(feature_extractor="vgg16", weights=None), **TINY, **kwargs}
-    return arbitrary.ArbitraryConfig(
-        output_dir=str(output_dir),
-        content_dir=photos,
-        style_dirs=[style_dir] if isinstance(style_dir, str) else style_dir,
-        data=data.PhotoDataConfig(image_size=32, load_size=40),
-        **settings,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +242,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from test_arbitrary_training import tiny_config
+from feedforward_helpers import tiny_arbitrary_config as tiny_config
 from nst_tf.training import arbitrary, base
 photos, paintings, out = sys.argv[1:]
 strategy = base.make_strategy()
