@@ -54,7 +54,7 @@ with the scale ``s_l`` set by the units (:data:`UNITS`):
 
   the mean squared error of the channel means plus that of the channel
   standard deviations: Huang & Belongie 2017's style loss (their eq. 13 as
-  their reference PyTorch code computes it, with MSE), whose weights
+  naoto0804/pytorch-AdaIN computes it, with MSE), whose weights
   (content 1, style 10, content MSE at relu4_1) then carry over. Layer
   weights default to 1 (the sum over relu1_1 .. relu4_1).
 """

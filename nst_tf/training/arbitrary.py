@@ -11,7 +11,7 @@ with Huang & Belongie's settings (:meth:`nst_tf.losses.LossConfig.huang`):
 with λ = 10, each output against its own painting. The content layer of the loss is the
 encoder's output, so ``--content_layers`` picks the encoder depth (relu4_1 by default) and
 the decoder mirrors the encoder up to it. Adam with inverse-time decay, ``lr / (1 + d n)``
-at step ``n``, as the authors' PyTorch code trains (``d = 5e-5``).
+at step ``n``, as naoto0804/pytorch-AdaIN trains (``d = 5e-5``).
 """
 
 import dataclasses
