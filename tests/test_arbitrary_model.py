@@ -39,6 +39,8 @@ def test_the_decoder_mirrors_the_encoder_up_to_relu4_1():
     assert {id(v) for v in vgg19.trainable_variables} == {id(v) for v in vgg19.decoder.trainable_variables}
     with pytest.raises(NSTError, match="^--feature_extractor: arbitrary style needs a VGG encoder"):
         ArbitraryStyleNet("resnet50", weights=None)
+    with pytest.raises(NSTError, match="^--content_layers: the encoder ends at a conv layer, and 'block3_pool'"):
+        ArbitraryStyleNet("vgg16", layer="block3_pool", weights=None)
 
 
 @pytest.mark.parametrize("size", [(16, 16), (17, 23), (37, 45), (50, 33), (64, 72)])

@@ -244,7 +244,9 @@ class ArbitraryStyleNet(keras.Model):
             raise NSTError(f"--width: must be > 0, not {width}")
         (self.layer,) = features.resolve_layers(feature_extractor, [layer])
         if self.layer not in spec.selectable_layers:
-            raise NSTError(f"--layer: {feature_extractor} has no conv layer {self.layer!r}")
+            raise NSTError(
+                f"--content_layers: the encoder ends at a conv layer, and {self.layer!r} is none of {feature_extractor}'s"
+            )
         self.feature_extractor = feature_extractor
         self.pooling = pooling
         self.width = float(width)
