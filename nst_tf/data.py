@@ -1,7 +1,9 @@
 """tf.data input pipelines for training.
 
-Training photos (the content images of the feed-forward trainers) come from
-tfds ``coco/2017``, the papers' dataset, or from any folder of images. The
+Training photos (the content images of the feed-forward and arbitrary-style
+trainers) come from tfds ``coco/2017``, the papers' dataset, or from any folder
+of images; the arbitrary-style trainer pairs each photo with a painting from
+folders of paintings (:func:`content_style_dataset`). The
 pipeline is a pure function of ``(seed, start)``: element ``i`` of the
 endless, shuffled stream always gets the same photo and the same random crop,
 so a resumed run continues with exactly the batches it would have seen
@@ -27,6 +29,7 @@ are shared by the CycleGAN data code.
 
 import contextlib
 import dataclasses
+import fnmatch
 import os
 import sys
 from typing import Callable
@@ -56,7 +59,14 @@ class PhotoDataConfig:
     tfds_data_dir: Optional[str] = option(None, "tfds data dir (default: tfds' own, ~/tensorflow_datasets).")
     tfds_split: str = option("train", "tfds split to train on.")
     image_size: int = option(256, "Training crop size in pixels.", min=32)
+    load_size: Optional[int] = option(
+        None, "Resize the shorter side to this before the random crop (default: --image_size).", min=32
+    )
     seed: int = option(0, "Seed of the photo order and crops.")
+
+    def __post_init__(self):
+        if self.load_size is not None and self.load_size < self.image_size:
+            raise NSTError(f"--load_size: must be >= --image_size ({self.image_size}), not {self.load_size}")
 
 
 # ----------------------------------------------------------------- image helpers
@@ -80,6 +90,13 @@ def element_seed(seed, index):
 def random_crop(image, size, seed):
     """A ``size`` x ``size`` crop at a position drawn from the stateless ``seed``."""
     return tf.image.stateless_random_crop(image, [size, size, tf.shape(image)[-1]], seed=seed)
+
+
+def resize_and_crop(image, config, seed):
+    """The training crop of ``config`` (:class:`PhotoDataConfig`): the shorter side resized to
+    ``load_size`` (default ``image_size``), then an ``image_size`` square at a random position."""
+    image = resize_shorter_side(image, int(config.load_size or config.image_size))
+    return random_crop(image, int(config.image_size), seed)
 
 
 def random_flip(image, seed):
@@ -130,18 +147,16 @@ def _tfds_encoded_images(name, split, data_dir, folder_flag):
     return ds.map(lambda example: example["image"])
 
 
-def _folder_source(config):
-    paths = images.list_images(config.train_dir)
-    if not paths:
-        raise NSTError(f"--train_dir: {config.train_dir}: no image files found")
+def _folder_source(paths, seed):
+    """The :class:`PhotoSource` of a list of image files, in an order fixed by ``seed``."""
     count = len(paths)
     table = tf.constant(paths)
 
     def path_at(index):
         # A stateless permutation per epoch: any stream position is computed
         # directly, so resuming far into training costs nothing.
-        seed = tf.stack([tf.constant(config.seed, tf.int64), index // count])
-        order = tf.random.experimental.index_shuffle(index % count, seed=seed, max_index=count - 1)
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), index // count])
+        order = tf.random.experimental.index_shuffle(index % count, seed=epoch_seed, max_index=count - 1)
         return index, tf.gather(table, order)
 
     def stream(start):
@@ -150,10 +165,10 @@ def _folder_source(config):
     return PhotoSource(tf.data.Dataset.from_tensor_slices(table), stream, tf.io.read_file, count)
 
 
-def _tfds_source(config):
+def _tfds_source(config, folder_flag):
     # Keep the photos encoded until after the shuffle, skip and shard: those
     # stages then move bytes, and only the photos used get decoded.
-    items = _tfds_encoded_images(config.tfds_name, config.tfds_split, config.tfds_data_dir, "--train_dir")
+    items = _tfds_encoded_images(config.tfds_name, config.tfds_split, config.tfds_data_dir, folder_flag)
 
     def stream(start):
         # Records can only be read in order, so a resumed run re-reads (but
@@ -199,16 +214,23 @@ def _native_stderr_muted():
         os.close(devnull)
 
 
-def photo_source(config):
+def photo_source(config, folder_flag="--train_dir"):
     """The :class:`PhotoSource` of ``config``.
 
-    Raises NSTError up front for an empty folder, a missing tfds dataset, or a
-    source whose first images are all unreadable.
+    Raises NSTError up front for a missing or empty folder, a missing tfds
+    dataset, or a source whose first images are all unreadable; a command whose
+    flag for ``train_dir`` has another name gives it as ``folder_flag``.
     """
     if config.train_dir:
-        source, where = _folder_source(config), f"--train_dir: {config.train_dir}"
+        where = f"{folder_flag}: {config.train_dir}"
+        if not os.path.isdir(config.train_dir):
+            raise NSTError(f"{where}: no such directory")
+        paths = images.list_images(config.train_dir)
+        if not paths:
+            raise NSTError(f"{where}: no image files found")
+        source = _folder_source(paths, config.seed)
     else:
-        source, where = _tfds_source(config), f"--tfds_name: {config.tfds_name}"
+        source, where = _tfds_source(config, folder_flag), f"--tfds_name: {config.tfds_name}"
     _check_readable(source.items, source.to_bytes, where)
     return source
 
@@ -224,23 +246,29 @@ def photo_dataset(config, batch_size, start=0, num_shards=1, shard_index=0):
         (every ``num_shards``-th element), as ``tf.distribute.InputContext`` gives.
     """
     source = photo_source(config)
-    size = int(config.image_size)
 
     def load(index, item):
         image = images.decode_image_tensor(source.to_bytes(item))
-        image = resize_shorter_side(image, size)
-        return index, random_crop(image, size, element_seed(config.seed, index))
+        return index, {"images": resize_and_crop(image, config, element_seed(config.seed, index))}
+
+    return _batches(source.stream(start), load, batch_size, start, num_shards, shard_index, source.count)
+
+
+def _batches(stream, load, batch_size, start, num_shards, shard_index, count):
+    """Batches of ``load(index, *item)`` (a dict) over this shard of ``stream`` (``(index, *item)``
+    from ``start``), the unreadable elements dropped and counted in ``"skipped"``; those of the
+    first epoch (``count`` elements) also in ``"unreadable"``, so each bad file counts once."""
 
     def count_skipped(previous, element):
         # Consecutive survivors of this shard are num_shards apart in the stream:
         # the dropped ones are previous + k * num_shards, k = 1 .. skipped, and
-        # those below source.count (the first epoch) are files not dropped before.
-        index, image = element
+        # those below ``count`` (the first epoch) are files not dropped before.
+        index, values = element
         skipped = (index - previous) // num_shards - 1
-        first_epoch = tf.maximum((source.count - previous - 1) // num_shards, 0)
-        return index, {"images": image, "skipped": skipped, "unreadable": tf.minimum(skipped, first_epoch)}
+        first_epoch = tf.maximum((count - previous - 1) // num_shards, 0)
+        return index, {**values, "skipped": skipped, "unreadable": tf.minimum(skipped, first_epoch)}
 
-    ds = source.stream(start).shard(num_shards, shard_index)
+    ds = stream.shard(num_shards, shard_index)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors()
     ds = ds.scan(tf.constant(start + shard_index - num_shards, tf.int64), count_skipped)
@@ -253,6 +281,85 @@ def photo_dataset_fn(config, global_batch_size, start=0):
     def dataset_fn(input_context):
         return photo_dataset(
             config,
+            input_context.get_per_replica_batch_size(global_batch_size),
+            start=start,
+            num_shards=input_context.num_input_pipelines,
+            shard_index=input_context.input_pipeline_id,
+        )
+
+    return dataset_fn
+
+
+# ----------------------------------------------------------------- photos and paintings (AdaIN)
+
+# The paintings' order and crops are drawn from the run's seed plus this, apart from the photos'.
+STYLE_SEED_OFFSET = 1
+
+
+def style_files(folders, exclude=()):
+    """The sorted image files under ``folders`` (each searched recursively), without those whose
+    file name matches one of the ``exclude`` glob patterns (``the_scream.jpg``, ``*_test.*``).
+
+    NSTError for a missing folder, a pattern that matches no file (a typo would otherwise
+    train on the painting it meant to keep out), no file left, or none of the first
+    :data:`PROBE_FILES` readable.
+    """
+    if not folders:
+        raise NSTError("--style_dir: give at least one folder of paintings")
+    paths = []
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise NSTError(f"--style_dir: {folder}: no such directory")
+        paths += images.list_images(folder)
+    for pattern in exclude:
+        if not any(fnmatch.fnmatch(os.path.basename(p), pattern) for p in paths):
+            raise NSTError(f"--style_exclude: {pattern!r} matches no painting under --style_dir")
+    kept = sorted(p for p in dict.fromkeys(paths) if not any(fnmatch.fnmatch(os.path.basename(p), e) for e in exclude))
+    if not kept:
+        raise NSTError(f"--style_dir: no image files found in {', '.join(folders)}")
+    paintings = _folder_source(kept, 0)
+    _check_readable(paintings.items, paintings.to_bytes, f"--style_dir: {', '.join(folders)}")
+    return kept
+
+
+# The flag of the arbitrary-style trainer's photo folder (PhotoDataConfig.train_dir).
+CONTENT_FOLDER_FLAG = "--content_dir"
+
+
+def content_style_dataset(config, style_paths, batch_size, start=0, num_shards=1, shard_index=0):
+    """Endless batches ``{"content": [B, S, S, 3], "style": [B, S, S, 3], "skipped": [B], "unreadable": [B]}``.
+
+    Element ``i`` pairs photo ``i`` of :func:`photo_dataset`'s stream (same photo, same crop)
+    with painting ``i`` of a stream of ``style_paths`` (:func:`style_files`) in its own order, each epoch a fresh
+    permutation; both get :func:`resize_and_crop`. Huang & Belongie's preprocessing is
+    ``load_size=512, image_size=256``. A pair with an unreadable photo or painting is dropped
+    and counted, so ``start`` resumes exactly, as in :func:`photo_dataset`.
+    """
+    photos = photo_source(config, CONTENT_FOLDER_FLAG)
+    paintings = _folder_source(list(style_paths), config.seed + STYLE_SEED_OFFSET)
+
+    def load(index, item, style_path):
+        seed = element_seed(config.seed, index)
+        photo = images.decode_image_tensor(photos.to_bytes(item))
+        painting = images.decode_image_tensor(tf.io.read_file(style_path))
+        return index, {
+            "content": resize_and_crop(photo, config, seed),
+            "style": resize_and_crop(painting, config, tf.random.experimental.stateless_fold_in(seed, 1)),
+        }
+
+    # Both streams count from ``start``, so their elements pair up by index.
+    pairs = tf.data.Dataset.zip(photos.stream(start), paintings.stream(start))
+    pairs = pairs.map(lambda photo, painting: (photo[0], photo[1], painting[1]))
+    return _batches(pairs, load, batch_size, start, num_shards, shard_index, photos.count)
+
+
+def content_style_dataset_fn(config, style_paths, global_batch_size, start=0):
+    """A ``tf.distribute`` dataset function: one :func:`content_style_dataset` per input pipeline."""
+
+    def dataset_fn(input_context):
+        return content_style_dataset(
+            config,
+            style_paths,
             input_context.get_per_replica_batch_size(global_batch_size),
             start=start,
             num_shards=input_context.num_input_pipelines,

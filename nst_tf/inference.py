@@ -2,11 +2,13 @@
 
 Two entry points share one runner (:func:`run_files`):
 
-* :func:`stylize_files` (``nst-stylize --model=DIR``): a fast or multi-style net;
+* :func:`stylize_files` (``nst-stylize --model=DIR``): a fast or multi-style net,
+  or an arbitrary-style (AdaIN) net with the paintings given by ``style_images``;
 * :func:`translate` (``nst-translate``): a CycleGAN generator.
 
-The net (:class:`Stylizer`) is a training output dir (``model_config.json`` +
-checkpoints) of nst-train-fast, nst-train-multistyle or nst-train-cyclegan, or
+The net (:class:`Stylizer`, :class:`ArbitraryStylizer` for AdaIN) is a training
+output dir (``model_config.json`` + checkpoints) of nst-train-fast,
+nst-train-multistyle, nst-train-arbitrary or nst-train-cyclegan, or
 a SavedModel exported by nst-export (a version folder, or the export folder
 whose highest version is used), called through its ``stylize_tensor``
 signature: float32 RGB [0, 255] NHWC images (+ ``style_weights`` [N] for
@@ -21,7 +23,10 @@ Images are processed at full size (or shrunk to ``max_side``), in batches of
 equal-sized images, with one progress bar; each output is written atomically. The nets are fully
 convolutional: any size from :data:`MIN_INPUT_SIDE` up comes back unchanged. A
 multi-style net takes ``style_weights``: one weight per style, normalised to a
-convex mix (one-hot picks a style).
+convex mix (one-hot picks a style). An arbitrary-style net takes one or more
+paintings, mixed by ``style_weights`` (equal by default), ``alpha`` (the
+content-style trade-off) and an optional ``mask`` that gives the first of two
+paintings to its white pixels and the second to the black ones.
 """
 
 import collections
@@ -40,6 +45,7 @@ from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 from nst_tf.errors import first_line
+from nst_tf.models.arbitrary import StyleVector
 from nst_tf.precision import PRECISIONS
 from nst_tf.progress import ProgressBar
 
@@ -62,8 +68,24 @@ class InferenceConfig:
     )
     content: str = option(help="An image file or a folder (searched recursively).")
     output: Optional[str] = option(None, "A file (one image) or a folder; default beside the content.")
+    style_images: Sequence[str] = option(
+        (), "An arbitrary-style model's painting (repeat to mix several).", flag="style", multi=True
+    )
     style_weights: Optional[Sequence[float]] = option(
-        None, "Multi-style mix, one weight per style (default: the first style)."
+        None,
+        "Mix of the styles, one weight each: a multi-style net's (default: the first style) or the "
+        "--style paintings of an arbitrary-style net (default: equal).",
+    )
+    alpha: float = option(
+        1.0, "An arbitrary-style net's content-style trade-off: 1 full style, 0 the photo as the decoder renders it."
+    )
+    mask: Optional[str] = option(
+        None,
+        "An arbitrary-style net's mask, of the content's size: the first --style where it is white, "
+        "the second where it is black.",
+    )
+    style_size: int = option(
+        512, "Longest side the --style paintings are resized to before encoding (0: as they are).", min=0
     )
     preserve_color: str = option("none", images.PRESERVE_COLOR_HELP, choices=images.PRESERVE_COLOR_MODES)
     max_side: Optional[int] = option(None, "Shrink larger inputs to this longest side first.", min=1)
@@ -77,12 +99,23 @@ class InferenceConfig:
     def __post_init__(self):
         _check_run_settings(self.batch_size, self.max_side)
         check_fields(self)
-        if self.preserve_color == "histogram":
+        self.style_images = tuple(self.style_images)
+        if self.preserve_color == "histogram" and not self.style_images:
             raise NSTError(
                 "--preserve_color=histogram recolours the style images before optimising, and a "
                 "trained net's style is fixed; use --preserve_color=output_histogram to match the "
                 "output to the photo"
             )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise NSTError(f"--alpha: must be in [0, 1], not {self.alpha}")
+        if self.style_size < 0:
+            raise NSTError(f"--style_size: must be >= 0 (0: as they are), not {self.style_size}")
+        if self.mask is not None and len(self.style_images) != 2:
+            raise NSTError(
+                f"--mask: needs two --style paintings (white: the first, black: the second), got {len(self.style_images)}"
+            )
+        if self.mask is not None and self.style_weights is not None:
+            raise NSTError("--style_weights: not with --mask, which gives each painting its own region")
 
 
 @dataclasses.dataclass
@@ -138,6 +171,8 @@ class Stylizer:
         else:
             self._init_training_dir(path, precision)
 
+    min_side = MIN_INPUT_SIDE
+
     def _init_training_dir(self, path, precision):
         from nst_tf.training import base  # pylint: disable=import-outside-toplevel
 
@@ -172,6 +207,8 @@ class Stylizer:
                 f"--model: {path}: a {method!r} model; translate takes nst-train-cyclegan runs"
                 + (" (use nst-stylize --model)" if method in ("fast", "multistyle") else "")
             )
+        if self.direction is None and method == ARBITRARY_METHOD:
+            raise NSTError(f"--style: {path} is an arbitrary-style model: give the painting(s) to stylize with")
         if self.direction is None and method not in ("fast", "multistyle"):
             raise NSTError(
                 f"--model: {path}: a {method!r} model; stylize takes fast or multistyle nets"
@@ -231,9 +268,126 @@ class Stylizer:
             raise NSTError("--style_weights: must be non-negative with a positive sum")
         return tf.constant(weights / weights.sum())
 
+    def check_input(self, path, shape):
+        """Raise NSTError if the image ``path`` of ``shape`` cannot be stylized; a fixed-style net takes any."""
+
     def __call__(self, batch, style_weights):
         x = tf.convert_to_tensor(batch, tf.float32)
         return tf.clip_by_value(self._fn(x, style_weights), 0.0, 1.0).numpy()
+
+
+# The "method" of an nst-train-arbitrary run in its model_config.json.
+ARBITRARY_METHOD = "arbitrary"
+
+
+def _is_arbitrary_run(path):
+    """Whether ``path`` is the training output dir of an arbitrary-style (AdaIN) net."""
+    from nst_tf.training import base  # pylint: disable=import-outside-toplevel
+
+    if _saved_model_dir(path) or not os.path.isfile(os.path.join(path, base.MODEL_CONFIG)):
+        return False
+    return base.read_model_config(path).get("method") == ARBITRARY_METHOD
+
+
+class ArbitraryStylizer:
+    """An arbitrary-style (AdaIN) net with its paintings, for :func:`run_files`.
+
+    ``stylizer.style_mix(weights)`` is the :class:`~nst_tf.models.arbitrary.StyleVector` of the
+    paintings mixed by ``weights`` (the foreground and background vectors with a ``mask``), and
+    ``stylizer(batch, mix)`` stylizes a batch with it. The paintings are encoded once per run,
+    except with ``preserve_color="histogram"``, which recolours them to each photo first
+    (:func:`nst_tf.images.recolor_style`, AdaIN's own colour preservation) and so encodes them
+    per photo.
+
+    Args:
+      path: the training output dir of an nst-train-arbitrary run.
+      style_images: the painting files.
+      style_size: their longest side before encoding (0: as they are).
+      alpha: the content-style trade-off.
+      mask: optional mask image file, of the content images' size (see :meth:`check_input`).
+      max_side: the longest side the content images are shrunk to, if larger; the mask too.
+      preserve_color: an :data:`nst_tf.images.PRESERVE_COLOR_MODES` mode.
+      precision: the compute precision.
+    """
+
+    def __init__(
+        self,
+        path,
+        style_images,
+        *,
+        style_size=512,
+        alpha=1.0,
+        mask=None,
+        max_side=None,
+        preserve_color="none",
+        precision="float32",
+    ):
+        from nst_tf.training import base  # pylint: disable=import-outside-toplevel
+
+        if not style_images:
+            raise NSTError(f"--style: {path} is an arbitrary-style model: give the painting(s) to stylize with")
+        self.paintings = [images.load_image(p, max_side=style_size or None) for p in style_images]
+        self.mask_path = mask
+        # Black and white, or any grey: the model takes the majority per feature position.
+        self._mask = None if mask is None else load_input(mask, max_side, min_side=1).mean(axis=-1, keepdims=True)
+        self._recolor = preserve_color == "histogram"
+        self.model = base.load_trained_model(path, "model", compute_precision=precision)
+        self.min_side = max(MIN_INPUT_SIDE, self.model.min_side)
+        self.alpha = float(alpha)
+        self._vector = tf.function(self.model.style_vector, reduce_retracing=True)
+        self._stylize = tf.function(self.model.stylize, reduce_retracing=True)
+
+    def _weights(self, weights):
+        count = len(self.paintings)
+        if self.mask_path is not None:
+            return None
+        if not weights:
+            return np.full([count], 1.0 / count, np.float32)
+        weights = np.asarray(weights, np.float32)
+        if weights.shape != (count,):
+            raise NSTError(f"--style_weights: {len(weights)} weights for {count} --style paintings")
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise NSTError("--style_weights: must be non-negative with a positive sum")
+        return weights / weights.sum()
+
+    def _vectors(self, paintings):
+        return StyleVector.concat([self._vector(tf.constant(p[np.newaxis])) for p in paintings])
+
+    def style_mix(self, weights):
+        """The style to stylize with: ``(vector, None)`` for a mix of the paintings, ``(foreground,
+        background)`` with a mask; with histogram colour preservation, the weights instead."""
+        weights = self._weights(weights)
+        if self._recolor:
+            return weights
+        return self._mixed(self._vectors(self.paintings), weights)
+
+    def _mixed(self, vectors, weights):
+        if weights is None:
+            return StyleVector(vectors.mean[:1], vectors.std[:1]), StyleVector(vectors.mean[1:], vectors.std[1:])
+        return vectors.blend(weights), None
+
+    def check_input(self, path, shape):
+        """NSTError unless the mask has the size of the content image ``path`` (both shrunk to ``max_side``)."""
+        if self._mask is not None and self._mask.shape[:2] != tuple(shape[:2]):
+            height, width = self._mask.shape[:2]
+            raise NSTError(
+                f"--mask: {self.mask_path} is {width}x{height} but {path} is {shape[1]}x{shape[0]} "
+                "(the mask must have the content image's size)"
+            )
+
+    def __call__(self, batch, mix):
+        x = tf.convert_to_tensor(batch, tf.float32)
+        if self._recolor:
+            mixes = [
+                self._mixed(self._vectors([images.recolor_style(p, photo, "histogram") for p in self.paintings]), mix)
+                for photo in batch
+            ]
+            style = StyleVector.concat([m[0] for m in mixes])
+            background = None if mix is not None else StyleVector.concat([m[1] for m in mixes])
+        else:
+            style, background = mix
+        mask = None if self._mask is None else tf.constant(self._mask[np.newaxis])
+        return self._stylize(x, style, self.alpha, mask, background).numpy()
 
 
 def _saved_model_dir(path):
@@ -316,16 +470,16 @@ def _folder_jobs(folder, out_dir, flag, fmt=None):
     return jobs
 
 
-def load_input(path, max_side=None):
-    """An input image in [0, 1], shrunk to ``max_side`` when larger; ImageError when smaller than the nets take."""
-    image = images.load_image(path, min_side=MIN_INPUT_SIDE)
+def load_input(path, max_side=None, min_side=MIN_INPUT_SIDE):
+    """An input image in [0, 1], shrunk to ``max_side`` when larger; ImageError when smaller than ``min_side``."""
+    image = images.load_image(path, min_side=min_side)
     if max_side and max(image.shape[:2]) > max_side:
         image = images.resize_longest_side(image, max_side)
         height, width = image.shape[:2]
-        if min(height, width) < MIN_INPUT_SIDE:
+        if min(height, width) < min_side:
             raise images.ImageError(
                 f"{path}: image is {width}x{height} after shrinking to --max_side={max_side}, "
-                f"smaller than the minimum side of {MIN_INPUT_SIDE} px"
+                f"smaller than the minimum side of {min_side} px"
             )
     return image
 
@@ -350,13 +504,15 @@ def run_files(
     mix = stylizer.style_mix(style_weights)
     by_shape = {}
     for src, dst in jobs:
-        by_shape.setdefault(load_input(src, max_side).shape, []).append((src, dst))
+        shape = load_input(src, max_side, stylizer.min_side).shape
+        stylizer.check_input(src, shape)
+        by_shape.setdefault(shape, []).append((src, dst))
     written = []
     with ProgressBar(len(jobs), desc, enabled=progress) as bar:
         for group in by_shape.values():
             for start in range(0, len(group), batch_size):
                 chunk = group[start : start + batch_size]
-                inputs = [load_input(src, max_side) for src, _ in chunk]
+                inputs = [load_input(src, max_side, stylizer.min_side) for src, _ in chunk]
                 outputs = stylizer(np.stack(inputs), mix)
                 for image, out, (_, dst) in zip(inputs, outputs, chunk):
                     images.save_image(dst, images.preserve_color(out, image, mode=preserve_color))
@@ -381,10 +537,34 @@ def _stylize_jobs(config):
     return _file_job(content, output), output
 
 
+def open_stylizer(config):
+    """The :class:`Stylizer` or :class:`ArbitraryStylizer` of an :class:`InferenceConfig`."""
+    if _is_arbitrary_run(config.model):
+        return ArbitraryStylizer(
+            config.model,
+            config.style_images,
+            style_size=config.style_size,
+            alpha=config.alpha,
+            mask=config.mask,
+            max_side=config.max_side,
+            preserve_color=config.preserve_color,
+            precision=config.precision,
+        )
+    for given, flag in ((config.style_images, "--style"), (config.mask, "--mask"), (config.alpha != 1.0, "--alpha")):
+        if given:
+            raise NSTError(
+                f"{flag}: {config.model} is a net with trained styles; {flag} needs an arbitrary-style model"
+            )
+    return Stylizer(config.model, config.precision)
+
+
 def stylize_files(config, progress=True):
     """Stylize ``config.content`` (file or folder); returns ``(target file or folder, count)``."""
     jobs, target = _stylize_jobs(config)
-    stylizer = Stylizer(config.model, config.precision)
+    # An arbitrary-style run's paintings and mask are inputs too.
+    others = list(config.style_images) + ([config.mask] if config.mask else [])
+    fileio.refuse_inputs([output for _, output in jobs], others, "--output")
+    stylizer = open_stylizer(config)
     run_files(
         stylizer,
         jobs,

@@ -47,6 +47,16 @@ with the scale ``s_l`` set by the units (:data:`UNITS`):
 
   and their published weights (content 1, style 5, TV 1e-6 on 0-255 pixels)
   keep working. Layer weights default to 1; TV is taken on 0-255 pixels.
+* ``"huang"``: ``s_l = 1 / N_l``. With the ``"mean_std"`` statistic (:func:`mean_std`,
+  ``[2, N_l]`` per image) the layer's loss is
+
+      1/N_l Σ_c (μ_c - μ'_c)² + 1/N_l Σ_c (σ_c - σ'_c)²,
+
+  the mean squared error of the channel means plus that of the channel
+  standard deviations: Huang & Belongie 2017's style loss (their eq. 13 as
+  naoto0804/pytorch-AdaIN computes it, with MSE), whose weights
+  (content 1, style 10, content MSE at relu4_1) then carry over. Layer
+  weights default to 1 (the sum over relu1_1 .. relu4_1).
 """
 
 import dataclasses
@@ -59,11 +69,12 @@ import keras
 import tensorflow as tf
 
 from nst_tf import features
+from nst_tf import ops
 from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
 
-UNITS = ("gatys", "johnson")
+UNITS = ("gatys", "johnson", "huang")
 REDUCTIONS = ("sum", "mean")
 
 # The loss terms, under these names in API dicts, progress bars and TensorBoard.
@@ -75,6 +86,9 @@ SUMMARY_TERMS = ("total", "content", "style")
 # Johnson et al.'s layers on VGG: relu2_2 for content, relu1_2, relu2_2, relu3_3, relu4_3 for style.
 JOHNSON_CONTENT_LAYERS = ("block2_conv2",)
 JOHNSON_STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")
+# Huang & Belongie's (AdaIN) layers on VGG: relu4_1 for content (the encoder's output), relu1_1 .. relu4_1 for style.
+HUANG_CONTENT_LAYERS = ("block4_conv1",)
+HUANG_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 
 
 def summary(terms):
@@ -145,8 +159,21 @@ def _flat_gram(flat):
     return tf.matmul(flat, flat, transpose_a=True), gradient
 
 
+def mean_std(features):
+    """The channel means and standard deviations of feature maps, stacked: ``[B, 2, C]`` float32.
+
+        μ_c = 1/M_l Σ_k F^l_ck,   σ_c = sqrt(1/M_l Σ_k (F^l_ck - μ_c)² + ε)
+
+    (:func:`nst_tf.ops.channel_mean_std`, ``ε = 1e-5``): the statistics AdaIN transfers, which
+    Huang & Belongie's style loss matches instead of Grams. Like the per-position Gram it does
+    not depend on the number of positions.
+    """
+    mean, std = ops.channel_mean_std(features)
+    return tf.stack([mean, std], axis=1)
+
+
 # The statistics a style loss can match, by name: ``features [B, H, W, C] -> [B, ...]``.
-STATISTICS = {"gram": gram_matrix}
+STATISTICS = {"gram": gram_matrix, "mean_std": mean_std}
 
 
 def content_loss(features, target, reduction="sum"):
@@ -173,13 +200,15 @@ def content_loss(features, target, reduction="sum"):
 def style_layer_scale(units, channels):
     """``s_l`` of :func:`style_layer_loss` for a layer of ``channels`` maps (see the module docstring).
 
-    ``"gatys"``: ``1 / (4 N_l²)``; ``"johnson"``: ``1 / N_l⁴``.
+    ``"gatys"``: ``1 / (4 N_l²)``; ``"johnson"``: ``1 / N_l⁴``; ``"huang"``: ``1 / N_l``.
     """
     channels = float(channels)
     if units == "gatys":
         return 1.0 / (4.0 * channels**2)
     if units == "johnson":
         return 1.0 / channels**4
+    if units == "huang":
+        return 1.0 / channels
     raise ValueError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
 
 
@@ -188,9 +217,12 @@ def style_layer_loss(features, target, scale, statistic="gram"):
 
         E_l = s_l Σ_ij (Ĝ^l_ij - Â^l_ij)²
 
+    or the same squared distance between any other :data:`STATISTICS` of the features.
+
     Args:
       features: ``[B, H, W, C]`` feature maps of the generated images.
-      target: the style's statistic ``Â^l``, ``[1 or B, C, C]`` for ``"gram"``.
+      target: the style's statistic ``Â^l``, ``[1 or B, C, C]`` for ``"gram"``, ``[1 or B, 2, C]``
+        for ``"mean_std"``.
       scale: ``s_l`` (:func:`style_layer_scale`).
       statistic: the name of the matched statistic in :data:`STATISTICS`.
     """
@@ -295,13 +327,14 @@ class StyleLoss:
     """Style reconstruction over several layers, Gatys et al. eq. (5): ``Σ_l w_l E_l``.
 
     ``E_l`` is :func:`style_layer_loss` with the scale of ``units`` (see the
-    module docstring), on the statistic named ``statistic`` (only ``"gram"``,
-    the per-position Gram matrix, for now).
+    module docstring), on the statistic named ``statistic``: ``"gram"``, the
+    per-position Gram matrix, or ``"mean_std"``, the channel means and
+    standard deviations (Huang & Belongie's, with ``units="huang"``).
 
     Args:
       layers: layer names, keys of the feature dicts it is called with.
-      layer_weights: ``w_l`` per layer; default ``1/L`` in Gatys units, 1 in Johnson's.
-      units: ``"gatys"`` or ``"johnson"``.
+      layer_weights: ``w_l`` per layer; default ``1/L`` in Gatys units, 1 in the others.
+      units: ``"gatys"``, ``"johnson"`` or ``"huang"``.
       statistic: a key of :data:`STATISTICS`.
     """
 
@@ -317,13 +350,13 @@ class StyleLoss:
         self.statistic = statistic
 
     def statistics(self, features):
-        """``{layer: statistic}`` of a feature dict: ``[B, C, C]`` per-position Grams."""
+        """``{layer: statistic}`` of a feature dict: ``[B, C, C]`` per-position Grams, ``[B, 2, C]`` means and stds."""
         return {name: STATISTICS[self.statistic](features[name]) for name in self.layers}
 
     def target(self, style_features, blend_weights=None):
         """The targets of several style images, from one feature dict per image (any sizes).
 
-        ``blend_weights=None`` stacks them, ``[S, C, C]`` per layer: each image of a
+        ``blend_weights=None`` stacks them, ``[S, ...]`` per layer (``[S, C, C]`` Grams): each image of a
         batch then picks its own with ``style_index`` (Dumoulin et al.'s multi-style
         training). A list of ``S`` weights ``v_s`` blends them into one target,
         ``[1, C, C]`` per layer (Gatys et al., several styles):
@@ -366,11 +399,14 @@ def _fail(field, reason):
 def default_layers(feature_extractor, units="gatys"):
     """``(content_layers, style_layers)`` a :class:`LossConfig` uses when it names none.
 
-    Johnson's layers on VGG networks in Johnson units, the extractor's paper
-    setting (:func:`nst_tf.features.default_layers`) otherwise.
+    Johnson's layers on VGG networks in Johnson units, Huang & Belongie's in
+    Huang units, the extractor's paper setting
+    (:func:`nst_tf.features.default_layers`) otherwise.
     """
     if units == "johnson" and feature_extractor.startswith("vgg"):
         return list(JOHNSON_CONTENT_LAYERS), list(JOHNSON_STYLE_LAYERS)
+    if units == "huang" and feature_extractor.startswith("vgg"):
+        return list(HUANG_CONTENT_LAYERS), list(HUANG_STYLE_LAYERS)
     return features.default_layers(feature_extractor)
 
 
@@ -380,7 +416,7 @@ class LossConfig:
 
     The defaults are Gatys et al.'s (VGG19, content ``block4_conv2``, style
     ``block1_conv1`` .. ``block5_conv1``, α/β = 1e-3, Gatys units);
-    :meth:`johnson` gives Johnson et al.'s. Fields that name layers accept
+    :meth:`johnson` gives Johnson et al.'s and :meth:`huang` Huang & Belongie's (AdaIN). Fields that name layers accept
     Keras layer names (``"block4_conv2"``) or conv indices (``7``, counting
     conv layers from 0). Each field is the flag of the same name.
     """
@@ -395,15 +431,15 @@ class LossConfig:
     content_layers: Optional[Sequence[Union[str, int]]] = option(
         None,
         "Content layers by name or conv index (default: block4_conv2; block2_conv2 = relu2_2 "
-        "on VGG with --units=johnson).",
+        "on VGG with --units=johnson, block4_conv1 = relu4_1 with --units=huang).",
     )
     style_layers: Optional[Sequence[Union[str, int]]] = option(
         None,
         "Style layers by name or conv index (default: block1_conv1..block5_conv1; relu1_2, "
-        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson).",
+        "relu2_2, relu3_3, relu4_3 on VGG with --units=johnson; relu1_1..relu4_1 with --units=huang).",
     )
     style_layer_weights: Optional[Sequence[float]] = option(
-        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson)."
+        None, "Weight w_l of each style layer (default: 1/L with --units=gatys, 1 with johnson or huang)."
     )
     content_weight: float = option(1.0, "Content loss weight (alpha).")
     style_weight: float = option(1e3, "Style loss weight (beta).")
@@ -417,9 +453,16 @@ class LossConfig:
     )
     units: str = option(
         "gatys",
-        "Style loss scale per layer, on per-position Grams: gatys (1/(4 N^2), the paper's "
-        "alpha/beta) or johnson (1/N^4, his published weights; TV on 0-255 pixels).",
+        "Style loss scale per layer: gatys (1/(4 N^2), the paper's alpha/beta), johnson "
+        "(1/N^4, his published weights; TV on 0-255 pixels) or huang (1/N: with "
+        "--style_statistic=mean_std, AdaIN's mean squared errors).",
         choices=UNITS,
+    )
+    style_statistic: str = option(
+        "gram",
+        "What the style loss matches per layer: gram (per-position Gram matrices) or mean_std "
+        "(channel means and standard deviations, AdaIN's style loss).",
+        choices=tuple(STATISTICS),
     )
 
     def __post_init__(self):
@@ -444,6 +487,16 @@ class LossConfig:
         content 1, style 5, TV 1e-6, Johnson units; ``overrides`` set other fields."""
         settings = dict(
             feature_extractor="vgg16", style_weight=5.0, tv_weight=1e-6, content_loss="mean", units="johnson"
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+    @classmethod
+    def huang(cls, **overrides):
+        """Huang & Belongie 2017's (AdaIN) loss: VGG19, content MSE at relu4_1, style MSE of the
+        channel means and stds at relu1_1 .. relu4_1, content 1, style 10; ``overrides`` set other fields."""
+        settings = dict(
+            feature_extractor="vgg19", style_weight=10.0, content_loss="mean", units="huang", style_statistic="mean_std"
         )
         settings.update(overrides)
         return cls(**settings)
@@ -523,7 +576,9 @@ class PerceptualLoss:
             extractor.input, {name: extractor.output[name] for name in self.content_layers}
         )
         self.content_loss = ContentLoss(self.content_layers, reduction=config.content_loss)
-        self.style_loss = StyleLoss(self.style_layers, config.style_layer_weights, units=config.units)
+        self.style_loss = StyleLoss(
+            self.style_layers, config.style_layer_weights, units=config.units, statistic=config.style_statistic
+        )
 
     def content_target(self, images):
         """The :class:`ContentTarget` of content ``images`` ([B, H, W, 3] or [H, W, 3] in [0, 1])."""

@@ -1,5 +1,5 @@
-"""Tensor functions behind the layers of :mod:`nst_tf.layers`: instance norm, mirror padding,
-nearest upsampling, and the convolution-kernel algebra of the fast paths (sub-pixel and
+"""Tensor functions behind the layers of :mod:`nst_tf.layers`: instance norm, adaptive instance
+norm (AdaIN), mirror padding, nearest upsampling, and the convolution-kernel algebra of the fast paths (sub-pixel and
 space-to-depth kernels, row convolutions, strided convolutions whose kernel gradient is one
 matmul).
 
@@ -57,6 +57,64 @@ def instance_norm_affine(x, gamma, beta, epsilon, activation=None):
     if activation is not None:
         y = activation(y)
     return tf.transpose(tf.reshape(y, [h, w, b, c]), [2, 0, 1, 3])
+
+
+def channel_mean_std(features, epsilon=1e-5, mask=None):
+    """Per-instance, per-channel mean and standard deviation over the positions (H, W).
+
+        μ_bc = Σ_hw m_bhw x_bhwc / Σ_hw m_bhw,   σ_bc = sqrt(Σ_hw m_bhw (x_bhwc - μ_bc)² / Σ_hw m_bhw + ε)
+
+    with ``m = 1`` without a ``mask``: the biased variance of instance norm (Ulyanov et al. 2016)
+    with ``ε`` inside the root, so a flat channel has ``σ = sqrt(ε)``, never 0. These are the
+    statistics AdaIN transfers and its style loss matches (Huang & Belongie 2017).
+
+    Args:
+      features: ``[B, H, W, C]``, any float type; computed in float32.
+      epsilon: ``ε``.
+      mask: optional ``[B, H, W, 1]`` (or broadcastable) weights in [0, 1]: the statistics of the
+        masked positions only (AdaIN's foreground/background control). A mask with no positions
+        gives ``μ = 0, σ = sqrt(ε)``.
+
+    Returns:
+      ``(mean, std)``, each ``[B, C]`` float32.
+    """
+    x = tf.cast(features, tf.float32)
+    if mask is None:
+        mean, variance = tf.nn.moments(x, axes=[1, 2])
+        return mean, tf.sqrt(variance + epsilon)
+    mask = tf.broadcast_to(tf.cast(mask, tf.float32), tf.concat([tf.shape(x)[:3], [1]], 0))
+    count = tf.reduce_sum(mask, axis=[1, 2])
+    mean = tf.math.divide_no_nan(tf.reduce_sum(x * mask, axis=[1, 2]), count)
+    centred = x - mean[:, tf.newaxis, tf.newaxis]
+    variance = tf.math.divide_no_nan(tf.reduce_sum(tf.square(centred) * mask, axis=[1, 2]), count)
+    return mean, tf.sqrt(variance + epsilon)
+
+
+def adain(content, style_mean, style_std, epsilon=1e-5, mask=None):
+    """Adaptive instance normalisation, Huang & Belongie 2017 ("Arbitrary Style Transfer in
+    Real-time with Adaptive Instance Normalization"), eq. (8):
+
+        AdaIN(c, s) = σ(s) (c - μ(c)) / σ(c) + μ(s)
+
+    per instance and channel, with ``μ``, ``σ`` of :func:`channel_mean_std`. The style enters
+    only through its statistics, so it is given as ``(style_mean, style_std)``: ``[B, C]``, or
+    ``[1, C]`` (or ``[C]``) for one style over the whole batch.
+
+    ``mask`` (``[B, H, W, 1]`` in [0, 1]) takes ``μ(c)``, ``σ(c)`` over the masked positions only,
+    as AdaIN's Torch code does for its foreground/background control; every position is still
+    normalised, and the caller keeps the masked ones. Returns float32 ``[B, H, W, C]``.
+    """
+    content = tf.cast(content, tf.float32)
+    mean, std = channel_mean_std(content, epsilon, mask)
+    style_mean = tf.cast(style_mean, tf.float32)
+    style_std = tf.cast(style_std, tf.float32)
+    normalised = (content - mean[:, tf.newaxis, tf.newaxis]) / std[:, tf.newaxis, tf.newaxis]
+    return normalised * _per_channel(style_std) + _per_channel(style_mean)
+
+
+def _per_channel(stat):
+    """``[C]`` or ``[B, C]`` -> broadcastable against ``[B, H, W, C]``."""
+    return stat[tf.newaxis, tf.newaxis] if stat.shape.rank == 1 else stat[:, tf.newaxis, tf.newaxis]
 
 
 def reflection_pad(images, padding):

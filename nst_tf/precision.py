@@ -43,6 +43,13 @@ def policy_scope(precision):
         keras.mixed_precision.set_global_policy(previous)
 
 
+def current():
+    """The precision (a :data:`PRECISIONS` name) of the global Keras policy: that of the
+    enclosing :func:`policy_scope`, for a model that builds parts of itself in it."""
+    by_policy = {policy: name for name, policy in _POLICIES.items()}
+    return by_policy.get(keras.mixed_precision.global_policy().name, "float32")
+
+
 def mixed_precision():
     """The 16-bit precision for mixed-precision training on the visible devices: float16
     on GPUs, bfloat16 on CPUs."""

@@ -9,6 +9,7 @@ import numpy as np
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
 from nst_tf.losses import LossConfig
+from nst_tf.training import arbitrary
 from nst_tf.training import feedforward as ff
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +65,28 @@ def tiny_config(photos, styles, output_dir, **kwargs):
         loss=LossConfig.johnson(weights=None),
         style_size=48,
         **{"multistyle": len(styles) > 1, **settings},
+    )
+
+
+def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
+    """An AdaIN run (random VGG16, an eighth-width decoder, 32 px crops) that trains in a fraction of a second per step."""
+    settings = dict(
+        loss=LossConfig.huang(feature_extractor="vgg16", weights=None),
+        width=0.125,
+        batch_size=2,
+        learning_rate=1e-3,
+        max_steps=4,
+        checkpoint_every=100,
+        log_every=2,
+        image_every=0,
+    )
+    settings.update(kwargs)
+    return arbitrary.ArbitraryConfig(
+        output_dir=str(output_dir),
+        content_dir=photos,
+        style_dirs=[style_dirs] if isinstance(style_dirs, str) else list(style_dirs),
+        data=PhotoDataConfig(image_size=32, load_size=40),
+        **settings,
     )
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 import nst_tf
 from nst_tf import config
 from nst_tf import gatys
+from nst_tf.training import arbitrary
 from nst_tf.training import base
 from nst_tf.training import cyclegan
 from nst_tf.training import feedforward
@@ -158,6 +159,32 @@ FROZEN_FLAGS = {
         "tfds_data_dir": None,
         "tfds_name": "cycle_gan/monet2photo",
         "upsampling": "transpose",
+    },
+    # nst-train-arbitrary came after the generated flags: frozen as it first shipped.
+    "train_arbitrary": {
+        "batch_size": "8",
+        "checkpoint_every": "1000",
+        "content_dir": None,
+        "content_layers": None,
+        "content_weight": "1.0",
+        "feature_extractor": "vgg19",
+        "image_every": "1000",
+        "image_size": "256",
+        "learning_rate": "0.0001",
+        "load_size": "512",
+        "lr_decay": "5e-05",
+        "max_steps": "160000",
+        "mixed_precision": "false",
+        "output_dir": None,
+        "seed": "0",
+        "style_dir": "[]",
+        "style_exclude": "",
+        "style_statistic": "mean_std",
+        "style_weight": "10.0",
+        "tfds_name": "coco/2017",
+        "units": "huang",
+        "weights": "imagenet",
+        "width": "1.0",
     },
     "translate": {
         "batch_size": "4",
@@ -391,6 +418,7 @@ RECIPES = {
         (feedforward.FeedForwardConfig, (), {"style_images": ("a.jpg", "b.jpg"), "multistyle": True})
     ],
     "cyclegan_*.flags": [(cyclegan.CycleGANConfig, (), {})],
+    "arbitrary_*.flags": [(arbitrary.ArbitraryConfig, (), {})],
 }
 
 

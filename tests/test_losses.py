@@ -328,3 +328,72 @@ def test_loss_config_defaults_and_a_missing_extractor_layer(vgg16):
     assert losses.LossConfig().layers() == (["block4_conv2"], [f"block{b}_conv1" for b in range(1, 6)])
     with pytest.raises(NSTError, match="no output 'block4_conv2'"):
         losses.PerceptualLoss(losses.LossConfig(feature_extractor="vgg16", weights=None), vgg16)
+
+
+# --- Huang & Belongie (AdaIN): channel means and stds ---------------------------
+
+
+def np_mean_std(f, eps=1e-5):
+    """[B, 2, C]: per-channel mean and sqrt(biased variance + eps) over the positions."""
+    f = f.astype(np.float64)
+    return np.stack([f.mean(axis=(1, 2)), np.sqrt(f.var(axis=(1, 2)) + eps)], axis=1)
+
+
+def test_mean_std_statistic_is_per_channel_over_positions(feats):
+    np.testing.assert_allclose(losses.mean_std(feats).numpy(), np_mean_std(feats), rtol=1e-5, atol=1e-6)
+    assert losses.STATISTICS["mean_std"] is losses.mean_std
+
+
+def test_style_layer_loss_in_huang_units_is_mse_of_means_plus_mse_of_stds(feats, rng):
+    style = (rng.standard_normal((2, 9, 3, 4)) * 3 + 1).astype(np.float32)  # one style per image, another size
+    c = feats.shape[-1]
+    target, ours = np_mean_std(style), np_mean_std(feats)
+    expected = np.mean((ours[:, 0] - target[:, 0]) ** 2) + np.mean((ours[:, 1] - target[:, 1]) ** 2)
+    scale = losses.style_layer_scale("huang", c)
+    assert scale == 1 / c
+    got = losses.style_layer_loss(feats, target.astype(np.float32), scale, statistic="mean_std").numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def vgg16_huang():
+    return features.build_feature_extractor("vgg16", losses.HUANG_STYLE_LAYERS, weights=None)
+
+
+def test_huang_loss_is_adains_formula(vgg16_huang, rng):
+    """LossConfig.huang() is AdaIN's training loss: MSE(f(g), t) at relu4_1 + 10 * sum over relu1_1 .. relu4_1
+    of MSE(mu(f(g)), mu(f(s))) + MSE(sigma(f(g)), sigma(f(s))), each image against its own style."""
+    config = losses.LossConfig.huang(feature_extractor="vgg16", weights=None)
+    assert config.layers() == (["block4_conv1"], list(losses.HUANG_STYLE_LAYERS))
+    loss = losses.PerceptualLoss(config, vgg16_huang)
+    assert loss.style_loss.layer_weights == {name: 1.0 for name in losses.HUANG_STYLE_LAYERS}
+    outputs = rng.random((2, 32, 40, 3)).astype(np.float32)
+    styles = rng.random((2, 48, 40, 3)).astype(np.float32)
+    t = rng.standard_normal((2, 4, 5, 512)).astype(np.float32)
+    style_features = vgg16_huang(styles)
+    target = losses.ContentTarget(outputs, {"block4_conv1": t})
+    total, terms = loss(outputs, target, loss.style_loss.statistics(style_features))
+
+    f_out = {k: v.numpy() for k, v in vgg16_huang(outputs).items()}
+    content = np.mean((f_out["block4_conv1"] - t) ** 2)
+    style_value = 0.0
+    for name in losses.HUANG_STYLE_LAYERS:
+        ours, theirs = np_mean_std(f_out[name]), np_mean_std(style_features[name].numpy())
+        style_value += np.mean((ours[:, 0] - theirs[:, 0]) ** 2) + np.mean((ours[:, 1] - theirs[:, 1]) ** 2)
+    np.testing.assert_allclose(terms["content"].numpy(), content, rtol=1e-4)
+    np.testing.assert_allclose(terms["style"].numpy(), style_value, rtol=1e-4)
+    np.testing.assert_allclose(total.numpy(), content + 10 * style_value, rtol=1e-4)
+
+
+def test_huang_config_defaults_and_the_statistic_flag():
+    huang = losses.LossConfig.huang()
+    assert (huang.feature_extractor, huang.content_weight, huang.style_weight, huang.content_loss) == (
+        "vgg19",
+        1.0,
+        10.0,
+        "mean",
+    )
+    assert (huang.units, huang.style_statistic) == ("huang", "mean_std")
+    assert losses.LossConfig().style_statistic == "gram"
+    with pytest.raises(NSTError, match="--style_statistic: must be one of gram, mean_std"):
+        losses.LossConfig(style_statistic="median")

@@ -148,3 +148,60 @@ def test_conv2d_kernel_gradient_matches_the_convolutions_own(rng, padding, kerne
     expected = tape.gradient(y, kernel, output_gradients=upstream)
     ours = ops.conv2d_kernel_gradient(x, upstream, (kernel_size, kernel_size), strides, padding)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def numpy_mean_std(x, eps, mask=None):
+    mask = np.ones(x.shape[:3] + (1,)) if mask is None else mask
+    count = mask.sum(axis=(1, 2))
+    mean = (x * mask).sum(axis=(1, 2)) / count
+    var = ((x - mean[:, None, None]) ** 2 * mask).sum(axis=(1, 2)) / count
+    return mean, np.sqrt(var + eps)
+
+
+def test_channel_mean_std_matches_numpy_per_instance_and_channel(feature_maps):
+    mean, std = ops.channel_mean_std(feature_maps, epsilon=1e-3)
+    expected_mean, expected_std = numpy_mean_std(feature_maps.astype(np.float64), 1e-3)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-5)
+    np.testing.assert_allclose(std, np.sqrt(feature_maps.var(axis=(1, 2)) + 1e-3), rtol=1e-5)
+
+
+def test_channel_mean_std_of_masked_positions(feature_maps, rng):
+    mask = (rng.random(feature_maps.shape[:3] + (1,)) > 0.4).astype(np.float32)
+    mean, std = ops.channel_mean_std(feature_maps, 1e-5, mask)
+    expected_mean, expected_std = numpy_mean_std(feature_maps.astype(np.float64), 1e-5, mask)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-5)
+    # An empty mask gives finite statistics (mean 0, std sqrt(eps)), not NaN.
+    empty_mean, empty_std = ops.channel_mean_std(feature_maps, 1e-4, np.zeros_like(mask))
+    np.testing.assert_array_equal(empty_mean, 0.0)
+    np.testing.assert_allclose(empty_std, 1e-2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_adain_matches_the_formula_in_numpy(feature_maps, rng, per_instance):
+    """t = σ(s) (c - μ(c)) / σ(c) + μ(s), per instance and channel; the output has the style's statistics."""
+    style = (rng.normal(size=(3, 6, 9, 4)) * 2.5 + 1.5).astype(np.float32)
+    style_mean, style_std = numpy_mean_std(style.astype(np.float64), 1e-5)
+    if not per_instance:
+        style_mean, style_std = style_mean[:1], style_std[:1]
+    content_mean, content_std = numpy_mean_std(feature_maps.astype(np.float64), 1e-5)
+    expected = (
+        style_std[:, None, None] * (feature_maps - content_mean[:, None, None]) / content_std[:, None, None]
+        + style_mean[:, None, None]
+    )
+    got = ops.adain(feature_maps, style_mean.astype(np.float32), style_std.astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    out_mean, out_std = numpy_mean_std(got.numpy().astype(np.float64), 0.0)
+    np.testing.assert_allclose(out_mean, np.broadcast_to(style_mean, out_mean.shape), atol=1e-4)
+    np.testing.assert_allclose(out_std, np.broadcast_to(style_std, out_std.shape), rtol=1e-3)
+
+
+def test_adain_with_a_mask_normalises_by_the_masked_statistics(feature_maps, rng):
+    mask = (rng.random(feature_maps.shape[:3] + (1,)) > 0.5).astype(np.float32)
+    style_mean = rng.normal(size=4).astype(np.float32)
+    style_std = rng.uniform(0.5, 2, size=4).astype(np.float32)
+    content_mean, content_std = numpy_mean_std(feature_maps.astype(np.float64), 1e-5, mask)
+    expected = style_std * (feature_maps - content_mean[:, None, None]) / content_std[:, None, None] + style_mean
+    got = ops.adain(feature_maps, style_mean, style_std, mask=mask)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

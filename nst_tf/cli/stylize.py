@@ -3,6 +3,7 @@
     nst-stylize --content=photo.jpg --style=painting.jpg --output=out.png
     nst-stylize --flagfile=configs/gatys_preview.flags --content=... --style=...
     nst-stylize --model=runs/starry --content=photos/ --output=stylized/
+    nst-stylize --model=runs/adain --content=photos/ --style=painting.jpg --alpha=0.7
 
 Every other flag is a field of :class:`nst_tf.gatys.GatysConfig` (same name,
 same default). Quiet by default: one progress bar on stderr, one result line
@@ -27,16 +28,23 @@ from nst_tf.errors import NSTError
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("content", None, "Content image (with --model: an image or a folder).")
-flags.DEFINE_multi_string("style", None, "Style image; repeat for several styles.")
+flags.DEFINE_multi_string(
+    "style", None, "Style image; repeat for several styles (with --model: an arbitrary-style net's paintings)."
+)
 flags.DEFINE_string(
     "output",
     None,
     "Output image (.png/.jpg); default <content>_<style>.png in the current folder. With --model: a file or a folder.",
 )
 flags.DEFINE_string(
-    "model", None, "Trained feed-forward model directory (nst-train-fast / nst-train-multistyle); skips optimisation."
+    "model",
+    None,
+    "Trained feed-forward model directory (nst-train-fast / nst-train-multistyle / nst-train-arbitrary); "
+    "skips optimisation.",
 )
 config.define_flags(gatys.GatysConfig)
+# An arbitrary-style --model's own controls: InferenceConfig's fields of these names.
+config.define_flags(inference.InferenceConfig, only=("alpha", "mask", "style_size"))
 
 
 def default_output(content, styles):
@@ -69,7 +77,11 @@ def stylize_with_model():
         model=FLAGS.model,
         content=FLAGS.content,
         output=FLAGS.output,
+        style_images=tuple(FLAGS.style or ()),
         style_weights=options.style_weights,
+        alpha=FLAGS.alpha,
+        mask=FLAGS.mask,
+        style_size=FLAGS.style_size,
         preserve_color=options.preserve_color,
         # Full size unless the user asked for a size: the Gatys default is not meant here.
         max_side=options.image_size if FLAGS["image_size"].present else None,

@@ -1,5 +1,7 @@
 """Feed-forward style networks and the registry used to rebuild them from saved configs."""
 
+from nst_tf.models.arbitrary import ArbitraryStyleNet
+from nst_tf.models.arbitrary import StyleVector
 from nst_tf.models.cyclegan import PatchDiscriminator
 from nst_tf.models.cyclegan import ResnetGenerator
 from nst_tf.models.multistyle import MultiStyleNet
@@ -9,6 +11,7 @@ from nst_tf.models.transform_net import pad_to_multiple
 
 # class_name -> class, for ``MODEL_CLASSES[name].from_config(config)`` in training.base.
 MODEL_CLASSES = {
+    "ArbitraryStyleNet": ArbitraryStyleNet,
     "TransformNet": TransformNet,
     "MultiStyleNet": MultiStyleNet,
     "ResnetGenerator": ResnetGenerator,
@@ -16,10 +19,12 @@ MODEL_CLASSES = {
 }
 
 __all__ = [
+    "ArbitraryStyleNet",
     "MODEL_CLASSES",
     "MultiStyleNet",
     "PatchDiscriminator",
     "ResnetGenerator",
+    "StyleVector",
     "TransformNet",
     "crop_to",
     "pad_to_multiple",
