@@ -23,6 +23,14 @@ gatys          ``serving_default`` ``content_bytes``, ``style_bytes`` [B]
                                    -> ``image_bytes`` [B]
                ``stylize_tensor``  ``content``, ``style`` [1, H, W, 3]
                                    -> ``images``
+arbitrary      ``serving_default`` ``content_bytes`` [B], ``style_bytes`` [1|B],
+                                   ``alpha`` [1|B] -> ``image_bytes`` [B]
+               ``stylize_tensor``  ``content`` [B, H, W, 3], ``style``
+                                   [1|B, H', W', 3], ``alpha`` -> ``images``
+               ``style_vector``    ``style_bytes`` [S] -> ``style_vector``
+                                   [S, 2C] (means, then stds)
+               ``stylize_with_     ``content_bytes`` [B], ``style_vector``
+               vector``            [1|B, 2C], ``alpha`` -> ``image_bytes``
 =============  ==================  =============================================
 
 ``max_side`` > 0 shrinks inputs whose longest side is larger, inside the graph,
@@ -38,7 +46,12 @@ the graph (a ``tf.while_loop``), with the loss of
 
 TFLite (``format="tflite"``, fast and multistyle nets): ``model.tflite`` with
 a fixed ``[1, tflite_size, tflite_size, 3]`` input, because TFLite kernels are
-planned for static shapes; resize on the device.
+planned for static shapes; resize on the device. The arbitrary-style model is
+two files, as magenta's mobile model splits it: ``style_vector.tflite``
+(a ``[1, tflite_style_size, tflite_style_size, 3]`` painting -> its
+``[1, 2C]`` vector) and ``transfer.tflite`` (``content``
+``[1, tflite_size, tflite_size, 3]``, ``style_vector`` ``[1, 2C]``, ``alpha``
+``[1]`` -> ``images``), both builtin ops only.
 
 ``precision="bfloat16"`` (or ``float16``) exports a graph whose network computes
 in that type (:mod:`nst_tf.precision`); the signatures still take and return
@@ -62,13 +75,18 @@ from nst_tf import precision
 from nst_tf.config import check_fields
 from nst_tf.config import option
 from nst_tf.errors import NSTError
+from nst_tf.models.arbitrary import StyleVector
 
-MODEL_TYPES = ("fast", "multistyle", "cyclegan", "features", "gatys")
+MODEL_TYPES = ("fast", "multistyle", "cyclegan", "arbitrary", "features", "gatys")
 FORMATS = ("saved_model", "tflite")
 DIRECTIONS = ("a2b", "b2a")
 # model_type -> the "method" a training output dir must record in model_config.json.
-_TRAINED_METHODS = {"fast": "fast", "multistyle": "multistyle", "cyclegan": "cyclegan"}
+_TRAINED_METHODS = {"fast": "fast", "multistyle": "multistyle", "cyclegan": "cyclegan", "arbitrary": "arbitrary"}
 TFLITE_FILE = "model.tflite"
+# The arbitrary-style model's TFLite pair: the painting's statistics, then the transfer.
+TFLITE_STYLE_FILE = "style_vector.tflite"
+TFLITE_TRANSFER_FILE = "transfer.tflite"
+TFLITE_MODEL_TYPES = ("fast", "multistyle", "arbitrary")
 INFO_FILE = os.path.join("assets.extra", "nst_tf.json")
 
 
@@ -76,7 +94,7 @@ INFO_FILE = os.path.join("assets.extra", "nst_tf.json")
 class ExportConfig:
     """What to export and where; the ``nst-export`` flags map onto these fields.
 
-    ``checkpoint`` is a training output directory (fast, multistyle, cyclegan).
+    ``checkpoint`` is a training output directory (fast, multistyle, cyclegan, arbitrary).
     ``gatys_config.loss`` holds the feature network, layers and loss weights of
     the ``features`` and ``gatys`` models, and ``gatys_config`` the ``num_steps``
     / ``learning_rate`` of the in-graph Adam loop (its ``optimizer`` must be
@@ -88,14 +106,20 @@ class ExportConfig:
     model_type: str = option(help="What to export.", choices=MODEL_TYPES)
     export_dir: str = option(help="Model folder; the new version is written to <export_dir>/<n+1>/.")
     checkpoint: Optional[str] = option(
-        None, "Training output directory (fast, multistyle, cyclegan): model_config.json + checkpoints/."
+        None,
+        "Training output directory (fast, multistyle, cyclegan, arbitrary): model_config.json + checkpoints/.",
     )
     direction: str = option("a2b", "CycleGAN generator to export: a2b (generator_a2b) or b2a.", choices=DIRECTIONS)
     max_side: int = option(0, "Shrink inputs with a longer side than this inside the graph (0: no cap).", min=0)
     format: str = option(
-        "saved_model", "saved_model (TF Serving) or tflite (fast and multistyle nets only).", choices=FORMATS
+        "saved_model",
+        "saved_model (TF Serving) or tflite (fast, multistyle and arbitrary nets only).",
+        choices=FORMATS,
     )
     tflite_size: int = option(256, "Fixed height and width of the TFLite model's input.", min=8)
+    tflite_style_size: int = option(
+        256, "Fixed height and width of the painting input of the arbitrary model's style_vector.tflite.", min=8
+    )
     precision: str = option(
         "float32",
         "Compute type of the exported network. bfloat16 is about 2x faster on "
@@ -110,12 +134,13 @@ class ExportConfig:
         check_fields(self)
         if self.max_side < 0:
             raise NSTError(f"--max_side: must be >= 0 (0: no cap), not {self.max_side}")
-        if self.format == "tflite" and self.model_type not in ("fast", "multistyle"):
-            raise NSTError(f"--format=tflite: only fast and multistyle nets, not {self.model_type}")
+        if self.format == "tflite" and self.model_type not in TFLITE_MODEL_TYPES:
+            raise NSTError(f"--format=tflite: only fast, multistyle and arbitrary nets, not {self.model_type}")
         if self.format == "tflite" and self.precision != "float32":
             raise NSTError(f"--precision={self.precision}: the TFLite export is float32 only")
-        if self.tflite_size < 8:
-            raise NSTError(f"--tflite_size: must be at least 8, not {self.tflite_size}")
+        for field in ("tflite_size", "tflite_style_size"):
+            if getattr(self, field) < 8:
+                raise NSTError(f"--{field}: must be at least 8, not {getattr(self, field)}")
         if self.model_type == "gatys" and self.gatys_config.optimizer != "adam":
             raise NSTError("--optimizer: the in-graph Gatys model runs Adam only")
 
@@ -234,17 +259,154 @@ class StylizeModule(tf.Module):
     def signatures(self):
         return {"serving_default": self.serving_default, "stylize_tensor": self.stylize_tensor}
 
-    def tflite_function(self, size):
-        """``stylize_tensor`` traced for one fixed ``[1, size, size, 3]`` input.
+    def tflite_functions(self, config):
+        """``{file name: concrete function}``: ``stylize_tensor`` traced for one fixed
+        ``[1, tflite_size, tflite_size, 3]`` input.
 
         A separate trace (not ``self.stylize_tensor``, whose signature is
         dynamic) so every shape in the graph is static, which TFLite's builtin
         kernels need.
         """
-        specs = [_images_spec(batch=1, size=size)]
+        specs = [_images_spec(batch=1, size=config.tflite_size)]
         if self.num_styles:
             specs.append(tf.TensorSpec([self.num_styles], tf.float32, name="style_weights"))
-        return _graph_function(self._tensor_fn).get_concrete_function(*specs)
+        return {TFLITE_FILE: _graph_function(self._tensor_fn).get_concrete_function(*specs)}
+
+
+def _rows_for(values, batch, name):
+    """``values`` ``[1 or B, ...]`` -> ``[B, ...]``: one row shared by every content image, or one each.
+
+    An InvalidArgumentError naming the input otherwise (nst-serve answers it with a 400).
+    """
+    rows = tf.shape(values)[0]
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(rows, 1), tf.equal(rows, batch)),
+        [f"{name}: needs 1 row or one per content image; rows, content images:", rows, batch],
+    )
+    with tf.control_dependencies([check]):
+        shape = tf.concat([[batch], tf.shape(values)[1:]], 0)
+        return tf.broadcast_to(values, shape)
+
+
+def _check_alpha(alpha):
+    check = tf.debugging.Assert(
+        tf.reduce_all((alpha >= 0.0) & (alpha <= 1.0)), ["alpha: must be in [0, 1], got", alpha]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(alpha)
+
+
+class ArbitraryModule(tf.Module):
+    """AdaIN (:class:`nst_tf.models.ArbitraryStyleNet`): any photo in any painting's style.
+
+    Pixels are float32 RGB in [0, 255]; ``alpha`` in [0, 1] is the content-style trade-off
+    (1: full style). A painting's statistics, its style vector, are ``2C`` numbers (the
+    encoder's channel means, then standard deviations; 1024 for VGG to relu4_1): a client
+    computes them once with ``style_vector``, keeps them, mixes several styles with
+    weights ``w`` as ``Σ w_s v_s / Σ w_s`` (:meth:`nst_tf.models.StyleVector.blend`), and
+    sends them with every photo to ``stylize_with_vector``, which skips the painting's
+    encoder pass. Style rows and ``alpha`` are given once for the whole batch or once per
+    content image. ``max_side`` caps photos and paintings alike.
+    """
+
+    def __init__(self, model, max_side=0, name=None):
+        super().__init__(name=name)
+        self.model = model
+        self._max_side = int(max_side)
+        self.vector_size = 2 * int(model.decoder.input_channels)
+        content_bytes = tf.TensorSpec([None], tf.string, name="content_bytes")
+        style_bytes = tf.TensorSpec([None], tf.string, name="style_bytes")
+        alpha = tf.TensorSpec([None], tf.float32, name="alpha")
+        vector = tf.TensorSpec([None, self.vector_size], tf.float32, name="style_vector")
+        self.serving_default = _graph_function(self._serving_default, content_bytes, style_bytes, alpha)
+        self.stylize_tensor = _graph_function(
+            self._stylize_tensor, _images_spec("content"), _images_spec("style"), alpha
+        )
+        self.style_vector = _graph_function(self._style_vector, style_bytes)
+        self.stylize_with_vector = _graph_function(self._stylize_with_vector, content_bytes, vector, alpha)
+
+    def _cap(self, images):
+        return cap_longest_side(images, self._max_side) if self._max_side else images
+
+    def vectors(self, style):
+        """``[S, H, W, 3]`` paintings in [0, 255] -> their packed style vectors ``[S, 2C]``."""
+        return self.model.style_vector(self._cap(style) / 255.0).to_tensor()
+
+    def stylize(self, content, vectors, alpha):
+        """``[B, H, W, 3]`` content in [0, 255], packed ``vectors`` ``[1 or B, 2C]`` and ``alpha``
+        ``[1 or B]`` -> ``[B, H, W, 3]`` in [0, 255] (H, W after ``max_side``)."""
+        alpha = tf.reshape(_check_alpha(alpha), [-1, 1, 1, 1])
+        style = StyleVector.from_tensor(vectors)
+        return self.model.stylize(self._cap(content) / 255.0, style, alpha) * 255.0
+
+    def _stylize_encoded(self, content_bytes, vectors, alpha, style_name):
+        batch = tf.shape(content_bytes)[0]
+        vectors = _rows_for(vectors, batch, style_name)
+        alpha = _rows_for(alpha, batch, "alpha")
+
+        def one(item):
+            data, vector, a = item
+            return encode_png(self.stylize(decode_input_image(data), vector[tf.newaxis], a[tf.newaxis]))
+
+        return tf.map_fn(one, (content_bytes, vectors, alpha), fn_output_signature=tf.string)
+
+    def _style_vector(self, style_bytes):
+        vectors = tf.map_fn(
+            lambda data: self.vectors(decode_input_image(data))[0],
+            style_bytes,
+            fn_output_signature=tf.TensorSpec([self.vector_size], tf.float32),
+        )
+        return {"style_vector": vectors}
+
+    def _serving_default(self, content_bytes, style_bytes, alpha):
+        # Each painting is encoded once, however many photos share it.
+        vectors = self._style_vector(style_bytes)["style_vector"]
+        return {"image_bytes": self._stylize_encoded(content_bytes, vectors, alpha, "style_bytes")}
+
+    def _stylize_with_vector(self, content_bytes, style_vector, alpha):
+        return {"image_bytes": self._stylize_encoded(content_bytes, style_vector, alpha, "style_vector")}
+
+    def _stylize_tensor(self, content, style, alpha):
+        batch = tf.shape(content)[0]
+        vectors = _rows_for(self.vectors(style), batch, "style")
+        return {"images": self.stylize(content, vectors, _rows_for(alpha, batch, "alpha"))}
+
+    def signatures(self):
+        return {
+            "serving_default": self.serving_default,
+            "stylize_tensor": self.stylize_tensor,
+            "style_vector": self.style_vector,
+            "stylize_with_vector": self.stylize_with_vector,
+        }
+
+    def tflite_functions(self, config):
+        """The TFLite pair, magenta's mobile split, at fixed sizes (TFLite plans static shapes):
+        :data:`TFLITE_STYLE_FILE`, a painting ``style`` -> ``style_vector`` ``[1, 2C]``, and
+        :data:`TFLITE_TRANSFER_FILE`, ``content``, ``style_vector``, ``alpha`` ``[1]`` -> ``images``.
+        No ``max_side``: the device resizes to the fixed sizes."""
+        for field in ("tflite_size", "tflite_style_size"):
+            if getattr(config, field) < self.model.min_side:
+                raise NSTError(
+                    f"--{field}: this model needs at least {self.model.min_side}, not {getattr(config, field)}"
+                )
+
+        def style_vector(style):
+            return {"style_vector": self.model.style_vector(style / 255.0).to_tensor()}
+
+        def transfer(content, style_vector, alpha):
+            style = StyleVector.from_tensor(style_vector)
+            return {"images": self.model.stylize(content / 255.0, style, tf.reshape(alpha, [-1, 1, 1, 1])) * 255.0}
+
+        return {
+            TFLITE_STYLE_FILE: _graph_function(style_vector).get_concrete_function(
+                _images_spec("style", batch=1, size=config.tflite_style_size)
+            ),
+            TFLITE_TRANSFER_FILE: _graph_function(transfer).get_concrete_function(
+                _images_spec("content", batch=1, size=config.tflite_size),
+                tf.TensorSpec([1, self.vector_size], tf.float32, name="style_vector"),
+                tf.TensorSpec([1], tf.float32, name="alpha"),
+            ),
+        }
 
 
 class FeaturesModule(tf.Module):
@@ -417,6 +579,8 @@ def build_module(config, model=None):
         model, _ = load_model(config)
     if config.model_type == "multistyle":
         return StylizeModule(model, num_styles=model.num_styles, max_side=config.max_side)
+    if config.model_type == "arbitrary":
+        return ArbitraryModule(model, max_side=config.max_side)
     model_range = (-1.0, 1.0) if config.model_type == "cyclegan" else (0.0, 1.0)
     return StylizeModule(model, model_range=model_range, max_side=config.max_side)
 
@@ -440,18 +604,28 @@ def _info(config, module, description):
             for k, v in dataclasses.asdict(config.gatys_config).items()
             if k not in ("log_dir", "checkpoint_dir", "resume", "precision")
         }
+    if config.model_type == "arbitrary":
+        # Saved style vectors and cached ones are only valid with the encoder that made them.
+        info["encoder_id"] = module.model.encoder_id
+        info["style_vector_size"] = module.vector_size
     if config.format == "tflite":
         info["tflite_input_shape"] = [1, config.tflite_size, config.tflite_size, 3]
+        if config.model_type == "arbitrary":
+            info["tflite_files"] = [TFLITE_STYLE_FILE, TFLITE_TRANSFER_FILE]
+            info["tflite_style_input_shape"] = [1, config.tflite_style_size, config.tflite_style_size, 3]
     return info
 
 
-def tflite_bytes(module, size):
-    """The flatbuffer of ``module.stylize_tensor`` at a fixed ``size`` x ``size`` input."""
+def tflite_bytes(concrete_function):
+    """The flatbuffer of a fixed-shape concrete function, builtin TFLite ops only."""
     # Freeze the weights into constants first: converted with the module as
     # trackable object, the flatbuffer keeps resource variables that the
     # interpreter never initialises (READ_VARIABLE fails, XNNPACK gives NaN).
-    frozen = convert_to_constants.convert_variables_to_constants_v2(module.tflite_function(size))
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete_function)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    # Builtins only, so the stock interpreter runs it (no Flex delegate on the device).
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
 
 
 def save(module, config, description=None):
@@ -465,8 +639,9 @@ def save(module, config, description=None):
     path = os.path.join(config.export_dir, str(version))
     with fileio.atomic_directory(path) as tmp:
         if config.format == "tflite":
-            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
-                f.write(tflite_bytes(module, config.tflite_size))
+            for file_name, function in module.tflite_functions(config).items():
+                with open(os.path.join(tmp, file_name), "wb") as f:
+                    f.write(tflite_bytes(function))
         else:
             tf.saved_model.save(module, tmp, signatures=module.signatures())
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)

@@ -323,7 +323,7 @@ def test_models_config_parses_as_tf_serving_config():
     text = (REPO / "export" / "models.config").read_text()
     config = text_format.Parse(text, config_pb2.ModelServerConfig())
     names = {c.name: c.base_path for c in config.model_config_list.config}
-    assert names["style"] == "/models/style" and len(names) == 5
+    assert names["style"] == "/models/style" and len(names) == 6
 
 
 def test_grpc_client_against_a_prediction_service(setup):

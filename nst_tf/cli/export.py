@@ -3,6 +3,9 @@
     nst-export --model_type=fast --checkpoint=runs/starry --export_dir=export/models/starry
     nst-export --model_type=multistyle --checkpoint=runs/four --export_dir=export/models/four --max_side=1024
     nst-export --model_type=cyclegan --checkpoint=runs/monet --direction=b2a --export_dir=export/models/monet
+    nst-export --model_type=arbitrary --checkpoint=runs/adain --max_side=1024 --export_dir=export/models/adain
+    nst-export --model_type=arbitrary --checkpoint=runs/adain --format=tflite --tflite_size=384 \\
+        --tflite_style_size=256 --export_dir=tflite/adain
     nst-export --model_type=fast --checkpoint=runs/starry --precision=bfloat16 --export_dir=export/models/starry_bf16
     nst-export --model_type=fast --checkpoint=runs/starry --format=tflite --tflite_size=384 \\
         --export_dir=tflite/starry

@@ -8,6 +8,14 @@ import), so it works against ``tensorflow/serving`` on port 8501 and against
 
 >>> client = RestClient("http://127.0.0.1:8501", "candy")
 >>> [png] = client.stylize([open("photo.jpg", "rb").read()])
+
+An arbitrary-style (AdaIN) model takes the painting with every request, or its style vector,
+computed once and kept by the client:
+
+>>> adain = RestClient("http://127.0.0.1:8501", "adain")
+>>> [png] = adain.stylize_with_style([photo], [painting], alpha=0.8)
+>>> [vector] = adain.style_vector([painting])
+>>> [png] = adain.stylize_with_vector([photo], vector, alpha=0.8)
 """
 
 import base64
@@ -29,6 +37,22 @@ class ServingError(NSTError):
 
 def _b64(data):
     return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _alphas(alpha):
+    """``alpha`` as the signatures' ``[1]`` (one for the batch) or ``[B]`` (one per image) list."""
+    return [float(a) for a in alpha] if isinstance(alpha, (list, tuple)) else [float(alpha)]
+
+
+def blend_style_vectors(vectors, weights):
+    """The weighted mix ``Σ w_s v_s / Σ w_s`` of style vectors (lists of ``2C`` floats): several
+    styles in one, as :meth:`nst_tf.models.StyleVector.blend` mixes them."""
+    if len(vectors) != len(weights) or not vectors:
+        raise ValueError(f"{len(vectors)} style vectors but {len(weights)} weights")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("weights must sum to a positive number")
+    return [sum(float(w) * float(v[i]) for w, v in zip(weights, vectors)) / total for i in range(len(vectors[0]))]
 
 
 class RestClient:
@@ -101,6 +125,48 @@ class RestClient:
         inputs = {"images": images}
         if style_weights is not None:
             inputs["style_weights"] = [float(w) for w in style_weights]
+        return self.predict(inputs=inputs, signature_name="stylize_tensor")["outputs"]
+
+    # Arbitrary-style (``nst-export --model_type=arbitrary``) models. ``alpha`` in [0, 1] is a
+    # float for the whole batch or a list, one per content image.
+
+    def stylize_with_style(self, contents, styles, alpha=1.0):
+        """Encoded photos in the style of encoded paintings (one for all, or one per photo),
+        through ``serving_default``; returns PNG bytes."""
+        inputs = {
+            "content_bytes": [_b64(data) for data in contents],
+            "style_bytes": [_b64(data) for data in styles],
+            "alpha": _alphas(alpha),
+        }
+        return [base64.b64decode(out["b64"]) for out in self.predict(inputs=inputs)["outputs"]]
+
+    def style_vector(self, paintings):
+        """Encoded paintings -> their style vectors (each a list of ``2C`` floats), through
+        ``style_vector``: compute once, keep, and send with :meth:`stylize_with_vector`."""
+        return self.predict(instances=[_b64(data) for data in paintings], signature_name="style_vector")["predictions"]
+
+    def stylize_with_vector(self, contents, vectors, alpha=1.0):
+        """Encoded photos in the style of one vector (a list of floats) or one vector per photo
+        (a list of lists), through ``stylize_with_vector``; returns PNG bytes."""
+        vectors = vectors.tolist() if hasattr(vectors, "tolist") else list(vectors)
+        if vectors and not isinstance(vectors[0], (list, tuple)):
+            vectors = [vectors]
+        inputs = {
+            "content_bytes": [_b64(data) for data in contents],
+            "style_vector": [[float(x) for x in v] for v in vectors],
+            "alpha": _alphas(alpha),
+        }
+        outputs = self.predict(inputs=inputs, signature_name="stylize_with_vector")["outputs"]
+        return [base64.b64decode(out["b64"]) for out in outputs]
+
+    def stylize_tensor_with_style(self, content, style, alpha=1.0):
+        """Float NHWC content ``[B, H, W, 3]`` and style ``[1 or B, H', W', 3]`` in [0, 255] (nested
+        lists or arrays) -> the stylized images, through ``stylize_tensor``."""
+        inputs = {
+            "content": content.tolist() if hasattr(content, "tolist") else content,
+            "style": style.tolist() if hasattr(style, "tolist") else style,
+            "alpha": _alphas(alpha),
+        }
         return self.predict(inputs=inputs, signature_name="stylize_tensor")["outputs"]
 
 
