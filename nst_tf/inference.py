@@ -537,8 +537,27 @@ def _stylize_jobs(config):
     return _file_job(content, output), output
 
 
+def _exported_model_type(path):
+    """The ``model_type`` nst-export recorded in the SavedModel at ``path`` (or its newest version), or None."""
+    saved = _saved_model_dir(path)
+    info = os.path.join(saved, EXPORT_INFO) if saved else None
+    if not info or not os.path.isfile(info):
+        return None
+    try:
+        with open(info, encoding="utf-8") as f:
+            return json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def open_stylizer(config):
     """The :class:`Stylizer` or :class:`ArbitraryStylizer` of an :class:`InferenceConfig`."""
+    if _exported_model_type(config.model) == ARBITRARY_METHOD:
+        # The exported graph takes its paintings per request; nst-stylize drives the training dir.
+        raise NSTError(
+            f"--model: {config.model} is an exported arbitrary-style SavedModel; give nst-stylize its "
+            "training dir, or serve the export with nst-serve"
+        )
     if _is_arbitrary_run(config.model):
         return ArbitraryStylizer(
             config.model,

@@ -196,6 +196,15 @@ def test_a_fixed_style_net_refuses_the_arbitrary_controls(tmp_path, content, pai
             stylize(str(tmp_path / "fast"), content, tmp_path / "x", **kwargs)
 
 
+def test_an_exported_arbitrary_model_is_refused_with_the_way_to_use_it(tmp_path, content, paintings):
+    exported = tmp_path / "export" / "1"
+    (exported / "assets.extra").mkdir(parents=True)
+    (exported / "saved_model.pb").write_bytes(b"not read")
+    (exported / "assets.extra" / "nst_tf.json").write_text('{"model_type": "arbitrary"}')
+    with pytest.raises(NSTError, match="^--model: .* is an exported arbitrary-style SavedModel; give nst-stylize its"):
+        stylize(str(tmp_path / "export"), content, tmp_path / "x", style_images=paintings[:1])
+
+
 def run_stylize(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
