@@ -48,12 +48,13 @@ from bench.common import SgemmSamples  # noqa: E402
 from bench.common import best_time  # noqa: E402
 from bench.common import conv_forward_flops  # noqa: E402
 from bench.common import peak_memory_mib  # noqa: E402
+from bench.common import report  # noqa: E402
 from nst_tf import losses  # noqa: E402
-from nst_tf import ops  # noqa: E402
 from nst_tf.models import arbitrary  # noqa: E402
 from nst_tf.models.arbitrary import ArbitraryStyleNet  # noqa: E402
 from nst_tf.models.arbitrary import StyleVector  # noqa: E402
 from nst_tf.precision import policy_scope  # noqa: E402
+from nst_tf.training import arbitrary as training_arbitrary  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512", "1024"], "Inference image sides in pixels (batch 1).")
 flags.DEFINE_integer("train_size", 256, "Training crop side in pixels.")
@@ -64,22 +65,6 @@ flags.DEFINE_bool("train", True, "Also time the training step.")
 flags.DEFINE_bool("torch", True, "Also time the PyTorch eager reference (bench/requirements.txt).")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of our inference and training.")
 FLAGS = flags.FLAGS
-
-
-def report(sgemm, label, seconds, flops, extra="", bf16=None):
-    """Print one case; the ratio is over the best sgemm rate of the run so far (conservative),
-    and also over the best bfloat16 matmul rate when ``bf16`` samples it. Returns the ratio."""
-    best, now = sgemm.sample()
-    gflops = flops / seconds / 1e9
-    print(
-        f"{label}: {extra}{seconds:7.3f} s  {flops / 1e9:7.1f} GFLOP  {gflops:6.1f} GFLOP/s"
-        f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {now:.0f} just now)",
-        flush=True,
-    )
-    if bf16 is not None:
-        best, _ = bf16.sample()
-        print(f"  = {gflops / best:.2f} of the bfloat16 matmul rate ({best:.0f} GFLOP/s best in run)", flush=True)
-    return gflops / best
 
 
 def inference_flops(model, side):
@@ -127,17 +112,11 @@ def bench_training(model, sgemm, precision="float32", bf16=None):
     optimizer = keras.optimizers.Adam(1e-4)
     variables = model.decoder.trainable_variables
     optimizer.build(variables)
-    layer = model.layer
 
     @tf.function(jit_compile=FLAGS.jit_compile)
     def step(content, style):
         with tf.GradientTape() as tape:
-            style_features = model.encoder(style)
-            vector = StyleVector(*ops.channel_mean_std(style_features[layer], arbitrary.EPSILON))
-            t = model.transfer(model.encode(content), vector)
-            total, _ = loss(
-                model.decode(t), losses.ContentTarget(content, {layer: t}), loss.style_loss.statistics(style_features)
-            )
+            total = training_arbitrary.loss_terms(model, loss, content, style)["total"]
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return total
 

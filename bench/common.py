@@ -73,6 +73,26 @@ class SgemmSamples:
         return max(self.rates), self.rates[-1]
 
 
+def report(sgemm, label, seconds, flops, extra="", bf16=None):
+    """Print one timed case as a ratio to the best sgemm rate of the run so far
+    (:class:`SgemmSamples`, conservative), and to the best bfloat16 matmul rate when ``bf16``
+    (another :class:`SgemmSamples`) is given."""
+    best, now = sgemm.sample()
+    gflops = flops / seconds / 1e9
+    print(
+        f"{label}: {extra}{seconds:7.3f} s  {flops / 1e9:7.1f} GFLOP  {gflops:6.1f} GFLOP/s"
+        f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {now:.0f} just now)",
+        flush=True,
+    )
+    if bf16 is not None:
+        bf16_best, _ = bf16.sample()
+        print(
+            f"  = {gflops / bf16_best:.2f} of the bfloat16 matmul rate ({bf16_best:.0f} GFLOP/s best in run)",
+            flush=True,
+        )
+    return gflops / best
+
+
 def conv_forward_flops(model, input_shape):
     """Multiply-add FLOPs (2 per MAC) of every Conv2D / Conv2DTranspose / Dense in one forward pass,
     each ``layers.ReflectConv2D`` counted as one plain convolution whatever form computes it.

@@ -42,6 +42,7 @@ from bench.common import SgemmSamples  # noqa: E402
 from bench.common import best_time  # noqa: E402
 from bench.common import conv_forward_flops  # noqa: E402
 from bench.common import peak_memory_mib  # noqa: E402
+from bench.common import report  # noqa: E402
 from nst_tf import losses  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 from nst_tf.precision import policy_scope  # noqa: E402
@@ -56,21 +57,6 @@ flags.DEFINE_string("weights", None, "VGG16 weights for the loss net (timing doe
 flags.DEFINE_bool("train", True, "Also time the training step.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Compute precisions of the inference runs and training steps.")
 FLAGS = flags.FLAGS
-
-
-def report(sgemm, label, seconds, flops, extra="", bf16=None):
-    """Print one case; the ratio is over the best sgemm rate of the run so far (conservative),
-    and also over the best bfloat16 matmul rate when ``bf16`` samples it."""
-    best, now = sgemm.sample()
-    gflops = flops / seconds / 1e9
-    print(
-        f"{label}: {extra}{seconds:7.3f} s  {flops / 1e9:6.1f} GFLOP  {gflops:6.1f} GFLOP/s"
-        f"  = {gflops / best:.2f} of sgemm ({best:.0f} GFLOP/s best in run, {now:.0f} just now)",
-        flush=True,
-    )
-    if bf16 is not None:
-        best, _ = bf16.sample()
-        print(f"  = {gflops / best:.2f} of the bfloat16 matmul rate ({best:.0f} GFLOP/s best in run)", flush=True)
 
 
 def bench_inference(model, sgemm, label, bf16=None):

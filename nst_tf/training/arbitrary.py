@@ -91,6 +91,19 @@ class ArbitraryConfig(base.TrainConfig):
         )
 
 
+def loss_terms(model, loss, content, style):
+    """AdaIN's objective, ``{"total": ..., **terms}``: ``loss`` (a :class:`~nst_tf.losses.PerceptualLoss`
+    on ``model.encoder``) of ``g(t)`` against ``t = AdaIN(f(content), f(style))`` at the encoder's
+    last layer and against the paintings' channel statistics, one painting per photo."""
+    layer = model.layer
+    style_features = model.encoder(style)
+    t = model.transfer(model.encode(content), StyleVector.of_features(style_features[layer]))
+    total, terms = loss(
+        model.decode(t), losses.ContentTarget(content, {layer: t}), loss.style_loss.statistics(style_features)
+    )
+    return {"total": total, **terms}
+
+
 class ArbitraryTrainer(base.Trainer):
     """Trains the decoder of an :class:`ArbitraryStyleNet`; the encoder stays frozen."""
 
@@ -130,14 +143,7 @@ class ArbitraryTrainer(base.Trainer):
     def loss_terms(self, content, style):
         """``{"total": ..., **terms}`` of the decoder on photos ``content`` in the styles of
         paintings ``style`` (one painting per photo), both ``[B, S, S, 3]`` in [0, 1]."""
-        layer = self.model.layer
-        style_features = self.model.encoder(style)
-        t = self.model.transfer(self.model.encode(content), StyleVector.of_features(style_features[layer]))
-        outputs = self.model.decode(t)
-        total, terms = self.loss(
-            outputs, losses.ContentTarget(content, {layer: t}), self.loss.style_loss.statistics(style_features)
-        )
-        return {"total": total, **terms}
+        return loss_terms(self.model, self.loss, content, style)
 
     def train_step(self, batch):
         metrics = self.minimize(
