@@ -58,7 +58,6 @@ PHOTO_SOURCES = {
         "skimage",
         "a coffee cup, photo by Rachel Michetti, courtesy of Pikolo Espresso Bar, CC0 (`skimage.data.coffee`)",
     ),
-    "astronaut": ("skimage", "astronaut Eileen Collins, NASA photo, public domain (`skimage.data.astronaut`)"),
     "rocket": (
         "nst_tf/samples/rocket.jpg",
         "DSCOVR's launch on a Falcon 9, SpaceX photo, public domain (`nst_tf/samples/rocket.jpg`)",
@@ -172,7 +171,7 @@ def plan(weights, extractor, assets, fast_run, cyclegan_run):
                 + [f"--train_dir={assets}/photos", f"--output_dir={fast_run}"]
             ),
         ),
-        stylize("gatys_astronaut_composition_vii", "Gatys et al. (optimisation)", "astronaut", ["composition_vii"]),
+        stylize("gatys_coffee_composition_vii", "Gatys et al. (optimisation)", "coffee", ["composition_vii"]),
         stylize(
             "mix_rocket_great_wave_the_scream",
             "Gatys, two paintings mixed (`--style_weights`)",
