@@ -316,7 +316,8 @@ def gallery_readme(rows):
         "|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| ![{row['method']}]({row['file']}) | {row['method']} | {row['inputs']} | `{row['command']}` |")
+        picture = f"![{caption(row['method'])}]({row['file']})"
+        lines.append(f"| {picture} | {row['method']} | {row['inputs']} | `{row['command']}` |")
     return "\n".join(lines) + "\n"
 
 
