@@ -3,7 +3,7 @@
 Each command is a console script and a module, e.g. ``nst-stylize`` is
 ``python -m nst_tf.cli.stylize`` (or ``python nst_tf/cli/stylize.py``):
 ``stylize``, ``sweep``, ``train_fast``, ``train_multistyle``, ``train_cyclegan``,
-``translate``, ``export``, ``serve``, ``eval`` and ``demo``. Their flags are generated
+``translate``, ``export``, ``serve``, ``eval``, ``app`` and ``demo``. Their flags are generated
 from the fields of the library's config dataclasses (:mod:`nst_tf.config`).
 
 Importing this package imports TensorFlow with its C++ start-up logging

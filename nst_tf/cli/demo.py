@@ -19,7 +19,6 @@ VGG19 and ResNet50 apart by their number of conv kernels (13, 16, 53), so a
 VGG16 no-top file works without further flags.
 """
 
-import importlib.resources
 import os
 import sys
 import time
@@ -32,11 +31,6 @@ from nst_tf import features
 from nst_tf import gatys
 from nst_tf import images
 from nst_tf import weights
-
-# The bundled samples, package data of nst_tf; their sources and licences are in samples/README.md.
-SAMPLES = importlib.resources.files("nst_tf") / "samples"
-SAMPLE_CONTENT = SAMPLES / "rocket.jpg"
-SAMPLE_STYLE = SAMPLES / "starry_night.jpg"
 
 # The demo's quick preview settings, and the GatysConfig fields it has flags for.
 DEFAULTS = gatys.GatysConfig(image_size=256, num_steps=100)
@@ -60,8 +54,8 @@ def main(argv):
     auto = FLAGS.feature_extractor == "auto"
     extractor = weights.choose_extractor(FLAGS.weights, FLAGS.feature_extractor)
     options = config.from_flags(DEFAULTS, FLAGS, only=CONFIG_FLAGS, feature_extractor=extractor)
-    content = FLAGS.content or os.fspath(SAMPLE_CONTENT)
-    style = FLAGS.style or os.fspath(SAMPLE_STYLE)
+    content = FLAGS.content or os.fspath(images.SAMPLE_CONTENT)
+    style = FLAGS.style or os.fspath(images.SAMPLE_STYLE)
     stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     output = os.path.join(FLAGS.output_dir, f"{stem(content)}_{stem(style)}.png")
 

@@ -1,0 +1,297 @@
+"""The app's page: a Gradio Blocks layout whose buttons call :mod:`.jobs`.
+
+Offline by design: analytics and Gradio's version check are off, no share link is
+made, and the theme names system fonts so the page asks no font service for any.
+"""
+
+import functools
+import inspect
+import os
+import threading
+
+import gradio as gr
+
+from nst_tf import images
+from nst_tf.app import jobs
+from nst_tf.app import models
+from nst_tf.errors import NSTError
+
+SAMPLES = [os.fspath(images.SAMPLE_CONTENT), os.fspath(images.SAMPLE_STYLE)]
+# A fixed-style net's colour modes: "histogram" recolours paintings, which such a net has none of.
+NET_COLOR_MODES = tuple(m for m in images.PRESERVE_COLOR_MODES if m != "histogram")
+GATYS = "Gatys"
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """An image upload handed over as its file path, undecoded.
+
+    ``gr.Image`` opens uploads with Pillow before the handler runs, so a text file named
+    .jpg fails there with Pillow's message; the handlers decode with
+    :func:`.jobs.read_image` instead, whose errors say what is wrong in the app's words.
+    """
+
+    # Gradio draws a template component with its parent's (gr.Image's) frontend.
+    is_template = True
+
+    def __init__(self, label, **kwargs):
+        super().__init__(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
+
+    def preprocess(self, payload):
+        return None if payload is None else payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _errors_shown(fn):
+    """``fn`` with :class:`NSTError` shown in the page (``gr.Error``) instead of failing the event."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except NSTError as exc:
+                raise gr.Error(str(exc)) from None
+
+        return generator
+
+    @functools.wraps(fn)
+    def function(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NSTError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return function
+
+
+def _output(label, elem_id):
+    return gr.Image(label=label, format="png", interactive=False, elem_id=elem_id, buttons=["download", "fullscreen"])
+
+
+class App:
+    """The app of an :class:`~nst_tf.app.AppConfig`: its feature network, nets and page."""
+
+    def __init__(self, config, network=None):
+        self.config = config
+        self.network = network or jobs.FeatureNetwork(config.weights, config.feature_extractor)
+        self.models = models.find_models(config.models_dir)
+        self.cache = models.StylizerCache()
+        # The running Gatys job of each browser session, for its cancel button.
+        self._jobs = {}
+        self._jobs_lock = threading.Lock()
+
+    def read(self, path, what):
+        return jobs.read_image(path, what, self.config.max_side, self.config.max_megapixels)
+
+    def entry(self, label):
+        for entry in self.models:
+            if entry.label == label:
+                return entry
+        raise NSTError(f"model {label or '(none chosen)'}: not found under {self.config.models_dir}")
+
+    # --- Gatys tab -------------------------------------------------------------------
+
+    def run_gatys(self, content, style, style2, style2_weight, size, steps, strength, tv, color, request: gr.Request):
+        photo = self.read(content, "photo")
+        styles = [self.read(style, "painting")]
+        blend = None
+        if style2:
+            styles.append(self.read(style2, "second painting"))
+            blend = (1.0 - style2_weight, style2_weight)
+        config = self.network.gatys_config(
+            image_size=size,
+            num_steps=steps,
+            style_log_ratio=strength,
+            tv_weight=tv,
+            style_weights=blend,
+            preserve_color=color,
+        )
+        job = jobs.GatysJob(self.network, photo, styles, config)
+        with self._jobs_lock:
+            self._jobs[request.session_hash] = job
+        try:
+            for update in job:
+                image = None if update.image is None else images.to_uint8(update.image)
+                yield update.status(), image
+        finally:
+            with self._jobs_lock:
+                if self._jobs.get(request.session_hash) is job:
+                    del self._jobs[request.session_hash]
+
+    def cancel_gatys(self, request: gr.Request):
+        with self._jobs_lock:
+            job = self._jobs.get(request.session_hash)
+        if job is not None:
+            job.cancel()
+
+    # --- Trained nets tab ------------------------------------------------------------
+
+    def max_styles(self):
+        return max([len(e.style_names) for e in self.models if e.kind == "multistyle"] + [1])
+
+    def net_controls(self, label):
+        """Visibility of the controls a chosen net takes, and its style sliders' labels."""
+        entry = self.entry(label) if label else None
+        kind = entry.kind if entry else None
+        names = entry.style_names if kind == "multistyle" else ()
+        sliders = [
+            gr.update(visible=i < len(names), label=names[i] if i < len(names) else "", value=1.0 if i == 0 else 0.0)
+            for i in range(self.max_styles())
+        ]
+        directions = entry.directions if kind == "cyclegan" else ("a2b",)
+        return [
+            gr.update(visible=kind == "arbitrary"),
+            gr.update(visible=kind == "arbitrary"),
+            gr.update(visible=kind == "cyclegan", choices=list(directions), value=directions[0]),
+            *sliders,
+        ]
+
+    def run_net(self, label, content, style, alpha, direction, color, *style_weights):
+        entry = self.entry(label)
+        weights = list(style_weights[: len(entry.style_names)]) if entry.kind == "multistyle" else None
+        output = jobs.stylize_with_net(
+            entry,
+            self.cache,
+            self.read(content, "photo"),
+            style_weights=weights,
+            style_path=style,
+            alpha=alpha,
+            direction=direction,
+            preserve_color=color,
+            max_side=self.config.max_side,
+        )
+        return images.to_uint8(output)
+
+    # --- Compare tab -----------------------------------------------------------------
+
+    def run_compare(self, content, style, methods, steps):
+        if not methods:
+            raise NSTError("methods: choose at least one")
+        photo, painting = self.read(content, "photo"), self.read(style, "painting")
+        gallery, lines = [], []
+        for method in methods:
+            if method == GATYS:
+                config = self.network.gatys_config(image_size=min(512, max(photo.shape[:2])), num_steps=steps)
+                output = [u for u in jobs.GatysJob(self.network, photo, [painting], config)][-1].image
+            else:
+                output = jobs.stylize_with_net(self.entry(method), self.cache, photo, style_path=style)
+            caption = jobs.metrics_caption(method, self.network.metrics(output, photo, painting))
+            gallery.append((images.to_uint8(output), caption))
+            lines.append(f"- {caption}")
+        return gallery, "\n".join(lines)
+
+    # --- page ------------------------------------------------------------------------
+
+    def build(self):
+        """The page, as a ``gr.Blocks`` ready to launch."""
+        nets = [e.label for e in self.models]
+        with gr.Blocks(title="nst_tf", analytics_enabled=False) as page:
+            gr.Markdown(f"# nst_tf: neural style transfer\n{self.network.line}")
+            with gr.Tab(GATYS, id="gatys"):
+                self._gatys_tab()
+            with gr.Tab("Trained nets", id="nets"):
+                chooser = self._nets_tab(nets)
+            with gr.Tab("Compare", id="compare"):
+                self._compare_tab()
+            if chooser is not None:
+                page.load(self.net_controls, *chooser, queue=False)
+        page.queue(default_concurrency_limit=1)
+        return page
+
+    def _gatys_tab(self):
+        with gr.Row():
+            content = ImageInput("Photo", elem_id="gatys-content")
+            style = ImageInput("Painting", elem_id="gatys-style")
+            style2 = ImageInput("Second painting (optional)", elem_id="gatys-style2")
+        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+        with gr.Row():
+            size = gr.Slider(64, self.config.max_side, value=256, step=16, label="Size (longest side, px)")
+            steps = gr.Slider(1, 1000, value=100, step=1, label="Iterations (L-BFGS)")
+            strength = gr.Slider(1.0, 6.0, value=3.0, step=0.25, label="Style strength: log10 β/α (paper: 3)")
+        with gr.Row():
+            style2_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Second painting's blend weight")
+            tv = gr.Slider(0.0, 10.0, value=0.0, step=0.1, label="Total variation weight")
+            color = gr.Dropdown(list(images.PRESERVE_COLOR_MODES), value="none", label="Colour preservation")
+        with gr.Row():
+            run = gr.Button("Stylize", variant="primary", elem_id="gatys-run")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="gatys-cancel")
+        status = gr.Textbox(label="Progress", interactive=False, elem_id="gatys-status")
+        output = _output("Result (download as PNG)", "gatys-output")
+        run.click(
+            _errors_shown(self.run_gatys),
+            [content, style, style2, style2_weight, size, steps, strength, tv, color],
+            [status, output],
+            concurrency_limit=self.config.gatys_concurrency,
+            concurrency_id="gatys",
+            show_progress="minimal",
+        )
+        cancel.click(self.cancel_gatys, None, None, queue=False)
+
+    def _nets_tab(self, nets):
+        """The tab's widgets; returns ``(net dropdown, the controls it shows)``, or None without nets."""
+        if not nets:
+            gr.Markdown(
+                f"No trained nets under `{self.config.models_dir}`: train one with {models.TRAIN_HINT}, "
+                "then start the app again.",
+                elem_id="nets-none",
+            )
+            return None
+        with gr.Row():
+            model = gr.Dropdown(nets, value=nets[0], label="Net", elem_id="nets-model")
+            color = gr.Dropdown(list(NET_COLOR_MODES), value="none", label="Colour preservation")
+        with gr.Row():
+            content = ImageInput("Photo", elem_id="nets-content")
+            style = ImageInput("Painting (arbitrary-style nets)", elem_id="nets-style", visible=False)
+        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+        alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength α", visible=False)
+        direction = gr.Radio(["a2b"], value="a2b", label="CycleGAN direction", visible=False)
+        with gr.Row():
+            sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.05, visible=False) for _ in range(self.max_styles())]
+        run = gr.Button("Stylize", variant="primary", elem_id="nets-run")
+        output = _output("Result (download as PNG)", "nets-output")
+        controls = [style, alpha, direction, *sliders]
+        model.change(_errors_shown(self.net_controls), model, controls, queue=False)
+        run.click(_errors_shown(self.run_net), [model, content, style, alpha, direction, color, *sliders], output)
+        return model, controls
+
+    def _compare_tab(self):
+        with gr.Row():
+            content = ImageInput("Photo", elem_id="compare-content")
+            style = ImageInput("Painting", elem_id="compare-style")
+        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+        runnable = [GATYS] + [e.label for e in self.models if e.kind != "cyclegan"]
+        methods = gr.CheckboxGroup(runnable, value=runnable[:3], label="Methods", elem_id="compare-methods")
+        steps = gr.Slider(1, 300, value=50, step=1, label="Gatys iterations")
+        run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+        gallery = gr.Gallery(label="Results", columns=3, format="png", elem_id="compare-gallery")
+        table = gr.Markdown(elem_id="compare-metrics")
+        run.click(
+            _errors_shown(self.run_compare),
+            [content, style, methods, steps],
+            [gallery, table],
+            concurrency_limit=self.config.gatys_concurrency,
+            concurrency_id="gatys",
+        )
+
+
+def launch(app, *, block=True):
+    """Serve ``app``'s page on its config's host and port; returns the launched ``gr.Blocks``."""
+    page = app.build()
+    page.launch(
+        server_name=app.config.host,
+        server_port=app.config.port,
+        share=False,
+        ssr_mode=False,
+        quiet=True,
+        prevent_thread_lock=not block,
+        allowed_paths=[os.path.dirname(SAMPLES[0])],
+        theme=gr.themes.Default(
+            font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+        ),
+    )
+    return page
