@@ -22,22 +22,8 @@ NET_COLOR_MODES = tuple(m for m in images.PRESERVE_COLOR_MODES if m != "histogra
 GATYS = "Gatys"
 
 
-class ImageInput(gr.Image):
-    """An image upload handed over as its file path, undecoded.
-
-    ``gr.Image`` opens uploads with Pillow before the handler runs, so a text file named
-    .jpg fails there with Pillow's message; the handlers decode with
-    :func:`.jobs.read_image` instead, whose errors say what is wrong in the app's words.
-    """
-
-    # Gradio draws a template component with its parent's (gr.Image's) frontend.
-    is_template = True
-
-    def __init__(self, label, **kwargs):
-        super().__init__(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
-
-    def preprocess(self, payload):
-        return None if payload is None else payload.path
+def _input(label, elem_id, **kwargs):
+    return gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id, **kwargs)
 
 
 def _errors_shown(fn):
@@ -63,8 +49,14 @@ def _errors_shown(fn):
     return function
 
 
+def _samples(inputs, elem_id):
+    return gr.Examples([SAMPLES[: len(inputs)]], inputs, label="Samples: click to use them", elem_id=elem_id)
+
+
 def _output(label, elem_id):
-    return gr.Image(label=label, format="png", interactive=False, elem_id=elem_id, buttons=["download", "fullscreen"])
+    return gr.Image(
+        label=label, format="png", interactive=False, elem_id=elem_id, buttons=["download", "fullscreen"], height=420
+    )
 
 
 class App:
@@ -79,8 +71,18 @@ class App:
         self._jobs = {}
         self._jobs_lock = threading.Lock()
 
-    def read(self, path, what):
-        return jobs.read_image(path, what, self.config.max_side, self.config.max_megapixels)
+    def read(self, upload, what):
+        """An image input's upload, as the events hand it over: not preprocessed (``preprocess=False``).
+
+        ``gr.Image`` would open uploads with Pillow before a handler runs, so a text file
+        named .jpg would fail there in Pillow's words; :func:`.jobs.read_image` decodes
+        instead, and its errors say what is wrong in the app's.
+        """
+        return jobs.read_image(self.upload_path(upload), what, self.config.max_side, self.config.max_megapixels)
+
+    @staticmethod
+    def upload_path(upload):
+        return upload.get("path") if upload else None
 
     def entry(self, label):
         for entry in self.models:
@@ -90,7 +92,20 @@ class App:
 
     # --- Gatys tab -------------------------------------------------------------------
 
-    def run_gatys(self, content, style, style2, style2_weight, size, steps, strength, tv, color, request: gr.Request):
+    def run_gatys(
+        self,
+        content,
+        style,
+        style2,
+        style2_weight,
+        size,
+        steps,
+        strength,
+        tv,
+        color,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for its progress bar)
+    ):
         photo = self.read(content, "photo")
         styles = [self.read(style, "painting")]
         blend = None
@@ -110,6 +125,7 @@ class App:
             self._jobs[request.session_hash] = job
         try:
             for update in job:
+                progress((update.step, update.total), unit="steps")
                 image = None if update.image is None else images.to_uint8(update.image)
                 yield update.status(), image
         finally:
@@ -153,7 +169,7 @@ class App:
             self.cache,
             self.read(content, "photo"),
             style_weights=weights,
-            style_path=style,
+            style_path=self.upload_path(style),
             alpha=alpha,
             direction=direction,
             preserve_color=color,
@@ -173,7 +189,9 @@ class App:
                 config = self.network.gatys_config(image_size=min(512, max(photo.shape[:2])), num_steps=steps)
                 output = [u for u in jobs.GatysJob(self.network, photo, [painting], config)][-1].image
             else:
-                output = jobs.stylize_with_net(self.entry(method), self.cache, photo, style_path=style)
+                output = jobs.stylize_with_net(
+                    self.entry(method), self.cache, photo, style_path=self.upload_path(style)
+                )
             caption = jobs.metrics_caption(method, self.network.metrics(output, photo, painting))
             gallery.append((images.to_uint8(output), caption))
             lines.append(f"- {caption}")
@@ -199,13 +217,20 @@ class App:
 
     def _gatys_tab(self):
         with gr.Row():
-            content = ImageInput("Photo", elem_id="gatys-content")
-            style = ImageInput("Painting", elem_id="gatys-style")
-            style2 = ImageInput("Second painting (optional)", elem_id="gatys-style2")
-        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+            content = _input("Photo", elem_id="gatys-content")
+            style = _input("Painting", elem_id="gatys-style")
+            style2 = _input("Second painting (optional)", elem_id="gatys-style2")
+        _samples([content, style], "gatys-samples")
         with gr.Row():
-            size = gr.Slider(64, self.config.max_side, value=256, step=16, label="Size (longest side, px)")
-            steps = gr.Slider(1, 1000, value=100, step=1, label="Iterations (L-BFGS)")
+            size = gr.Slider(
+                64,
+                self.config.max_side,
+                value=min(256, self.config.max_side),
+                step=16,
+                label="Size (longest side, px)",
+                elem_id="gatys-size",
+            )
+            steps = gr.Slider(1, 1000, value=100, step=1, label="Iterations (L-BFGS)", elem_id="gatys-steps")
             strength = gr.Slider(1.0, 6.0, value=3.0, step=0.25, label="Style strength: log10 β/α (paper: 3)")
         with gr.Row():
             style2_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Second painting's blend weight")
@@ -223,6 +248,7 @@ class App:
             concurrency_limit=self.config.gatys_concurrency,
             concurrency_id="gatys",
             show_progress="minimal",
+            preprocess=False,
         )
         cancel.click(self.cancel_gatys, None, None, queue=False)
 
@@ -239,9 +265,9 @@ class App:
             model = gr.Dropdown(nets, value=nets[0], label="Net", elem_id="nets-model")
             color = gr.Dropdown(list(NET_COLOR_MODES), value="none", label="Colour preservation")
         with gr.Row():
-            content = ImageInput("Photo", elem_id="nets-content")
-            style = ImageInput("Painting (arbitrary-style nets)", elem_id="nets-style", visible=False)
-        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+            content = _input("Photo", elem_id="nets-content")
+            style = _input("Painting (arbitrary-style nets)", elem_id="nets-style", visible=False)
+        _samples([content, style], "nets-samples")
         alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength α", visible=False)
         direction = gr.Radio(["a2b"], value="a2b", label="CycleGAN direction", visible=False)
         with gr.Row():
@@ -250,17 +276,22 @@ class App:
         output = _output("Result (download as PNG)", "nets-output")
         controls = [style, alpha, direction, *sliders]
         model.change(_errors_shown(self.net_controls), model, controls, queue=False)
-        run.click(_errors_shown(self.run_net), [model, content, style, alpha, direction, color, *sliders], output)
+        run.click(
+            _errors_shown(self.run_net),
+            [model, content, style, alpha, direction, color, *sliders],
+            output,
+            preprocess=False,
+        )
         return model, controls
 
     def _compare_tab(self):
         with gr.Row():
-            content = ImageInput("Photo", elem_id="compare-content")
-            style = ImageInput("Painting", elem_id="compare-style")
-        gr.Examples([SAMPLES], [content, style], label="Samples: click to use them")
+            content = _input("Photo", elem_id="compare-content")
+            style = _input("Painting", elem_id="compare-style")
+        _samples([content, style], "compare-samples")
         runnable = [GATYS] + [e.label for e in self.models if e.kind != "cyclegan"]
         methods = gr.CheckboxGroup(runnable, value=runnable[:3], label="Methods", elem_id="compare-methods")
-        steps = gr.Slider(1, 300, value=50, step=1, label="Gatys iterations")
+        steps = gr.Slider(1, 300, value=50, step=1, label="Gatys iterations", elem_id="compare-steps")
         run = gr.Button("Compare", variant="primary", elem_id="compare-run")
         gallery = gr.Gallery(label="Results", columns=3, format="png", elem_id="compare-gallery")
         table = gr.Markdown(elem_id="compare-metrics")
@@ -270,6 +301,7 @@ class App:
             [gallery, table],
             concurrency_limit=self.config.gatys_concurrency,
             concurrency_id="gatys",
+            preprocess=False,
         )
 
 
