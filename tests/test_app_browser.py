@@ -119,7 +119,7 @@ def page(browser, server):
 def screenshot(page, tmp_path, name, full_page=True):
     """A screenshot of the page; ``full_page=False`` keeps fixed elements (Gradio's toasts) in view."""
     path = tmp_path / f"{name}.png"
-    page.screenshot(path=path, full_page=full_page, animations="disabled")
+    page.screenshot(path=path, full_page=full_page)
     folder = os.environ.get("NST_APP_SHOTS")
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -231,6 +231,13 @@ def test_text_file_named_jpg_shows_an_error_and_the_app_goes_on(page, tmp_path):
     page.locator("#gatys-run").click()
     toast = page.get_by_test_id("toast-text")
     toast.wait_for()
+    # The toast flies in from transparent: screenshot it once it has arrived.
+    page.wait_for_function(
+        """el => { for (let e = el; e; e = e.parentElement)
+                     if (e.getAnimations().length || getComputedStyle(e).opacity !== '1') return false;
+                   return true; }""",
+        arg=toast.element_handle(),
+    )
     with pytest.raises(images.ImageError) as expected:
         images.decode_image_bytes(bad.read_bytes(), name="photo notes.jpg")
     assert toast.inner_text() == str(expected.value)
