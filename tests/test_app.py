@@ -10,6 +10,7 @@ import pytest
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import smooth_image
+from feedforward_helpers import tiny_arbitrary_config
 from feedforward_helpers import tiny_config
 
 from nst_tf import images
@@ -19,6 +20,7 @@ from nst_tf.app import default_gatys_concurrency
 from nst_tf.app import jobs
 from nst_tf.app import models
 from nst_tf.errors import NSTError
+from nst_tf.training import arbitrary
 from nst_tf.training import feedforward as ff
 
 LIMITS = dict(max_side=64, max_megapixels=1.0)
@@ -41,6 +43,17 @@ def fast_run(tmp_path_factory):
     photos = make_photos(root / "photos", count=4)
     ff.train(tiny_config(photos, make_styles(root / "styles", count=1), root / "runs" / "fast", max_steps=2))
     return root / "runs"
+
+
+@pytest.fixture(scope="module")
+def other_runs(tmp_path_factory):
+    """A two-style net and an arbitrary-style net, and a painting."""
+    root = tmp_path_factory.mktemp("app_other")
+    photos = make_photos(root / "photos", count=4)
+    styles = make_styles(root / "styles", count=2)
+    ff.train(tiny_config(photos, styles, root / "runs" / "multi", max_steps=1))
+    arbitrary.train(tiny_arbitrary_config(photos, str(root / "styles"), root / "runs" / "adain", max_steps=1))
+    return {e.kind: e for e in models.find_models(str(root / "runs"))}, styles[0]
 
 
 def test_config_defaults_and_bad_values():
@@ -181,6 +194,21 @@ def test_missing_model_and_weights_of_a_single_style_net_are_refused(fast_run, t
     arbitrary = models.ModelEntry("adain", str(tmp_path), "arbitrary")
     with pytest.raises(NSTError, match="needs a painting"):
         jobs.stylize_with_net(arbitrary, cache, content)
+
+
+def test_multistyle_weights_and_arbitrary_alpha_reach_the_nets(other_runs):
+    entries, painting = other_runs
+    cache = models.StylizerCache()
+    content = smooth_image(np.random.default_rng(4), 40, 40)
+    multi = entries["multistyle"]
+    assert len(multi.style_names) == 2
+    first = jobs.stylize_with_net(multi, cache, content, style_weights=[1.0, 0.0])
+    assert np.array_equal(first, jobs.stylize_with_net(multi, cache, content))  # the default: the first style
+    assert not np.allclose(first, jobs.stylize_with_net(multi, cache, content, style_weights=[0.0, 1.0]))
+    adain = entries["arbitrary"]
+    full = jobs.stylize_with_net(adain, cache, content, style_path=painting, alpha=1.0)
+    none = jobs.stylize_with_net(adain, cache, content, style_path=painting, alpha=0.0)
+    assert full.shape == none.shape == content.shape and not np.allclose(full, none)
 
 
 def test_metrics_caption(network, pair):

@@ -35,7 +35,7 @@ def _errors_shown(fn):
             try:
                 yield from fn(*args, **kwargs)
             except NSTError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(str(exc), print_exception=False) from None
 
         return generator
 
@@ -44,7 +44,7 @@ def _errors_shown(fn):
         try:
             return fn(*args, **kwargs)
         except NSTError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
 
     return function
 
@@ -145,7 +145,11 @@ class App:
         return max([len(e.style_names) for e in self.models if e.kind == "multistyle"] + [1])
 
     def net_controls(self, label):
-        """Visibility of the controls a chosen net takes, and its style sliders' labels."""
+        """Visibility of the controls a chosen net takes (α, direction, style sliders), and the sliders' labels.
+
+        The painting upload stays in view: Gradio's examples redraw an image input as it was
+        built, undoing a visibility update.
+        """
         entry = self.entry(label) if label else None
         kind = entry.kind if entry else None
         names = entry.style_names if kind == "multistyle" else ()
@@ -155,7 +159,6 @@ class App:
         ]
         directions = entry.directions if kind == "cyclegan" else ("a2b",)
         return [
-            gr.update(visible=kind == "arbitrary"),
             gr.update(visible=kind == "arbitrary"),
             gr.update(visible=kind == "cyclegan", choices=list(directions), value=directions[0]),
             *sliders,
@@ -207,11 +210,9 @@ class App:
             with gr.Tab(GATYS, id="gatys"):
                 self._gatys_tab()
             with gr.Tab("Trained nets", id="nets"):
-                chooser = self._nets_tab(nets)
+                self._nets_tab(nets)
             with gr.Tab("Compare", id="compare"):
                 self._compare_tab()
-            if chooser is not None:
-                page.load(self.net_controls, *chooser, queue=False)
         page.queue(default_concurrency_limit=1)
         return page
 
@@ -253,28 +254,29 @@ class App:
         cancel.click(self.cancel_gatys, None, None, queue=False)
 
     def _nets_tab(self, nets):
-        """The tab's widgets; returns ``(net dropdown, the controls it shows)``, or None without nets."""
         if not nets:
             gr.Markdown(
                 f"No trained nets under `{self.config.models_dir}`: train one with {models.TRAIN_HINT}, "
                 "then start the app again.",
                 elem_id="nets-none",
             )
-            return None
+            return
+        # The controls start as the first net wants them, with no update at page load.
+        first = [{k: v for k, v in update.items() if k != "__type__"} for update in self.net_controls(nets[0])]
         with gr.Row():
             model = gr.Dropdown(nets, value=nets[0], label="Net", elem_id="nets-model")
             color = gr.Dropdown(list(NET_COLOR_MODES), value="none", label="Colour preservation")
         with gr.Row():
             content = _input("Photo", elem_id="nets-content")
-            style = _input("Painting (arbitrary-style nets)", elem_id="nets-style", visible=False)
+            style = _input("Painting (arbitrary-style nets only)", elem_id="nets-style")
         _samples([content, style], "nets-samples")
-        alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength α", visible=False)
-        direction = gr.Radio(["a2b"], value="a2b", label="CycleGAN direction", visible=False)
+        alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength α", **first[0])
+        direction = gr.Radio(label="CycleGAN direction", elem_id="nets-direction", **first[1])
         with gr.Row():
-            sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.05, visible=False) for _ in range(self.max_styles())]
+            sliders = [gr.Slider(0.0, 1.0, step=0.05, **kwargs) for kwargs in first[2:]]
         run = gr.Button("Stylize", variant="primary", elem_id="nets-run")
         output = _output("Result (download as PNG)", "nets-output")
-        controls = [style, alpha, direction, *sliders]
+        controls = [alpha, direction, *sliders]
         model.change(_errors_shown(self.net_controls), model, controls, queue=False)
         run.click(
             _errors_shown(self.run_net),
@@ -282,7 +284,6 @@ class App:
             output,
             preprocess=False,
         )
-        return model, controls
 
     def _compare_tab(self):
         with gr.Row():
