@@ -11,6 +11,7 @@ import threading
 
 import gradio as gr
 
+from nst_tf import gatys
 from nst_tf import images
 from nst_tf.app import jobs
 from nst_tf.app import models
@@ -190,7 +191,7 @@ class App:
         for method in methods:
             if method == GATYS:
                 config = self.network.gatys_config(image_size=min(512, max(photo.shape[:2])), num_steps=steps)
-                output = [u for u in jobs.GatysJob(self.network, photo, [painting], config)][-1].image
+                output = gatys.stylize(photo, painting, config, extractor=self.network.model)
             else:
                 output = jobs.stylize_with_net(
                     self.entry(method), self.cache, photo, style_path=self.upload_path(style)
@@ -316,7 +317,6 @@ def launch(app, *, block=True):
         ssr_mode=False,
         quiet=True,
         prevent_thread_lock=not block,
-        allowed_paths=[os.path.dirname(SAMPLES[0])],
         theme=gr.themes.Default(
             font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
         ),
