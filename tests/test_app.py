@@ -72,6 +72,8 @@ def test_uploads_are_decoded_shrunk_and_refused_in_one_line(tmp_path):
     assert jobs.read_image(str(photo), "photo", **LIMITS).shape == (64, 51, 3)
     with pytest.raises(NSTError, match=r"^photo: no image given"):
         jobs.read_image(None, "photo", **LIMITS)
+    with pytest.raises(NSTError, match=r"^photo gone\.png: cannot read the upload"):
+        jobs.read_image(str(tmp_path / "gone.png"), "photo", **LIMITS)
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture\n")
     with pytest.raises(NSTError, match=r"^painting notes\.jpg: not an image file"):

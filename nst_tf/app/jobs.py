@@ -42,8 +42,11 @@ def read_image(path, what, max_side, max_megapixels):
     if not path:
         raise NSTError(f"{what}: no image given (upload one, or click an example)")
     name = f"{what} {os.path.basename(path)}"
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise images.ImageError(f"{name}: cannot read the upload ({exc.strerror or exc}); upload it again") from None
     image = images.decode_image_bytes(data, name=name, max_pixels=int(max_megapixels * 1e6))
     if max(image.shape[:2]) > max_side:
         image = images.resize_longest_side(image, max_side)

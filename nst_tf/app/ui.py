@@ -167,6 +167,9 @@ class App:
 
     def run_net(self, label, content, style, alpha, direction, color, *style_weights):
         entry = self.entry(label)
+        if entry.kind == "arbitrary" and style:
+            # The net reads the painting file itself; read here first, a bad file is named as the user knows it.
+            self.read(style, "painting")
         weights = list(style_weights[: len(entry.style_names)]) if entry.kind == "multistyle" else None
         output = jobs.stylize_with_net(
             entry,
