@@ -3,6 +3,8 @@ it lists and opens, its config. The page itself is tested in tests/test_app_brow
 
 import dataclasses
 import json
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -64,6 +66,23 @@ def test_config_defaults_and_bad_values():
         AppConfig(max_megapixels=0.0)
     with pytest.raises(NSTError, match="--gatys_concurrency"):
         AppConfig(gatys_concurrency=0)
+
+
+def test_console_script_refuses_a_bad_flag_in_one_line():
+    # What the nst-app console script runs: its module imported, not run as __main__.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nst_tf.cli.app import run; sys.argv[0] = 'nst-app'; run()",
+            "--max_megapixels=-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "nst-app: error: --max_megapixels: must be > 0, got -1.0\n"
 
 
 def test_uploads_are_decoded_shrunk_and_refused_in_one_line(tmp_path):

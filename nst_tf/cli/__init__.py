@@ -21,7 +21,8 @@ import os
 import sys
 import warnings
 
-from absl import app
+# Not bound as ``app``: importing the command module nst_tf.cli.app sets that name on this package.
+from absl import app as absl_app
 from absl import flags
 from absl import logging
 
@@ -118,7 +119,7 @@ def run(main):
             sys.stderr.write("interrupted\n")
             sys.exit(130)
 
-    app.run(wrapped, flags_parser=_parse_flags_or_exit)
+    absl_app.run(wrapped, flags_parser=_parse_flags_or_exit)
 
 
 def _parse_flags_or_exit(argv):
