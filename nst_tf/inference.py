@@ -160,7 +160,7 @@ class Stylizer:
         if not os.path.isdir(path):
             what = "not a folder" if os.path.exists(path) else "no such folder"
             raise NSTError(f"--model: {path}: {what} (a training output dir or an exported SavedModel)")
-        saved_model = _saved_model_dir(path)
+        saved_model = saved_model_dir(path)
         if saved_model:
             if precision != "float32":
                 raise NSTError(
@@ -284,7 +284,7 @@ def _is_arbitrary_run(path):
     """Whether ``path`` is the training output dir of an arbitrary-style (AdaIN) net."""
     from nst_tf.training import base  # pylint: disable=import-outside-toplevel
 
-    if _saved_model_dir(path) or not os.path.isfile(os.path.join(path, base.MODEL_CONFIG)):
+    if saved_model_dir(path) or not os.path.isfile(os.path.join(path, base.MODEL_CONFIG)):
         return False
     return base.read_model_config(path).get("method") == ARBITRARY_METHOD
 
@@ -390,7 +390,7 @@ class ArbitraryStylizer:
         return self._stylize(x, style, self.alpha, mask, background).numpy()
 
 
-def _saved_model_dir(path):
+def saved_model_dir(path):
     """``path`` or its highest integer version folder if it holds a SavedModel, else None."""
     if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
         return path
@@ -539,7 +539,7 @@ def _stylize_jobs(config):
 
 def _exported_model_type(path):
     """The ``model_type`` nst-export recorded in the SavedModel at ``path`` (or its newest version), or None."""
-    saved = _saved_model_dir(path)
+    saved = saved_model_dir(path)
     info = os.path.join(saved, EXPORT_INFO) if saved else None
     if not info or not os.path.isfile(info):
         return None

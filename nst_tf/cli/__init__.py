@@ -3,7 +3,7 @@
 Each command is a console script and a module, e.g. ``nst-stylize`` is
 ``python -m nst_tf.cli.stylize`` (or ``python nst_tf/cli/stylize.py``):
 ``stylize``, ``sweep``, ``train_fast``, ``train_multistyle``, ``train_cyclegan``,
-``translate``, ``export``, ``serve``, ``eval`` and ``demo``. Their flags are generated
+``translate``, ``export``, ``serve``, ``eval``, ``app`` and ``demo``. Their flags are generated
 from the fields of the library's config dataclasses (:mod:`nst_tf.config`).
 
 Importing this package imports TensorFlow with its C++ start-up logging
@@ -21,7 +21,8 @@ import os
 import sys
 import warnings
 
-from absl import app
+# Not bound as ``app``: importing the command module nst_tf.cli.app sets that name on this package.
+from absl import app as absl_app
 from absl import flags
 from absl import logging
 
@@ -118,7 +119,7 @@ def run(main):
             sys.stderr.write("interrupted\n")
             sys.exit(130)
 
-    app.run(wrapped, flags_parser=_parse_flags_or_exit)
+    absl_app.run(wrapped, flags_parser=_parse_flags_or_exit)
 
 
 def _parse_flags_or_exit(argv):
