@@ -20,8 +20,11 @@ has them), and each output is scored by ``nst_tf.evaluation`` against its photo
 and painting on that network: the style ratio (Gram distance to the painting
 over the photo's own, lower is more stylized), the content ratio (feature
 distance to the photo over the painting's, lower keeps more of the photo),
-SSIM of luminance and the noise ratio. Seconds are reported as a ratio to the
-reference's on the same pair in the same run, since this machine's speed drifts.
+SSIM of luminance and the noise ratio. The budgets are equal: the reference runs
+first, and each other configuration is stopped once it has used the reference's
+wall time on that pair (it keeps the image of its last step), or finishes sooner.
+Seconds are reported as a ratio to the reference's on the same pair in the same
+run, since this machine's speed drifts.
 
 It prints one row per pair and configuration, the medians, and how many pairs
 meet the target (style and content ratios no higher than the reference's, in no
@@ -130,6 +133,33 @@ def reference_stylize(extractor, content, style, size):
     return image.numpy()[0]
 
 
+def stylize_within(content, style, config, extractor, budget):
+    """``(image, stopped)``: ``gatys.stylize`` stopped once ``budget`` seconds have passed (None:
+    no limit) with the image of its last step, the equal wall-time budgets of the issue's benchmark.
+    A stopped run counts as within the budget: it overran it by at most the step in progress."""
+    if budget is None:
+        return gatys.stylize(content, style, config, extractor=extractor), False
+    deadline = time.perf_counter() + budget
+    last = {}
+
+    def keep(done, total, image, losses):
+        last["image"] = image
+
+    config = dataclasses.replace(config, log_every=1)
+    try:
+        image = gatys.stylize(
+            content,
+            style,
+            config,
+            extractor=extractor,
+            on_step=keep,
+            should_stop=lambda: time.perf_counter() > deadline,
+        )
+        return image, False
+    except gatys.Cancelled:
+        return last["image"], True
+
+
 def gatys_configs(size):
     """The product's configurations on this run's network, at longest side ``size``."""
     network = {"feature_extractor": FLAGS.feature_extractor, "weights": FLAGS.weights}
@@ -154,16 +184,19 @@ def main(argv):
     print(f"{'px':>4s} {'pair':24s} {'config':9s} " + " ".join(f"{c:>8s}" for c in columns), flush=True)
     for size in (int(s) for s in FLAGS.sizes):
         sheet_rows, figures = [], {name: [] for name in FLAGS.configs}
+        in_time = {name: [] for name in FLAGS.configs}
         for pair_name, photo, painting, crop in panel:
             content, style = load_pair(photo, painting, crop)
             configs = gatys_configs(size)
-            outputs, seconds = {}, {}
-            for name in FLAGS.configs:
+            outputs, seconds, stopped, budget = {}, {}, {}, None
+            # The reference runs first: its time is every other configuration's budget.
+            for name in sorted(FLAGS.configs, key=lambda n: n != "reference"):
                 start = time.perf_counter()
                 if name == "reference":
                     outputs[name] = reference_stylize(extractor, content, style, size)
+                    budget = time.perf_counter() - start
                 else:
-                    outputs[name] = gatys.stylize(content, style, configs[name], extractor=extractor)
+                    outputs[name], stopped[name] = stylize_within(content, style, configs[name], extractor, budget)
                 seconds[name] = time.perf_counter() - start
             base_seconds = seconds.get("reference", seconds[FLAGS.configs[0]])
             for name in FLAGS.configs:
@@ -176,7 +209,9 @@ def main(argv):
                     seconds[name] / base_seconds,
                 )
                 figures[name].append(row)
-                print(f"{size:4d} {pair_name:24s} {name:9s} " + " ".join(f"{v:8.3g}" for v in row), flush=True)
+                in_time[name].append(seconds[name] <= base_seconds or stopped.get(name, False))
+                mark = " (stopped at the budget)" if stopped.get(name) else ""
+                print(f"{size:4d} {pair_name:24s} {name:9s} " + " ".join(f"{v:8.3g}" for v in row) + mark, flush=True)
             sheet_rows.append(
                 [images.letterbox(image, FLAGS.cell) for image in (content, style)]
                 + [images.letterbox(outputs[name], FLAGS.cell) for name in FLAGS.configs]
@@ -187,8 +222,8 @@ def main(argv):
         if "reference" in FLAGS.configs:
             for name in (n for n in FLAGS.configs if n != "reference"):
                 wins = [
-                    mine[0] <= ref[0] and mine[1] <= ref[1] and mine[4] <= 1.0
-                    for mine, ref in zip(figures[name], figures["reference"])
+                    mine[0] <= ref[0] and mine[1] <= ref[1] and fits
+                    for mine, ref, fits in zip(figures[name], figures["reference"], in_time[name])
                 ]
                 print(
                     f"{size:4d} target {name}: style and content ratios <= the reference's in <= its time "
