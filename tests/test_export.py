@@ -42,6 +42,37 @@ assert not [m for m in sys.modules if m.split(".")[0] == "nst_tf"], "nst_tf was 
 print("loaded", len(json.load(open(sys.argv[1]))))
 """
 
+
+def run_in_tensorflow_only_process(tmp_path, jobs):
+    """``{name: outputs}`` of each ``name: (SavedModel dir, signature, inputs)`` of ``jobs``, all run by
+    :data:`_LOADER` in one fresh process that imports TensorFlow alone; inputs and outputs are
+    dicts of arrays, passed through ``.npz`` files in ``tmp_path``."""
+    specs = []
+    for name, (directory, signature, inputs) in jobs.items():
+        np.savez(tmp_path / f"{name}_in.npz", **inputs)
+        specs.append(
+            {
+                "dir": directory,
+                "signature": signature,
+                "inputs": str(tmp_path / f"{name}_in.npz"),
+                "outputs": str(tmp_path / f"{name}_out.npz"),
+            }
+        )
+    (tmp_path / "jobs.json").write_text(json.dumps(specs))
+    (tmp_path / "loader.py").write_text(_LOADER)
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    # Encoded images come back as object arrays of bytes, which np.load reads only with pickle.
+    return {name: dict(np.load(tmp_path / f"{name}_out.npz", allow_pickle=True)) for name in jobs}
+
+
 GATYS = gatys.GatysConfig(
     optimizer="adam",
     num_steps=3,
@@ -166,30 +197,12 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
             None,
         ),
     }
-    jobs = []
-    for name, (model, signature, inputs, _, _) in cases.items():
-        np.savez(tmp_path / f"{name}_in.npz", **inputs)
-        jobs.append(
-            {
-                "dir": exported[model],
-                "signature": signature,
-                "inputs": str(tmp_path / f"{name}_in.npz"),
-                "outputs": str(tmp_path / f"{name}_out.npz"),
-            }
-        )
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    (tmp_path / "loader.py").write_text(_LOADER)
-    run = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    outputs = run_in_tensorflow_only_process(
+        tmp_path,
+        {name: (exported[model], signature, inputs) for name, (model, signature, inputs, _, _) in cases.items()},
     )
-    assert run.returncode == 0, run.stderr[-2000:]
     for name, (_, _, _, want, scale) in cases.items():
-        got = dict(np.load(tmp_path / f"{name}_out.npz"))
+        got = outputs[name]
         assert set(want) <= set(got), name
         for key, value in want.items():
             value = np.asarray(value)
