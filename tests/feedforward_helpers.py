@@ -1,10 +1,13 @@
-"""Tiny synthetic data and configs for the feed-forward training, distribution and inference tests."""
+"""Tiny synthetic data and configs for the feed-forward training, distribution and inference tests,
+and training dirs as the trainers leave them."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
@@ -88,6 +91,23 @@ def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
         data=PhotoDataConfig(image_size=32, load_size=40),
         **settings,
     )
+
+
+def write_training_dir(path, method, named_models, style_names=()):
+    """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
+    checkpoint = tf.train.Checkpoint(**named_models)
+    tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
+    description = {
+        "method": method,
+        "models": {
+            name: {"class_name": type(model).__name__, "config": model.get_config()}
+            for name, model in named_models.items()
+        },
+        "style_names": list(style_names),
+    }
+    with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
+        json.dump(description, f)
+    return str(path)
 
 
 def python_command(code, *args, env=None):

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import write_training_dir
 from PIL import Image
 
 from nst_tf import export
@@ -81,23 +82,6 @@ GATYS = gatys.GatysConfig(
         weights=None, content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1")
     ),
 )
-
-
-def write_training_dir(path, method, named_models, style_names=()):
-    """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
-    checkpoint = tf.train.Checkpoint(**named_models)
-    tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
-    description = {
-        "method": method,
-        "models": {
-            name: {"class_name": type(model).__name__, "config": model.get_config()}
-            for name, model in named_models.items()
-        },
-        "style_names": list(style_names),
-    }
-    with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
-        json.dump(description, f)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import write_training_dir
 from test_export import ENV
 from test_export import TFLITE_TOL
 from test_export import VENV_BIN
 from test_export import _conv_dtypes
 from test_export import run_in_tensorflow_only_process
-from test_export import write_training_dir
 
 from nst_tf import export
 from nst_tf.errors import NSTError
