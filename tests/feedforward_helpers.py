@@ -93,6 +93,40 @@ def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
     )
 
 
+def mirrored_script(setup, trained):
+    """Code for :func:`run_python`: two logical CPUs (before TensorFlow starts), ``setup`` (imports
+    and arguments), then ``trained`` (``def trained(name, strategy, steps)`` -> ``(trainer, weights)``)
+    run for 0 and 3 steps on one device and 3 under MirroredStrategy. Prints one JSON line: replicas,
+    both runs' data positions, the largest weight update and the largest one-device/mirrored difference."""
+    return (
+        """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+        + setup
+        + """
+from nst_tf.training import base
+strategy = base.make_strategy()
+assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
+"""
+        + trained
+        + """
+_, start = trained("init", tf.distribute.get_strategy(), 0)
+single, one = trained("single", tf.distribute.get_strategy(), 3)
+mirrored, two = trained("mirrored", strategy, 3)
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
+    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
+    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+}))
+"""
+    )
+
+
 def write_training_dir(path, method, named_models, style_names=()):
     """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
     checkpoint = tf.train.Checkpoint(**named_models)

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
+from feedforward_helpers import mirrored_script
 from feedforward_helpers import run_python
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
 
@@ -236,34 +237,21 @@ def test_train_arbitrary_command_with_a_flagfile(tmp_path, photos, paintings):
     assert not (tmp_path / "run2").exists()
 
 
-MIRRORED = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+MIRRORED = mirrored_script(
+    """
+import sys
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
-from nst_tf.training import arbitrary, base
+from nst_tf.training import arbitrary
 photos, paintings, out = sys.argv[1:]
-strategy = base.make_strategy()
-assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
-
+""",
+    """
 def trained(name, strategy, steps):
     trainer = arbitrary.ArbitraryTrainer(tiny_config(photos, paintings, f"{out}/{name}", max_steps=steps, batch_size=4),
                                          strategy=strategy)
     trainer.train()
     return trainer, [np.array(w.numpy()) for w in trainer.model.decoder.weights]
-
-_, start = trained("init", tf.distribute.get_strategy(), 0)
-single, one = trained("single", tf.distribute.get_strategy(), 3)
-mirrored, two = trained("mirrored", strategy, 3)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
-    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
-    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
-}))
-"""
+""",
+)
 
 
 def test_mirrored_strategy_trains_like_one_device(tmp_path, photos, paintings):
