@@ -48,6 +48,21 @@ def make_styles(folder, count=2, seed=100):
     return paths
 
 
+def mock_tfds_photos(rng, count=5):
+    """``tfds.testing.mock_data`` whose ``train`` split is ``count`` random 48x40 photos, encoded."""
+    # Imported here: the subprocess scripts that import these helpers do not need tfds.
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    encoded = [images.encode_image(rng.random((48, 40, 3))) for _ in range(count)]
+
+    def as_dataset(self, split, decoders=None, **kwargs):
+        del self, kwargs
+        assert split == "train" and "image" in decoders  # the photos stay encoded
+        return tf.data.Dataset.from_tensor_slices({"image": encoded})
+
+    return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
 def tiny_config(photos, styles, output_dir, **kwargs):
     """A feed-forward run that trains in well under a second per step on one CPU core."""
     settings = dict(

@@ -9,16 +9,15 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import mirrored_script
+from feedforward_helpers import mock_tfds_photos
 from feedforward_helpers import run_python
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
 
 from nst_tf import data
-from nst_tf import images
 from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.models.arbitrary import ArbitraryStyleNet
@@ -93,15 +92,8 @@ def test_an_unreadable_painting_is_skipped_and_counted(tmp_path, photos, paintin
 
 
 def test_content_photos_from_tfds_with_mock_data(rng, paintings):
-    encoded = [images.encode_image(rng.random((48, 40, 3))) for _ in range(5)]
-
-    def as_dataset(self, split, decoders=None, **kwargs):
-        del self, kwargs
-        assert split == "train" and "image" in decoders  # the photos stay encoded
-        return tf.data.Dataset.from_tensor_slices({"image": encoded})
-
     config = data.PhotoDataConfig(tfds_name="coco/2017", image_size=32, load_size=36)
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    with mock_tfds_photos(rng):
         batches = [b for b, _ in zip(data.content_style_dataset(config, data.style_files([paintings]), 2), range(3))]
         resumed = next(iter(data.content_style_dataset(config, data.style_files([paintings]), 2, start=2)))
     assert batches[0]["content"].shape == (2, 32, 32, 3)
