@@ -63,18 +63,13 @@ def mock_tfds_photos(rng, count=5):
     return tfds.testing.mock_data(as_dataset_fn=as_dataset)
 
 
+# The settings the tiny feed-forward and AdaIN runs share.
+TINY_RUN = dict(width=0.125, batch_size=2, max_steps=4, checkpoint_every=100, log_every=2, image_every=0)
+
+
 def tiny_config(photos, styles, output_dir, **kwargs):
     """A feed-forward run that trains in well under a second per step on one CPU core."""
-    settings = dict(
-        width=0.125,
-        num_residual_blocks=1,
-        batch_size=2,
-        learning_rate=1e-2,
-        max_steps=4,
-        checkpoint_every=100,
-        log_every=2,
-        image_every=0,
-    )
+    settings = dict(TINY_RUN, num_residual_blocks=1, learning_rate=1e-2)
     settings.update(kwargs)
     return ff.FeedForwardConfig(
         output_dir=str(output_dir),
@@ -88,16 +83,7 @@ def tiny_config(photos, styles, output_dir, **kwargs):
 
 def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
     """An AdaIN run (random VGG16, an eighth-width decoder, 32 px crops) that trains in a fraction of a second per step."""
-    settings = dict(
-        loss=LossConfig.huang(feature_extractor="vgg16", weights=None),
-        width=0.125,
-        batch_size=2,
-        learning_rate=1e-3,
-        max_steps=4,
-        checkpoint_every=100,
-        log_every=2,
-        image_every=0,
-    )
+    settings = dict(TINY_RUN, loss=LossConfig.huang(feature_extractor="vgg16", weights=None), learning_rate=1e-3)
     settings.update(kwargs)
     return arbitrary.ArbitraryConfig(
         output_dir=str(output_dir),
