@@ -202,27 +202,24 @@ def test_train_arbitrary_command_with_a_flagfile(tmp_path, photos, paintings):
     )
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.train_arbitrary", f"--flagfile={flagfile}", f"--output_dir={out}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def train_arbitrary(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "nst_tf.cli.train_arbitrary", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = train_arbitrary(f"--flagfile={flagfile}", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("step 2: total=") and done.stdout.count("\n") == 1
     saved = (out / "flags.txt").read_text()
     assert f"--style_dir={paintings}/monet" in saved and "--style_exclude=style1.png" in saved
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.train_arbitrary", f"--content_dir={photos}", f"--output_dir={out}2"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = train_arbitrary(f"--content_dir={photos}", f"--output_dir={out}2")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "train_arbitrary.py: error: --style_dir: give at least one folder of paintings"
     ]
