@@ -145,6 +145,12 @@ def write_training_dir(path, method, named_models, style_names=()):
     return str(path)
 
 
+def run_command(argv, cwd=REPO, timeout=300):
+    """Run ``argv`` with TensorFlow's C++ logging off, capturing its text output."""
+    quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=quiet, capture_output=True, text=True, timeout=timeout)
+
+
 def python_command(code, *args, env=None):
     """``(argv, env)`` running ``code`` in a fresh quiet interpreter that can import these helpers."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.path.join(REPO, "tests"), **(env or {})}

@@ -3,17 +3,16 @@ TensorBoard, tf.distribute and mixed precision, on a random VGG16, a narrow deco
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import mirrored_script
 from feedforward_helpers import mock_tfds_photos
+from feedforward_helpers import run_command
 from feedforward_helpers import run_python
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
 
@@ -201,25 +200,14 @@ def test_train_arbitrary_command_with_a_flagfile(tmp_path, photos, paintings):
         "--feature_extractor=vgg16\n--weights=none\n--max_steps=2\n"
     )
     out = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-    def train_arbitrary(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "nst_tf.cli.train_arbitrary", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    done = train_arbitrary(f"--flagfile={flagfile}", f"--output_dir={out}")
+    train_arbitrary = [sys.executable, "-m", "nst_tf.cli.train_arbitrary"]
+    done = run_command([*train_arbitrary, f"--flagfile={flagfile}", f"--output_dir={out}"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("step 2: total=") and done.stdout.count("\n") == 1
     saved = (out / "flags.txt").read_text()
     assert f"--style_dir={paintings}/monet" in saved and "--style_exclude=style1.png" in saved
 
-    bad = train_arbitrary(f"--content_dir={photos}", f"--output_dir={out}2")
+    bad = run_command([*train_arbitrary, f"--content_dir={photos}", f"--output_dir={out}2"])
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "train_arbitrary.py: error: --style_dir: give at least one folder of paintings"
     ]

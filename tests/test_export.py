@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import run_command
 from feedforward_helpers import write_training_dir
 from PIL import Image
 
@@ -61,14 +62,7 @@ def run_in_tensorflow_only_process(tmp_path, jobs):
         )
     (tmp_path / "jobs.json").write_text(json.dumps(specs))
     (tmp_path / "loader.py").write_text(_LOADER)
-    run = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_command([sys.executable, tmp_path / "loader.py", tmp_path / "jobs.json"], cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     # Encoded images come back as object arrays of bytes, which np.load reads only with pickle.
     return {name: dict(np.load(tmp_path / f"{name}_out.npz", allow_pickle=True)) for name in jobs}
