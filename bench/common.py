@@ -154,16 +154,18 @@ def peak_memory_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def timed(fn):
+    """Wall time of one ``fn()`` call, in seconds."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def best_time(fn, repeats=3, warmup=1):
     """Best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, in seconds."""
     for _ in range(warmup):
         fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(timed(fn) for _ in range(repeats))
 
 
 def photo_jpeg(side, seed=0):

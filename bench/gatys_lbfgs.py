@@ -116,8 +116,8 @@ def torch_reference(config, content, style, objective, iterations):
     tf_image = tf.constant(content[None])
     torch_times, tf_times = [], []
     for _ in range(3):  # interleaved, so both see the same machine load
-        torch_times.append(_timed(torch_eval))
-        tf_times.append(_timed(lambda: objective.value_and_gradient(tf_image)[0].numpy()))
+        torch_times.append(common.timed(torch_eval))
+        tf_times.append(common.timed(lambda: objective.value_and_gradient(tf_image)[0].numpy()))
 
     optimizer = torch.optim.LBFGS(
         [image],
@@ -335,12 +335,6 @@ def main(argv):
         "(target <= 1, aim 0.8); eval ratio: the same in evaluations, immune to machine load. "
         "Losses are the float32 objective's."
     )
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

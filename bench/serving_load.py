@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import photo_jpeg  # noqa: E402
 from bench.common import start_nst_serve  # noqa: E402
+from bench.common import timed  # noqa: E402
 from nst_tf import export  # noqa: E402
 from nst_tf.models import TransformNet  # noqa: E402
 
@@ -250,7 +251,7 @@ def main(argv):
         want = local()
         for _ in range(10):  # warm-up
             local()
-        local_p50 = np.median([_timed(local) for _ in range(100)])
+        local_p50 = np.median([timed(local) for _ in range(100)])
         proc, url = start_nst_serve(
             base,
             f"--max_request_mb={MAX_REQUEST_MB}",
@@ -335,12 +336,6 @@ def main(argv):
         f"{rss_peak:.0f} MiB); growth after the first request {rss_halves[1] - rss_first:+.0f} MiB, in the "
         f"second half {rss_halves[1] - rss_halves[0]:+.0f} MiB"
     )
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ are shared by the CycleGAN data code.
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import os
 import sys
 from typing import Callable
@@ -275,19 +276,23 @@ def _batches(stream, load, batch_size, start, num_shards, shard_index, count):
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def photo_dataset_fn(config, global_batch_size, start=0):
-    """A ``tf.distribute`` dataset function: one :func:`photo_dataset` per input pipeline."""
+def _per_pipeline(dataset, global_batch_size):
+    """A ``tf.distribute`` dataset function: ``dataset(batch_size, num_shards=, shard_index=)``
+    with the replica's share of ``global_batch_size`` and the input pipeline's shard."""
 
     def dataset_fn(input_context):
-        return photo_dataset(
-            config,
+        return dataset(
             input_context.get_per_replica_batch_size(global_batch_size),
-            start=start,
             num_shards=input_context.num_input_pipelines,
             shard_index=input_context.input_pipeline_id,
         )
 
     return dataset_fn
+
+
+def photo_dataset_fn(config, global_batch_size, start=0):
+    """A ``tf.distribute`` dataset function: one :func:`photo_dataset` per input pipeline."""
+    return _per_pipeline(functools.partial(photo_dataset, config, start=start), global_batch_size)
 
 
 # ----------------------------------------------------------------- photos and paintings (AdaIN)
@@ -355,18 +360,7 @@ def content_style_dataset(config, style_paths, batch_size, start=0, num_shards=1
 
 def content_style_dataset_fn(config, style_paths, global_batch_size, start=0):
     """A ``tf.distribute`` dataset function: one :func:`content_style_dataset` per input pipeline."""
-
-    def dataset_fn(input_context):
-        return content_style_dataset(
-            config,
-            style_paths,
-            input_context.get_per_replica_batch_size(global_batch_size),
-            start=start,
-            num_shards=input_context.num_input_pipelines,
-            shard_index=input_context.input_pipeline_id,
-        )
-
-    return dataset_fn
+    return _per_pipeline(functools.partial(content_style_dataset, config, style_paths, start=start), global_batch_size)
 
 
 # ----------------------------------------------------------------- unpaired data (CycleGAN)

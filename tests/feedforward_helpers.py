@@ -1,10 +1,13 @@
-"""Tiny synthetic data and configs for the feed-forward training, distribution and inference tests."""
+"""Tiny synthetic data and configs for the feed-forward training, distribution and inference tests,
+and training dirs as the trainers leave them."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from nst_tf import images
 from nst_tf.data import PhotoDataConfig
@@ -45,18 +48,28 @@ def make_styles(folder, count=2, seed=100):
     return paths
 
 
+def mock_tfds_photos(rng, count=5):
+    """``tfds.testing.mock_data`` whose ``train`` split is ``count`` random 48x40 photos, encoded."""
+    # Imported here: the subprocess scripts that import these helpers do not need tfds.
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    encoded = [images.encode_image(rng.random((48, 40, 3))) for _ in range(count)]
+
+    def as_dataset(self, split, decoders=None, **kwargs):
+        del self, kwargs
+        assert split == "train" and "image" in decoders  # the photos stay encoded
+        return tf.data.Dataset.from_tensor_slices({"image": encoded})
+
+    return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
+# The settings the tiny feed-forward and AdaIN runs share.
+TINY_RUN = dict(width=0.125, batch_size=2, max_steps=4, checkpoint_every=100, log_every=2, image_every=0)
+
+
 def tiny_config(photos, styles, output_dir, **kwargs):
     """A feed-forward run that trains in well under a second per step on one CPU core."""
-    settings = dict(
-        width=0.125,
-        num_residual_blocks=1,
-        batch_size=2,
-        learning_rate=1e-2,
-        max_steps=4,
-        checkpoint_every=100,
-        log_every=2,
-        image_every=0,
-    )
+    settings = dict(TINY_RUN, num_residual_blocks=1, learning_rate=1e-2)
     settings.update(kwargs)
     return ff.FeedForwardConfig(
         output_dir=str(output_dir),
@@ -70,16 +83,7 @@ def tiny_config(photos, styles, output_dir, **kwargs):
 
 def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
     """An AdaIN run (random VGG16, an eighth-width decoder, 32 px crops) that trains in a fraction of a second per step."""
-    settings = dict(
-        loss=LossConfig.huang(feature_extractor="vgg16", weights=None),
-        width=0.125,
-        batch_size=2,
-        learning_rate=1e-3,
-        max_steps=4,
-        checkpoint_every=100,
-        log_every=2,
-        image_every=0,
-    )
+    settings = dict(TINY_RUN, loss=LossConfig.huang(feature_extractor="vgg16", weights=None), learning_rate=1e-3)
     settings.update(kwargs)
     return arbitrary.ArbitraryConfig(
         output_dir=str(output_dir),
@@ -88,6 +92,63 @@ def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
         data=PhotoDataConfig(image_size=32, load_size=40),
         **settings,
     )
+
+
+def mirrored_script(setup, trained):
+    """Code for :func:`run_python`: two logical CPUs (before TensorFlow starts), ``setup`` (imports
+    and arguments), then ``trained`` (``def trained(name, strategy, steps)`` -> ``(trainer, weights)``)
+    run for 0 and 3 steps on one device and 3 under MirroredStrategy. Prints one JSON line: replicas,
+    both runs' data positions, the largest weight update and the largest one-device/mirrored difference."""
+    return (
+        """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+        + setup
+        + """
+from nst_tf.training import base
+strategy = base.make_strategy()
+assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
+"""
+        + trained
+        + """
+_, start = trained("init", tf.distribute.get_strategy(), 0)
+single, one = trained("single", tf.distribute.get_strategy(), 3)
+mirrored, two = trained("mirrored", strategy, 3)
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
+    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
+    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+}))
+"""
+    )
+
+
+def write_training_dir(path, method, named_models, style_names=()):
+    """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
+    checkpoint = tf.train.Checkpoint(**named_models)
+    tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
+    description = {
+        "method": method,
+        "models": {
+            name: {"class_name": type(model).__name__, "config": model.get_config()}
+            for name, model in named_models.items()
+        },
+        "style_names": list(style_names),
+    }
+    with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
+        json.dump(description, f)
+    return str(path)
+
+
+def run_command(argv, cwd=REPO, timeout=300):
+    """Run ``argv`` with TensorFlow's C++ logging off, capturing its text output."""
+    quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=quiet, capture_output=True, text=True, timeout=timeout)
 
 
 def python_command(code, *args, env=None):

@@ -2,14 +2,13 @@
 preservation and bad input, through the one inference runner, on a tiny trained run."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
+from feedforward_helpers import run_command
 from feedforward_helpers import smooth_image
 from feedforward_helpers import tiny_arbitrary_config
 from feedforward_helpers import tiny_config
@@ -206,15 +205,7 @@ def test_an_exported_arbitrary_model_is_refused_with_the_way_to_use_it(tmp_path,
 
 
 def run_stylize(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.stylize", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_command([sys.executable, "-m", "nst_tf.cli.stylize", *args])
 
 
 def test_stylize_command_with_an_arbitrary_run(tmp_path, run, content, paintings):

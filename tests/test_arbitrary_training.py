@@ -3,21 +3,20 @@ TensorBoard, tf.distribute and mixed precision, on a random VGG16, a narrow deco
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
-from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
+from feedforward_helpers import mirrored_script
+from feedforward_helpers import mock_tfds_photos
+from feedforward_helpers import run_command
 from feedforward_helpers import run_python
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
 
 from nst_tf import data
-from nst_tf import images
 from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.models.arbitrary import ArbitraryStyleNet
@@ -92,15 +91,8 @@ def test_an_unreadable_painting_is_skipped_and_counted(tmp_path, photos, paintin
 
 
 def test_content_photos_from_tfds_with_mock_data(rng, paintings):
-    encoded = [images.encode_image(rng.random((48, 40, 3))) for _ in range(5)]
-
-    def as_dataset(self, split, decoders=None, **kwargs):
-        del self, kwargs
-        assert split == "train" and "image" in decoders  # the photos stay encoded
-        return tf.data.Dataset.from_tensor_slices({"image": encoded})
-
     config = data.PhotoDataConfig(tfds_name="coco/2017", image_size=32, load_size=36)
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    with mock_tfds_photos(rng):
         batches = [b for b, _ in zip(data.content_style_dataset(config, data.style_files([paintings]), 2), range(3))]
         resumed = next(iter(data.content_style_dataset(config, data.style_files([paintings]), 2, start=2)))
     assert batches[0]["content"].shape == (2, 32, 32, 3)
@@ -208,62 +200,35 @@ def test_train_arbitrary_command_with_a_flagfile(tmp_path, photos, paintings):
         "--feature_extractor=vgg16\n--weights=none\n--max_steps=2\n"
     )
     out = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.train_arbitrary", f"--flagfile={flagfile}", f"--output_dir={out}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    train_arbitrary = [sys.executable, "-m", "nst_tf.cli.train_arbitrary"]
+    done = run_command([*train_arbitrary, f"--flagfile={flagfile}", f"--output_dir={out}"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("step 2: total=") and done.stdout.count("\n") == 1
     saved = (out / "flags.txt").read_text()
     assert f"--style_dir={paintings}/monet" in saved and "--style_exclude=style1.png" in saved
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "nst_tf.cli.train_arbitrary", f"--content_dir={photos}", f"--output_dir={out}2"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_command([*train_arbitrary, f"--content_dir={photos}", f"--output_dir={out}2"])
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "train_arbitrary.py: error: --style_dir: give at least one folder of paintings"
     ]
     assert not (tmp_path / "run2").exists()
 
 
-MIRRORED = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+MIRRORED = mirrored_script(
+    """
+import sys
 from feedforward_helpers import tiny_arbitrary_config as tiny_config
-from nst_tf.training import arbitrary, base
+from nst_tf.training import arbitrary
 photos, paintings, out = sys.argv[1:]
-strategy = base.make_strategy()
-assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
-
+""",
+    """
 def trained(name, strategy, steps):
     trainer = arbitrary.ArbitraryTrainer(tiny_config(photos, paintings, f"{out}/{name}", max_steps=steps, batch_size=4),
                                          strategy=strategy)
     trainer.train()
     return trainer, [np.array(w.numpy()) for w in trainer.model.decoder.weights]
-
-_, start = trained("init", tf.distribute.get_strategy(), 0)
-single, one = trained("single", tf.distribute.get_strategy(), 3)
-mirrored, two = trained("mirrored", strategy, 3)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
-    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
-    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
-}))
-"""
+""",
+)
 
 
 def test_mirrored_strategy_trains_like_one_device(tmp_path, photos, paintings):

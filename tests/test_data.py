@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
+from feedforward_helpers import mock_tfds_photos
 
 from nst_tf import data
 from nst_tf import images
@@ -96,15 +96,8 @@ def test_empty_or_missing_folder_is_an_error(tmp_path):
 
 
 def test_tfds_branch_with_mock_data(rng):
-    encoded = [images.encode_image(rng.random((48, 40, 3))) for _ in range(5)]
-
-    def as_dataset(self, split, decoders=None, **kwargs):
-        del self, kwargs
-        assert split == "train" and "image" in decoders  # the photos stay encoded
-        return tf.data.Dataset.from_tensor_slices({"image": encoded})
-
     config = data.PhotoDataConfig(tfds_name="coco/2017", image_size=32, seed=0)
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    with mock_tfds_photos(rng):
         batches = take(data.photo_dataset(config, 4), 3)
         resumed = take(data.photo_dataset(config, 4, start=4), 1)
     assert batches[0]["images"].shape == (4, 32, 32, 3)

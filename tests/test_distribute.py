@@ -15,6 +15,7 @@ import tensorflow as tf
 from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
+from feedforward_helpers import mirrored_script
 from feedforward_helpers import python_command
 from feedforward_helpers import run_python
 from feedforward_helpers import smooth_image
@@ -29,33 +30,15 @@ from nst_tf.training import base, feedforward as ff
 photos, style, out = sys.argv[1:]
 """
 
-MIRRORED = (
+MIRRORED = mirrored_script(
+    SETUP,
     """
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-"""
-    + SETUP
-    + """
-strategy = base.make_strategy()
-assert isinstance(strategy, tf.distribute.MirroredStrategy), type(strategy)
-
 def trained(name, strategy, steps):
     config = tiny_config(photos, [style], f"{out}/{name}", max_steps=steps, batch_size=4, learning_rate=1e-3)
     trainer = ff.FeedForwardTrainer(config, strategy=strategy)
     trainer.train()
     return trainer, [np.array(w.numpy()) for w in trainer.model.weights]
-
-_, start = trained("init", tf.distribute.get_strategy(), 0)
-single, one = trained("single", tf.distribute.get_strategy(), 3)
-mirrored, two = trained("mirrored", strategy, 3)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
-    "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
-    "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
-}))
-"""
+""",
 )
 
 WORKER = (

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from feedforward_helpers import run_command
+from feedforward_helpers import write_training_dir
 from PIL import Image
 
 from nst_tf import export
@@ -42,6 +44,30 @@ assert not [m for m in sys.modules if m.split(".")[0] == "nst_tf"], "nst_tf was 
 print("loaded", len(json.load(open(sys.argv[1]))))
 """
 
+
+def run_in_tensorflow_only_process(tmp_path, jobs):
+    """``{name: outputs}`` of each ``name: (SavedModel dir, signature, inputs)`` of ``jobs``, all run by
+    :data:`_LOADER` in one fresh process that imports TensorFlow alone; inputs and outputs are
+    dicts of arrays, passed through ``.npz`` files in ``tmp_path``."""
+    specs = []
+    for name, (directory, signature, inputs) in jobs.items():
+        np.savez(tmp_path / f"{name}_in.npz", **inputs)
+        specs.append(
+            {
+                "dir": directory,
+                "signature": signature,
+                "inputs": str(tmp_path / f"{name}_in.npz"),
+                "outputs": str(tmp_path / f"{name}_out.npz"),
+            }
+        )
+    (tmp_path / "jobs.json").write_text(json.dumps(specs))
+    (tmp_path / "loader.py").write_text(_LOADER)
+    run = run_command([sys.executable, tmp_path / "loader.py", tmp_path / "jobs.json"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # Encoded images come back as object arrays of bytes, which np.load reads only with pickle.
+    return {name: dict(np.load(tmp_path / f"{name}_out.npz", allow_pickle=True)) for name in jobs}
+
+
 GATYS = gatys.GatysConfig(
     optimizer="adam",
     num_steps=3,
@@ -50,23 +76,6 @@ GATYS = gatys.GatysConfig(
         weights=None, content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1")
     ),
 )
-
-
-def write_training_dir(path, method, named_models, style_names=()):
-    """A training output dir as training.base writes it: checkpoints/ + model_config.json."""
-    checkpoint = tf.train.Checkpoint(**named_models)
-    tf.train.CheckpointManager(checkpoint, os.path.join(path, "checkpoints"), max_to_keep=1).save()
-    description = {
-        "method": method,
-        "models": {
-            name: {"class_name": type(model).__name__, "config": model.get_config()}
-            for name, model in named_models.items()
-        },
-        "style_names": list(style_names),
-    }
-    with open(os.path.join(path, "model_config.json"), "w", encoding="utf-8") as f:
-        json.dump(description, f)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -166,30 +175,12 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
             None,
         ),
     }
-    jobs = []
-    for name, (model, signature, inputs, _, _) in cases.items():
-        np.savez(tmp_path / f"{name}_in.npz", **inputs)
-        jobs.append(
-            {
-                "dir": exported[model],
-                "signature": signature,
-                "inputs": str(tmp_path / f"{name}_in.npz"),
-                "outputs": str(tmp_path / f"{name}_out.npz"),
-            }
-        )
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    (tmp_path / "loader.py").write_text(_LOADER)
-    run = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    outputs = run_in_tensorflow_only_process(
+        tmp_path,
+        {name: (exported[model], signature, inputs) for name, (model, signature, inputs, _, _) in cases.items()},
     )
-    assert run.returncode == 0, run.stderr[-2000:]
     for name, (_, _, _, want, scale) in cases.items():
-        got = dict(np.load(tmp_path / f"{name}_out.npz"))
+        got = outputs[name]
         assert set(want) <= set(got), name
         for key, value in want.items():
             value = np.asarray(value)

@@ -5,18 +5,17 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_export import _LOADER
+from feedforward_helpers import write_training_dir
 from test_export import ENV
 from test_export import TFLITE_TOL
 from test_export import VENV_BIN
 from test_export import _conv_dtypes
-from test_export import write_training_dir
+from test_export import run_in_tensorflow_only_process
 
 from nst_tf import export
 from nst_tf.errors import NSTError
@@ -113,31 +112,12 @@ def test_every_signature_round_trips_in_a_tensorflow_only_process(exported, mode
             {"image_bytes": stylized(model, content, both, 0.5)},
         ),
     }
-    jobs = []
-    # Encoded images as fixed-width byte strings ("S"), which np.load reads without pickle.
-    for name, (inputs, _) in cases.items():
-        np.savez(tmp_path / f"{name}_in.npz", **inputs)
-        jobs.append(
-            {
-                "dir": exported,
-                "signature": name,
-                "inputs": str(tmp_path / f"{name}_in.npz"),
-                "outputs": str(tmp_path / f"{name}_out.npz"),
-            }
-        )
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    (tmp_path / "loader.py").write_text(_LOADER)
-    run = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "jobs.json")],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # Encoded images in as fixed-width byte strings ("S"), which np.load reads without pickle.
+    outputs = run_in_tensorflow_only_process(
+        tmp_path, {name: (exported, name, inputs) for name, (inputs, _) in cases.items()}
     )
-    assert run.returncode == 0, run.stderr[-2000:]
     for name, (_, want) in cases.items():
-        got = dict(np.load(tmp_path / f"{name}_out.npz", allow_pickle=True))
+        got = outputs[name]
         assert set(got) == set(want), name
         key, value = next(iter(want.items()))
         if key == "image_bytes":  # PNGs: the Keras output rounded to 8 bits

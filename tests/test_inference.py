@@ -1,7 +1,6 @@
 """The inference runner: nst-stylize --model (fast and multi-style nets) and nst-translate (CycleGAN
 generators), from training output dirs and exported SavedModels, over files and folders."""
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import smooth_image
 from feedforward_helpers import tiny_config
+from feedforward_helpers import write_training_dir
 
 from nst_tf import export
 from nst_tf import images
@@ -220,16 +220,9 @@ def test_configs_validate_on_construction(runs, content):
 @pytest.fixture(scope="module")
 def cyclegan_run(tmp_path_factory):
     """A training output dir holding only generator_a2b, as a --direction=a2b run leaves it."""
-    out = tmp_path_factory.mktemp("cyclegan_model")
     generator = ResnetGenerator(ngf=4, n_blocks=1, name="generator_a2b")
-    tf.train.CheckpointManager(tf.train.Checkpoint(generator_a2b=generator), str(out / "checkpoints"), 1).save()
-    description = {
-        "method": "cyclegan",
-        "models": {"generator_a2b": {"class_name": "ResnetGenerator", "config": generator.get_config()}},
-        "style_names": [],
-    }
-    (out / "model_config.json").write_text(json.dumps(description))
-    return str(out), generator
+    out = tmp_path_factory.mktemp("cyclegan_model")
+    return write_training_dir(out, "cyclegan", {"generator_a2b": generator}), generator
 
 
 def translated_by(generator, path):

@@ -13,7 +13,6 @@ run as the ``nobody`` user when the tests run as root (root writes anywhere).
 
 import concurrent.futures
 import io
-import json
 import os
 import pathlib
 import shutil
@@ -31,6 +30,7 @@ from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import smooth_image
 from feedforward_helpers import tiny_config
+from feedforward_helpers import write_training_dir
 from PIL import Image
 
 from nst_tf import data
@@ -77,14 +77,7 @@ def _png_bomb(path, side=8200):
 def _cyclegan_dir(folder):
     """A training output dir holding only a tiny generator_a2b, as a --direction=a2b run leaves it."""
     generator = ResnetGenerator(ngf=4, n_blocks=1, name="generator_a2b")
-    tf.train.CheckpointManager(tf.train.Checkpoint(generator_a2b=generator), str(folder / "checkpoints"), 1).save()
-    description = {
-        "method": "cyclegan",
-        "models": {"generator_a2b": {"class_name": "ResnetGenerator", "config": generator.get_config()}},
-        "style_names": [],
-    }
-    (folder / "model_config.json").write_text(json.dumps(description))
-    return str(folder)
+    return write_training_dir(folder, "cyclegan", {"generator_a2b": generator})
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,14 @@
 request formats, cached style vectors, bad input."""
 
 import base64
-import io
 import pathlib
 
 import keras
 import numpy as np
 import pytest
-from PIL import Image
+from test_serving import b64
+from test_serving import decode_png
+from test_serving import png_bytes
 
 from nst_tf import export
 from nst_tf.models import ArbitraryStyleNet
@@ -21,20 +22,6 @@ from nst_tf.serving.server import ServerConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MAX_PIXELS = 64 * 64
-
-
-def png_bytes(pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def decode_png(data):
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
-
-
-def b64(data):
-    return {"b64": base64.b64encode(data).decode("ascii")}
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ config.define_flags(
     help_overrides={"tfds_name": "tfds dataset of content photos (when no --content_dir)."},
 )
 
-
-def main(argv):
-    del argv
-    options = config.from_flags(arbitrary.ArbitraryConfig, FLAGS)
-    # train() creates the distribution strategy before any other TensorFlow work.
-    training.report(arbitrary.train(options, flags_text=training.flags_text()), options.output_dir)
+main = training.train_main(lambda: config.from_flags(arbitrary.ArbitraryConfig, FLAGS), arbitrary.train)
 
 
 def run():

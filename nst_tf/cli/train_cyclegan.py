@@ -20,12 +20,7 @@ from nst_tf.training import cyclegan
 FLAGS = flags.FLAGS
 config.define_flags(cyclegan.CycleGANConfig)
 
-
-def main(argv):
-    del argv
-    options = config.from_flags(cyclegan.CycleGANConfig, FLAGS)
-    # train() creates the distribution strategy before any other TensorFlow work.
-    training.report(cyclegan.train(options, flags_text=training.flags_text()), options.output_dir)
+main = training.train_main(lambda: config.from_flags(cyclegan.CycleGANConfig, FLAGS), cyclegan.train)
 
 
 def run():

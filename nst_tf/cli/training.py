@@ -1,8 +1,8 @@
 """What the training commands share: the feed-forward trainers' flags and main, flags.txt, the result line.
 
 ``nst-train-fast`` and ``nst-train-multistyle`` call :func:`define_feedforward_flags`
-at import time and run :func:`feedforward_main`; ``nst-train-cyclegan`` uses
-:func:`flags_text` and :func:`report` too.
+at import time and run :func:`feedforward_main`; ``nst-train-cyclegan`` and
+``nst-train-arbitrary`` run :func:`train_main` with their own config and trainer.
 """
 
 import sys
@@ -62,16 +62,22 @@ def feedforward_config(multistyle):
     )
 
 
-def feedforward_main(multistyle):
-    """The absl ``main`` of nst-train-fast (``multistyle=False``) or nst-train-multistyle."""
+def train_main(make_config, train):
+    """The absl ``main`` of a training command: ``train`` the config ``make_config()`` reads from
+    the parsed flags, saving :func:`flags_text` with the run, then :func:`report`."""
 
     def main(argv):
         del argv
         # train() creates the distribution strategy before any other TensorFlow work.
-        options = feedforward_config(multistyle)
-        report(feedforward.train(options, flags_text=flags_text()), options.output_dir)
+        options = make_config()
+        report(train(options, flags_text=flags_text()), options.output_dir)
 
     return main
+
+
+def feedforward_main(multistyle):
+    """The absl ``main`` of nst-train-fast (``multistyle=False``) or nst-train-multistyle."""
+    return train_main(lambda: feedforward_config(multistyle), feedforward.train)
 
 
 def flags_text():
