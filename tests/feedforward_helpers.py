@@ -81,6 +81,17 @@ def tiny_config(photos, styles, output_dir, **kwargs):
     )
 
 
+def tiny_fast_runs(root):
+    """``root/runs`` holding one tiny fast net (``runs/fast``), trained two steps on tiny photos."""
+    photos = make_photos(os.path.join(root, "photos"), count=4)
+    ff.train(
+        tiny_config(
+            photos, make_styles(os.path.join(root, "styles"), count=1), os.path.join(root, "runs", "fast"), max_steps=2
+        )
+    )
+    return os.path.join(root, "runs")
+
+
 def tiny_arbitrary_config(photos, style_dirs, output_dir, **kwargs):
     """An AdaIN run (random VGG16, an eighth-width decoder, 32 px crops) that trains in a fraction of a second per step."""
     settings = dict(TINY_RUN, loss=LossConfig.huang(feature_extractor="vgg16", weights=None), learning_rate=1e-3)

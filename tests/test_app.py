@@ -3,6 +3,7 @@ it lists and opens, its config. The page itself is tested in tests/test_app_brow
 
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from feedforward_helpers import make_styles
 from feedforward_helpers import smooth_image
 from feedforward_helpers import tiny_arbitrary_config
 from feedforward_helpers import tiny_config
+from feedforward_helpers import tiny_fast_runs
 
 from nst_tf import images
 from nst_tf import inference
@@ -41,10 +43,7 @@ def pair():
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app_fast")
-    photos = make_photos(root / "photos", count=4)
-    ff.train(tiny_config(photos, make_styles(root / "styles", count=1), root / "runs" / "fast", max_steps=2))
-    return root / "runs"
+    return pathlib.Path(tiny_fast_runs(tmp_path_factory.mktemp("app_fast")))
 
 
 @pytest.fixture(scope="module")

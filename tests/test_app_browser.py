@@ -7,6 +7,7 @@ save its screenshot into their tmp_path and, when NST_APP_SHOTS names a folder, 
 """
 
 import os
+import pathlib
 import re
 import shutil
 import socket
@@ -17,9 +18,7 @@ import urllib.parse
 import numpy as np
 import pytest
 from feedforward_helpers import REPO
-from feedforward_helpers import make_photos
-from feedforward_helpers import make_styles
-from feedforward_helpers import tiny_config
+from feedforward_helpers import tiny_fast_runs
 
 from nst_tf import images
 
@@ -31,7 +30,6 @@ if CHROMIUM is None:
 
 from nst_tf.app import AppConfig  # noqa: E402  (after the skips: it needs gradio)
 from nst_tf.app import ui  # noqa: E402
-from nst_tf.training import feedforward as ff  # noqa: E402
 
 MAX_SIDE = 96
 # Long enough that a cancel lands while it runs, whatever the machine's speed.
@@ -46,10 +44,7 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app_models")
-    photos = make_photos(root / "photos", count=4)
-    ff.train(tiny_config(photos, make_styles(root / "styles", count=1), root / "runs" / "fast", max_steps=2))
-    return root / "runs"
+    return pathlib.Path(tiny_fast_runs(tmp_path_factory.mktemp("app_models")))
 
 
 @pytest.fixture(scope="module")
