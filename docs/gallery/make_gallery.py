@@ -22,7 +22,7 @@ trains it. The picture it made before, if any, and its README row are kept.
     .venv/bin/python docs/gallery/make_gallery.py                  # what `make gallery` runs
     .venv/bin/python docs/gallery/make_gallery.py --dry_run        # print the commands, run nothing
     .venv/bin/python docs/gallery/make_gallery.py --only=fast_chelsea,cyclegan_coffee \\
-        --fast_run=/work/runs/fast/NAME --cyclegan_run=/work/runs/cyclegan/NAME
+        --fast_run=runs/fast_cpu_starry_night --cyclegan_run=runs/cyclegan_quick
 """
 
 import dataclasses
@@ -168,7 +168,7 @@ def plan(weights, extractor, assets, fast_run, cyclegan_run):
             needs=fast_run,
             recipe=shlex.join(
                 ["nst-train-fast", "--flagfile=configs/fast_cpu.flags", f"--style={painting(assets, fast_style)}"]
-                + [f"--train_dir={assets}/photos", f"--output_dir={fast_run}"]
+                + [f"--train_dir={assets}/photos", f"--weights={weights}", f"--output_dir={fast_run}"]
             ),
         ),
         stylize("gatys_coffee_composition_vii", "Gatys et al. (optimisation)", "coffee", ["composition_vii"]),

@@ -16,7 +16,7 @@ KINDS = ("fast", "multistyle", "arbitrary", "cyclegan")
 
 # The recipes that make each kind, for a models_dir without any.
 TRAIN_HINT = (
-    "`nst-train-fast --flagfile=configs/fast_quick.flags`, "
+    "`nst-train-fast --flagfile=configs/fast_cpu.flags`, "
     "`nst-train-multistyle --flagfile=configs/multistyle_monet_vangogh.flags`, "
     "`nst-train-arbitrary --flagfile=configs/arbitrary_cpu.flags` or "
     "`nst-train-cyclegan --flagfile=configs/cyclegan_quick.flags`"
