@@ -82,7 +82,8 @@ bench: install
 	$(PY) bench/gatys_multiscale.py && \
 	$(PY) bench/feedforward.py && \
 	$(PY) bench/cyclegan_step.py && \
-	$(PY) bench/serving.py
+	$(PY) bench/serving.py && \
+	$(PY) bench/app.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
