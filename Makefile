@@ -75,7 +75,7 @@ test: install-test docs lint
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
 
 bench: install
-	$(PIP) install -q -r bench/requirements.txt
+	$(PIP) install -q -e '.[app]' -r bench/requirements.txt
 	export TF_CPP_MIN_LOG_LEVEL=3; \
 	$(PY) bench/gatys_step.py && \
 	$(PY) bench/gatys_lbfgs.py && \
