@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -92,9 +93,25 @@ def console_scripts():
     return dict((part.strip() for part in entry.split("=")) for entry in entries)
 
 
-def dry_run(*args):
+def weights_file(path, kernels):
+    """A stand-in Keras weights file: ``kernels`` 4-D datasets, the count by which
+    nst_tf.weights tells VGG16 (13) from VGG19 (16); the dry run loads no weights."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for i in range(kernels):
+            f.create_dataset(f"layers/conv{i}/vars/0", data=np.zeros((1, 1, 1, 1), np.float32))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    return weights_file(tmp_path_factory.mktemp("weights") / "vgg16.weights.h5", 13)
+
+
+def dry_run(weights, *args):
     return subprocess.run(
-        [sys.executable, SCRIPT, "--dry_run", "--weights=weights.h5", *args],
+        [sys.executable, SCRIPT, "--dry_run", f"--weights={weights}", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -130,8 +147,8 @@ print(json.dumps(errors))
 """
 
 
-def test_the_commands_parse_with_their_commands_flags():
-    done = dry_run()
+def test_the_commands_parse_with_their_commands_flags(vgg16_file):
+    done = dry_run(vgg16_file)
     assert done.returncode == 0, done.stderr
     planned = [shlex.split(line) for line in done.stdout.splitlines()]
     listed = [shlex.split(command) for _, _, command in listed_rows().values()]
@@ -157,7 +174,15 @@ def test_the_commands_parse_with_their_commands_flags():
     assert len(errors) == 1 and errors[0].startswith("nst-translate --directoin=b2a:"), errors
 
 
-def test_an_unknown_picture_is_one_line_and_status_1():
-    done = dry_run("--only=nope")
+def test_the_network_is_read_from_the_weights_file(tmp_path, vgg16_file):
+    vgg19_file = weights_file(tmp_path / "vgg19.weights.h5", 16)
+    for path, network in ((vgg16_file, "vgg16"), (vgg19_file, "vgg19")):
+        done = dry_run(path, "--only=gatys_chelsea_starry_night")
+        assert done.returncode == 0, done.stderr
+        assert f"--feature_extractor={network}" in shlex.split(done.stdout), done.stdout
+
+
+def test_an_unknown_picture_is_one_line_and_status_1(vgg16_file):
+    done = dry_run(vgg16_file, "--only=nope")
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "--only: no picture named nope" in done.stderr

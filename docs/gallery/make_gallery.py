@@ -84,7 +84,10 @@ flags.DEFINE_string(
     "from the offline extra, as the demo does), imagenet, or a Keras no-top weights file.",
 )
 flags.DEFINE_enum(
-    "feature_extractor", None, ["vgg16", "vgg19"], "Network of --weights; default vgg19 for imagenet, vgg16 for a file."
+    "feature_extractor",
+    None,
+    ["vgg16", "vgg19"],
+    "Network of --weights; default vgg19 for imagenet, else the network the weights file holds.",
 )
 flags.DEFINE_string("assets", "../shared/assets", "Folder holding images/style/ (the paintings).")
 flags.DEFINE_string("fast_run", "runs/fast_cpu_starry_night", "nst-train-fast run folder of the fast-net picture.")
@@ -196,17 +199,18 @@ def plan(weights, extractor, assets, fast_run, cyclegan_run):
 
 def resolve_weights(value, extractor):
     """``(--weights value, --feature_extractor value)`` of the Gatys commands."""
+    # Keras, imported only here; nst_tf.cli first mutes TensorFlow's start-up lines.
+    from nst_tf import cli  # noqa: F401
+    from nst_tf import weights
+
     if value == "auto":
         keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
         if os.path.isfile(os.path.join(keras_home, "models", IMAGENET_VGG19)):
             value = "imagenet"
         else:
-            # Keras, imported only for the fallback; nst_tf.cli first mutes TensorFlow's start-up lines.
-            from nst_tf import cli  # noqa: F401
-            from nst_tf import weights
-
             value = weights.hed_vgg16_notop()
-    return value, extractor or ("vgg19" if value == "imagenet" else "vgg16")
+    # A weights file names its network by its number of conv kernels (VGG16 13, VGG19 16).
+    return value, extractor or weights.choose_extractor(value)
 
 
 def save_photos(names):
