@@ -209,8 +209,9 @@ def resolve_weights(value, extractor):
             value = "imagenet"
         else:
             value = weights.hed_vgg16_notop()
-    # A weights file names its network by its number of conv kernels (VGG16 13, VGG19 16).
-    return value, extractor or weights.choose_extractor(value)
+    # --feature_extractor wins; else a weights file names its network by its number of conv
+    # kernels (VGG16 13, VGG19 16), and ImageNet means VGG19.
+    return value, weights.choose_extractor(value, extractor or "auto")
 
 
 def save_photos(names):
