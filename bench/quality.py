@@ -7,6 +7,8 @@ longest side by three configurations:
 
 * ``defaults``: ``nst-stylize``'s defaults (:class:`nst_tf.gatys.GatysConfig`);
 * ``preview``: ``configs/gatys_preview.flags``;
+* any ``*.flags`` path: that flagfile over ``nst-stylize``'s defaults (named by
+  its stem), so a sweep of candidate settings runs under the same budgets;
 * ``reference``: a plain loop in the style of the TensorFlow neural style
   transfer tutorial, written here and not in the product: Grams divided by
   H·W, ``1e-2 · mean_l mean((G_l − A_l)²) + mean((F − P)²) + 30e-4 · TV(x)``,
@@ -58,8 +60,13 @@ from nst_tf import images  # noqa: E402
 from nst_tf import losses  # noqa: E402
 
 flags.DEFINE_list("sizes", ["256", "512"], "Longest sides in pixels.")
-flags.DEFINE_list("configs", ["defaults", "preview", "reference"], "Configurations to compare.")
+flags.DEFINE_list(
+    "configs",
+    ["defaults", "preview", "reference"],
+    "Configurations to compare: defaults, preview, reference, or paths of nst-stylize flagfiles.",
+)
 flags.DEFINE_integer("pairs", 0, "Use only the first N pairs of the panel (0: all).", lower_bound=0)
+flags.DEFINE_list("only", [], "Use only these pairs of the panel, by name (e.g. louvre_lilies).")
 flags.DEFINE_string("feature_extractor", "vgg16", "Feature network of every configuration and of the metrics.")
 flags.DEFINE_string(
     "weights",
@@ -160,46 +167,63 @@ def stylize_within(content, style, config, extractor, budget):
         return last["image"], True
 
 
-def gatys_configs(size):
-    """The product's configurations on this run's network, at longest side ``size``."""
+def gatys_configs(names, size):
+    """The product's configurations named in ``names`` (``defaults``, ``preview`` or a flagfile
+    path), on this run's network, at longest side ``size``; keyed by their column names."""
     network = {"feature_extractor": FLAGS.feature_extractor, "weights": FLAGS.weights}
-    defaults = gatys.GatysConfig(image_size=size)
-    preview = config_lib.from_flagfile(gatys.GatysConfig, str(REPO / "configs" / "gatys_preview.flags"))
-    return {
-        name: dataclasses.replace(cfg, image_size=size, loss=dataclasses.replace(cfg.loss, **network))
-        for name, cfg in (("defaults", defaults), ("preview", preview))
-    }
+    files = {"preview": str(REPO / "configs" / "gatys_preview.flags")}
+    configs = {}
+    for name in names:
+        if name == "defaults":
+            config = gatys.GatysConfig()
+        else:
+            config = config_lib.from_flagfile(gatys.GatysConfig, files.get(name, name))
+        configs[column_name(name)] = dataclasses.replace(
+            config, image_size=size, loss=dataclasses.replace(config.loss, **network)
+        )
+    return configs
+
+
+def column_name(name):
+    return pathlib.Path(name).stem if name.endswith(".flags") else name
 
 
 def main(argv):
     del argv
     if not (ASSETS / "images").is_dir():
         raise SystemExit(f"bench/quality.py: {ASSETS} not found (set NST_ASSETS)")
-    panel = PANEL[: FLAGS.pairs or None]
+    unknown = set(FLAGS.only) - {pair[0] for pair in PANEL}
+    if unknown:
+        raise SystemExit(f"bench/quality.py: --only: no pair named {', '.join(sorted(unknown))}")
+    panel = [pair for pair in PANEL if not FLAGS.only or pair[0] in FLAGS.only][: FLAGS.pairs or None]
     eval_config = evaluation.EvalConfig(feature_extractor=FLAGS.feature_extractor, weights=FLAGS.weights, max_side=0)
     # One network for everything: the defaults' layers are the metrics' and the reference's.
     extractor = losses.build_extractor(eval_config.loss_config())
     out_dir = pathlib.Path(FLAGS.out_dir)
+    names = [column_name(n) for n in FLAGS.configs]
+    width = max(9, *map(len, names))
     columns = ("style", "content", "ssim", "noise", "time")
-    print(f"{'px':>4s} {'pair':24s} {'config':9s} " + " ".join(f"{c:>8s}" for c in columns), flush=True)
+    print(f"{'px':>4s} {'pair':24s} {'config':{width}s} " + " ".join(f"{c:>8s}" for c in columns), flush=True)
     for size in (int(s) for s in FLAGS.sizes):
-        sheet_rows, figures = [], {name: [] for name in FLAGS.configs}
-        in_time = {name: [] for name in FLAGS.configs}
+        sheet_rows, figures = [], {name: [] for name in names}
+        in_time = {name: [] for name in names}
         for pair_name, photo, painting, crop in panel:
             content, style = load_pair(photo, painting, crop)
-            configs = gatys_configs(size)
+            configs = gatys_configs([n for n in FLAGS.configs if n != "reference"], size)
             outputs, seconds, stopped, budget = {}, {}, {}, None
             # The reference runs first: its time is every other configuration's budget.
-            for name in sorted(FLAGS.configs, key=lambda n: n != "reference"):
+            for name in sorted(names, key=lambda n: n != "reference"):
                 start = time.perf_counter()
                 if name == "reference":
                     outputs[name] = reference_stylize(extractor, content, style, size)
                     budget = time.perf_counter() - start
                 else:
-                    outputs[name], stopped[name] = stylize_within(content, style, configs[name], extractor, budget)
+                    # A flagfile may change the pooling: that network is the config's own, not the metrics'.
+                    own = extractor if configs[name].loss.pooling == eval_config.pooling else None
+                    outputs[name], stopped[name] = stylize_within(content, style, configs[name], own, budget)
                 seconds[name] = time.perf_counter() - start
-            base_seconds = seconds.get("reference", seconds[FLAGS.configs[0]])
-            for name in FLAGS.configs:
+            base_seconds = seconds.get("reference", seconds[names[0]])
+            for name in names:
                 metrics = evaluation.evaluate(outputs[name], content, style, config=eval_config, extractor=extractor)
                 row = (
                     metrics["style_gram_ratio"],
@@ -211,16 +235,16 @@ def main(argv):
                 figures[name].append(row)
                 in_time[name].append(seconds[name] <= base_seconds or stopped.get(name, False))
                 mark = " (stopped at the budget)" if stopped.get(name) else ""
-                print(f"{size:4d} {pair_name:24s} {name:9s} " + " ".join(f"{v:8.3g}" for v in row) + mark, flush=True)
+                print(f"{size:4d} {pair_name:24s} {name:{width}s} " + " ".join(f"{v:8.3g}" for v in row) + mark, flush=True)
             sheet_rows.append(
                 [images.letterbox(image, FLAGS.cell) for image in (content, style)]
-                + [images.letterbox(outputs[name], FLAGS.cell) for name in FLAGS.configs]
+                + [images.letterbox(outputs[name], FLAGS.cell) for name in names]
             )
-        for name in FLAGS.configs:
+        for name in names:
             medians = np.median(np.array(figures[name]), axis=0)
-            print(f"{size:4d} {'median':24s} {name:9s} " + " ".join(f"{v:8.3g}" for v in medians), flush=True)
-        if "reference" in FLAGS.configs:
-            for name in (n for n in FLAGS.configs if n != "reference"):
+            print(f"{size:4d} {'median':24s} {name:{width}s} " + " ".join(f"{v:8.3g}" for v in medians), flush=True)
+        if "reference" in names:
+            for name in (n for n in names if n != "reference"):
                 wins = [
                     mine[0] <= ref[0] and mine[1] <= ref[1] and fits
                     for mine, ref, fits in zip(figures[name], figures["reference"], in_time[name])
@@ -230,7 +254,7 @@ def main(argv):
                     f"on {sum(wins)}/{len(wins)} pairs",
                     flush=True,
                 )
-        sheet = images.contact_sheet(sheet_rows, [p[0] for p in panel], ["photo", "painting"] + list(FLAGS.configs))
+        sheet = images.contact_sheet(sheet_rows, [p[0] for p in panel], ["photo", "painting"] + names)
         path = out_dir / f"quality_{size}.jpg"
         images.save_image(str(path), sheet, quality=90)
         print(f"{size:4d} sheet -> {path}", flush=True)
