@@ -61,6 +61,17 @@ INITS = ("content", "noise", "style", "blend")
 CHECKPOINT_FILE = "checkpoint.npz"
 
 
+def default_loss():
+    """``nst-stylize``'s loss: the paper's network, layers and units with β = 1e4 and TV 300.
+
+    Both were chosen with ``bench/quality.py`` (docs/pages/benchmarks.md, "Picture
+    quality"): at the paper's β = 1e3 and no TV, the outputs kept 8x more of the photo
+    than the tutorial-style reference but were less stylized on 5 of 8 pairs and 1.2-2.7x
+    grainier. ``configs/gatys_paper.flags`` keeps the paper's weights.
+    """
+    return losses.LossConfig(style_weight=1e4, tv_weight=300.0)
+
+
 @dataclasses.dataclass
 class GatysConfig:
     """Every knob of the Gatys method; shared by ``nst-stylize`` and :func:`stylize`.
@@ -70,11 +81,10 @@ class GatysConfig:
     ½ Σ (F - P)² (or its mean with ``content_loss="mean"``), style loss
     Σ_l w_l/(4 N²) Σ (Ĝ - Â)² on per-position Grams (eq. 4 when the style image
     has the output's size) with ``w_l`` defaulting to 1/L, on the network's own
-    (caffe-scale) activations. With these units α/β = 1e-3 (``content_weight=1``,
-    ``style_weight=1e3``) gives a clearly stylized image that keeps the
-    content's layout; lower the ratio for more style::
+    (caffe-scale) activations. The weights are :func:`default_loss`'s, chosen by
+    measurement; the paper's α/β = 1e-3 keeps more of the photo::
 
-        GatysConfig(image_size=256, loss=LossConfig(style_weight=1e4))
+        GatysConfig(image_size=256, loss=LossConfig(style_weight=1e3, tv_weight=0))
     """
 
     # Sizes. ``image_size`` is the longest side of the output. ``scales`` lists
@@ -127,8 +137,8 @@ class GatysConfig:
         choices=PRECISIONS,
     )
 
-    # Feature network, layers and loss weights (the paper's by default).
-    loss: losses.LossConfig = dataclasses.field(default_factory=losses.LossConfig)
+    # Feature network, layers and loss weights (the paper's, with β and TV measured).
+    loss: losses.LossConfig = dataclasses.field(default_factory=default_loss)
 
     # Starting image and styles.
     init: str = option("content", "Starting image.", choices=INITS)

@@ -71,9 +71,9 @@ STYLIZE_FLAGS = {
     "style_layer_weights": None,
     "style_layers": None,
     "style_scale": "1.0",
-    "style_weight": "1000.0",
+    "style_weight": "10000.0",
     "style_weights": None,
-    "tv_weight": "0.0",
+    "tv_weight": "300.0",
     "weight_decay": "0.004",
     "weights": "imagenet",
 }
@@ -211,9 +211,9 @@ FROZEN_FLAGS = {
         "precision": "float32",
         "style_layer_weights": None,
         "style_layers": None,
-        "style_weight": "1000.0",
+        "style_weight": "10000.0",
         "tflite_size": "256",
-        "tv_weight": "0.0",
+        "tv_weight": "300.0",
         "weights": "imagenet",
     },
     "serve": {

@@ -89,7 +89,8 @@ def test_loss_config_choices_and_help_are_field_metadata():
     assert fields["units"].metadata["choices"] == losses.UNITS
     assert fields["pooling"].metadata["choices"] == ("max", "avg")
     assert all(f.metadata.get("help") for f in fields.values())
-    assert gatys.GatysConfig().loss == LossConfig()  # the paper's setting
+    # The paper's network and layers, with bench/quality.py's β and TV.
+    assert gatys.GatysConfig().loss == LossConfig(style_weight=1e4, tv_weight=300.0) == gatys.default_loss()
     assert gatys.GatysConfig(loss=LossConfig(style_weight=1e4)).loss.style_weight == 1e4
     import nst_tf  # pylint: disable=import-outside-toplevel
 

@@ -2,6 +2,7 @@
 watched and cancelled, apply trained nets, and measure results for the Compare tab."""
 
 import dataclasses
+import math
 import os
 import queue
 import threading
@@ -20,6 +21,8 @@ from nst_tf.errors import NSTError
 
 # The Gatys tab's quick settings; every other field keeps GatysConfig's default.
 GATYS_DEFAULTS = gatys.GatysConfig(image_size=256, num_steps=100)
+# The style strength slider's scale, log10 β/α, and its starting value (the defaults').
+DEFAULT_STYLE_LOG_RATIO = math.log10(GATYS_DEFAULTS.loss.style_weight / GATYS_DEFAULTS.loss.content_weight)
 # Previews per run: often enough to watch, rare enough to cost little (each reads the image back).
 PREVIEWS = 10
 # Compare tab metrics: (nst-eval name, heading).
@@ -62,7 +65,15 @@ class FeatureNetwork:
         options = config_lib.replace(GATYS_DEFAULTS, weights=weights_value, feature_extractor=extractor)
         self.options, self.model, self.line = weights.gatys_extractor(options, feature_extractor == "auto")
 
-    def gatys_config(self, *, image_size, num_steps, style_log_ratio=3.0, tv_weight=0.0, **fields):
+    def gatys_config(
+        self,
+        *,
+        image_size,
+        num_steps,
+        style_log_ratio=DEFAULT_STYLE_LOG_RATIO,
+        tv_weight=GATYS_DEFAULTS.loss.tv_weight,
+        **fields,
+    ):
         """A GatysConfig for this network, β/α = 10^``style_log_ratio`` (the paper's 1e3 at 3)."""
         loss = dataclasses.replace(
             self.options.loss,

@@ -236,10 +236,14 @@ class App:
                 elem_id="gatys-size",
             )
             steps = gr.Slider(1, 1000, value=100, step=1, label="Iterations (L-BFGS)", elem_id="gatys-steps")
-            strength = gr.Slider(1.0, 6.0, value=3.0, step=0.25, label="Style strength: log10 β/α (paper: 3)")
+            strength = gr.Slider(
+                1.0, 6.0, value=jobs.DEFAULT_STYLE_LOG_RATIO, step=0.25, label="Style strength: log10 β/α (paper: 3)"
+            )
         with gr.Row():
             style2_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Second painting's blend weight")
-            tv = gr.Slider(0.0, 10.0, value=0.0, step=0.1, label="Total variation weight")
+            tv = gr.Slider(
+                0.0, 1000.0, value=jobs.GATYS_DEFAULTS.loss.tv_weight, step=10.0, label="Total variation weight"
+            )
             color = gr.Dropdown(list(images.PRESERVE_COLOR_MODES), value="none", label="Colour preservation")
         with gr.Row():
             run = gr.Button("Stylize", variant="primary", elem_id="gatys-run")
