@@ -235,7 +235,10 @@ def main(argv):
                 figures[name].append(row)
                 in_time[name].append(seconds[name] <= base_seconds or stopped.get(name, False))
                 mark = " (stopped at the budget)" if stopped.get(name) else ""
-                print(f"{size:4d} {pair_name:24s} {name:{width}s} " + " ".join(f"{v:8.3g}" for v in row) + mark, flush=True)
+                print(
+                    f"{size:4d} {pair_name:24s} {name:{width}s} " + " ".join(f"{v:8.3g}" for v in row) + mark,
+                    flush=True,
+                )
             sheet_rows.append(
                 [images.letterbox(image, FLAGS.cell) for image in (content, style)]
                 + [images.letterbox(outputs[name], FLAGS.cell) for name in names]
