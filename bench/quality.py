@@ -184,6 +184,18 @@ def gatys_configs(names, size):
     return configs
 
 
+def feature_network(config, eval_config, extractor):
+    """The network ``config`` runs on: ``extractor`` (the metrics') when it asks for the same one,
+    i.e. the same fields :func:`nst_tf.gatys.build_extractor` reads; else its own (a flagfile may
+    change the pooling, the layers or the precision)."""
+    mine, metrics = config.loss, eval_config.loss_config()
+    fields = ("feature_extractor", "weights", "pooling")
+    same = [getattr(mine, f) for f in fields] == [getattr(metrics, f) for f in fields]
+    if same and mine.layers() == metrics.layers() and config.precision == "float32":
+        return extractor
+    return gatys.build_extractor(config)
+
+
 def column_name(name):
     return pathlib.Path(name).stem if name.endswith(".flags") else name
 
@@ -207,9 +219,10 @@ def main(argv):
     for size in (int(s) for s in FLAGS.sizes):
         sheet_rows, figures = [], {name: [] for name in names}
         in_time = {name: [] for name in names}
+        configs = gatys_configs([n for n in FLAGS.configs if n != "reference"], size)
+        networks = {name: feature_network(config, eval_config, extractor) for name, config in configs.items()}
         for pair_name, photo, painting, crop in panel:
             content, style = load_pair(photo, painting, crop)
-            configs = gatys_configs([n for n in FLAGS.configs if n != "reference"], size)
             outputs, seconds, stopped, budget = {}, {}, {}, None
             # The reference runs first: its time is every other configuration's budget.
             for name in sorted(names, key=lambda n: n != "reference"):
@@ -218,9 +231,7 @@ def main(argv):
                     outputs[name] = reference_stylize(extractor, content, style, size)
                     budget = time.perf_counter() - start
                 else:
-                    # A flagfile may change the pooling: that network is the config's own, not the metrics'.
-                    own = extractor if configs[name].loss.pooling == eval_config.pooling else None
-                    outputs[name], stopped[name] = stylize_within(content, style, configs[name], own, budget)
+                    outputs[name], stopped[name] = stylize_within(content, style, configs[name], networks[name], budget)
                 seconds[name] = time.perf_counter() - start
             base_seconds = seconds.get("reference", seconds[names[0]])
             for name in names:
