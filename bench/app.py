@@ -32,11 +32,11 @@ import io
 import logging
 import os
 import pathlib
-import socket
 import sys
 import tempfile
 
 import numpy as np
+import portpicker
 import tensorflow as tf
 from absl import app
 from absl import flags
@@ -61,12 +61,6 @@ flags.DEFINE_float("width", 1.0, "TransformNet width multiplier of the fast net.
 flags.DEFINE_integer("gatys_steps", 10, "Gatys tab: L-BFGS iterations per run (0: skip the Gatys tab).", lower_bound=0)
 flags.DEFINE_integer("gatys_size", 128, "Gatys tab: image size in pixels.", lower_bound=64)
 FLAGS = flags.FLAGS
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_photo(folder, side):
@@ -190,7 +184,9 @@ def main(argv):
         except ImportError as exc:
             raise SystemExit(f"bench/app.py: {exc.name} is not installed: pip install -e '.[app]'") from None
         models_dir = train_fast_net(folder)
-        config = AppConfig(port=free_port(), models_dir=models_dir, weights=None, max_side=max(sizes + [256]))
+        config = AppConfig(
+            port=portpicker.pick_unused_port(), models_dir=models_dir, weights=None, max_side=max(sizes + [256])
+        )
         app_ = ui.App(config)
         (entry,) = app_.models
         print(

@@ -10,12 +10,12 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.parse
 
 import numpy as np
+import portpicker
 import pytest
 from feedforward_helpers import REPO
 from feedforward_helpers import tiny_fast_runs
@@ -34,12 +34,6 @@ from nst_tf.app import ui  # noqa: E402
 MAX_SIDE = 96
 # Long enough that a cancel lands while it runs, whatever the machine's speed.
 LONG_RUN = 1000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +64,7 @@ def stylized_by_cli(models_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models_dir, stylized_by_cli):
-    config = AppConfig(port=free_port(), models_dir=str(models_dir), weights=None, max_side=MAX_SIDE)
+    config = AppConfig(port=portpicker.pick_unused_port(), models_dir=str(models_dir), weights=None, max_side=MAX_SIDE)
     page = ui.launch(ui.App(config), block=False)
     try:
         yield page.local_url

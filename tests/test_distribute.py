@@ -6,10 +6,10 @@ configured before TensorFlow initialises its runtime.
 """
 
 import json
-import socket
 import subprocess
 
 import numpy as np
+import portpicker
 import pytest
 import tensorflow as tf
 from feedforward_helpers import REPO
@@ -25,6 +25,7 @@ from nst_tf import images
 SETUP = """
 import json, sys
 import numpy as np
+import portpicker
 from feedforward_helpers import tiny_config
 from nst_tf.training import base, feedforward as ff
 photos, style, out = sys.argv[1:]
@@ -82,19 +83,9 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(inputs):
     assert report["difference"] < 0.02 * report["update"]
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_two_workers(code, *args):
     """Run ``code`` as both workers of a local two-worker cluster; their last JSON lines and stderrs."""
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in (portpicker.pick_unused_port(), portpicker.pick_unused_port())]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
@@ -131,6 +122,7 @@ def test_multi_worker_with_two_local_workers(inputs):
 CYCLEGAN_WORKER = """
 import json, sys
 import numpy as np
+import portpicker
 from nst_tf.training import cyclegan
 data_dir, out, max_steps = sys.argv[1:]
 config = cyclegan.CycleGANConfig(
