@@ -25,7 +25,6 @@ from nst_tf import images
 SETUP = """
 import json, sys
 import numpy as np
-import portpicker
 from feedforward_helpers import tiny_config
 from nst_tf.training import base, feedforward as ff
 photos, style, out = sys.argv[1:]
@@ -122,7 +121,6 @@ def test_multi_worker_with_two_local_workers(inputs):
 CYCLEGAN_WORKER = """
 import json, sys
 import numpy as np
-import portpicker
 from nst_tf.training import cyclegan
 data_dir, out, max_steps = sys.argv[1:]
 config = cyclegan.CycleGANConfig(
