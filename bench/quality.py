@@ -184,18 +184,6 @@ def gatys_configs(names, size):
     return configs
 
 
-def feature_network(config, eval_config, extractor):
-    """The network ``config`` runs on: ``extractor`` (the metrics') when it asks for the same one,
-    i.e. the same fields :func:`nst_tf.gatys.build_extractor` reads; else its own (a flagfile may
-    change the pooling, the layers or the precision)."""
-    mine, metrics = config.loss, eval_config.loss_config()
-    fields = ("feature_extractor", "weights", "pooling")
-    same = [getattr(mine, f) for f in fields] == [getattr(metrics, f) for f in fields]
-    if same and mine.layers() == metrics.layers() and config.precision == "float32":
-        return extractor
-    return gatys.build_extractor(config)
-
-
 def column_name(name):
     return pathlib.Path(name).stem if name.endswith(".flags") else name
 
@@ -220,7 +208,9 @@ def main(argv):
         sheet_rows, figures = [], {name: [] for name in names}
         in_time = {name: [] for name in names}
         configs = gatys_configs([n for n in FLAGS.configs if n != "reference"], size)
-        networks = {name: feature_network(config, eval_config, extractor) for name, config in configs.items()}
+        # Each configuration on its own network (a flagfile may change the pooling, the layers or the
+        # precision), built once per size; the metrics keep theirs.
+        networks = {name: gatys.build_extractor(config) for name, config in configs.items()}
         for pair_name, photo, painting, crop in panel:
             content, style = load_pair(photo, painting, crop)
             outputs, seconds, stopped, budget = {}, {}, {}, None
