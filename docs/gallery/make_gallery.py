@@ -33,10 +33,13 @@ import shlex
 import subprocess
 import sys
 
-from absl import app
 from absl import flags
 
+from nst_tf import cli
+from nst_tf import config
 from nst_tf import fileio
+from nst_tf import gatys
+from nst_tf import weights
 from nst_tf.errors import NSTError
 
 # The commands' own TensorFlow logging stays quiet, as under `make gallery`.
@@ -48,8 +51,6 @@ RENDER = "build/gallery/render"  # the commands' own PNG outputs
 SIDE = 320  # longest side of every picture
 QUALITY = 85
 PREVIEW = "configs/gatys_preview.flags"
-# The Keras cache file of the ImageNet VGG19 no-top weights (what --weights=imagenet loads).
-IMAGENET_VGG19 = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 # Photos, by name: (where the file comes from, how the README cites it).
 PHOTO_SOURCES = {
@@ -80,8 +81,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "weights",
     "auto",
-    "Feature weights of the Gatys pictures: auto (ImageNet VGG19 if the Keras cache holds it, else HED's VGG16 "
-    "from the offline extra, as the demo does), imagenet, or a Keras no-top weights file.",
+    "Feature weights of the Gatys pictures: auto (ImageNet VGG19 through the Keras cache, which may "
+    "download it; else HED's VGG16 from the offline extra, as the demo does), imagenet, or a Keras "
+    "no-top weights file.",
 )
 flags.DEFINE_enum(
     "feature_extractor",
@@ -137,15 +139,15 @@ def run_style(run):
     return os.path.splitext(os.path.basename(found[0]))[0] if found else None
 
 
-def plan(weights, extractor, assets, fast_run, cyclegan_run):
-    """Every gallery picture, in the README's order."""
-    gatys = ["nst-stylize", f"--flagfile={PREVIEW}", f"--feature_extractor={extractor}", f"--weights={weights}"]
-    gatys += [f"--image_size={SIDE}"]
+def plan(weights_value, extractor, assets, fast_run, cyclegan_run):
+    """Every gallery picture, in the README's order; ``weights_value`` is the ``--weights`` of its commands."""
+    preview = ["nst-stylize", f"--flagfile={PREVIEW}", f"--feature_extractor={extractor}"]
+    preview += [f"--weights={weights_value}", f"--image_size={SIDE}"]
 
     def stylize(name, method, photo_name, paintings, *extra):
         output = os.path.join(RENDER, name + ".png")
         styles = [f"--style={painting(assets, p)}" for p in paintings]
-        argv = [*gatys, f"--content={photo(photo_name)}", *styles, *extra, f"--output={output}"]
+        argv = [*preview, f"--content={photo(photo_name)}", *styles, *extra, f"--output={output}"]
         return Picture(name, method, inputs_text(photo_name, *paintings), argv, output)
 
     fast_style = run_style(fast_run) or "starry_night"
@@ -171,7 +173,7 @@ def plan(weights, extractor, assets, fast_run, cyclegan_run):
             needs=fast_run,
             recipe=shlex.join(
                 ["nst-train-fast", "--flagfile=configs/fast_cpu.flags", f"--style={painting(assets, fast_style)}"]
-                + [f"--train_dir={assets}/photos", f"--weights={weights}", f"--output_dir={fast_run}"]
+                + [f"--train_dir={assets}/photos", f"--weights={weights_value}", f"--output_dir={fast_run}"]
             ),
         ),
         stylize("gatys_coffee_composition_vii", "Gatys et al. (optimisation)", "coffee", ["composition_vii"]),
@@ -198,20 +200,21 @@ def plan(weights, extractor, assets, fast_run, cyclegan_run):
 
 
 def resolve_weights(value, extractor):
-    """``(--weights value, --feature_extractor value)`` of the Gatys commands."""
-    # Keras, imported only here; nst_tf.cli first mutes TensorFlow's start-up lines.
-    from nst_tf import cli  # noqa: F401
-    from nst_tf import weights
+    """``(--weights value, --feature_extractor value)`` of the Gatys commands.
 
-    if value == "auto":
-        keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-        if os.path.isfile(os.path.join(keras_home, "models", IMAGENET_VGG19)):
-            value = "imagenet"
-        else:
-            value = weights.hed_vgg16_notop()
-    # --feature_extractor wins; else a weights file names its network by its number of conv
-    # kernels (VGG16 13, VGG19 16), and ImageNet means VGG19.
-    return value, weights.choose_extractor(value, extractor or "auto")
+    ``auto`` is the demo's choice (:func:`nst_tf.weights.gatys_extractor`): ImageNet VGG19
+    from the Keras cache, else HED's VGG16 from the ``offline`` extra; one line says which.
+    """
+    if value != "auto":
+        # --feature_extractor wins; else a weights file names its network by its number of
+        # conv kernels (VGG16 13, VGG19 16), and ImageNet means VGG19.
+        return value, weights.choose_extractor(value, extractor or "auto")
+    options = gatys.GatysConfig()
+    if extractor:
+        options = config.replace(options, feature_extractor=extractor)
+    options, _, line = weights.gatys_extractor(options, auto=not extractor)
+    print(line)
+    return options.loss.weights, options.loss.feature_extractor
 
 
 def save_photos(names):
@@ -360,8 +363,8 @@ def update_readme_grid(rows):
 def main(argv):
     if len(argv) > 1:
         raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
-    weights, extractor = resolve_weights(FLAGS.weights, FLAGS.feature_extractor)
-    pictures = plan(weights, extractor, FLAGS.assets, FLAGS.fast_run, FLAGS.cyclegan_run)
+    weights_value, extractor = resolve_weights(FLAGS.weights, FLAGS.feature_extractor)
+    pictures = plan(weights_value, extractor, FLAGS.assets, FLAGS.fast_run, FLAGS.cyclegan_run)
     names = [p.name for p in pictures]
     unknown = sorted(set(FLAGS.only or ()) - set(names))
     if unknown:
@@ -404,13 +407,6 @@ def main(argv):
     return 1 if failures else 0
 
 
-def run(argv):
-    try:
-        sys.exit(main(argv))
-    except NSTError as exc:
-        sys.stderr.write(f"make_gallery: {exc}\n")
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(run)
+    # The commands' error handling (one line, status 1) and quiet Keras (no download line).
+    cli.run(main)
