@@ -29,6 +29,7 @@ from common import best_time  # noqa: E402
 from common import conv_forward_flops  # noqa: E402
 from common import peak_memory_mib  # noqa: E402
 
+from nst_tf.data import UnpairedDataConfig  # noqa: E402
 from nst_tf.training.cyclegan import CycleGANConfig  # noqa: E402
 from nst_tf.training.cyclegan import CycleGANTrainer  # noqa: E402
 
@@ -48,9 +49,9 @@ def main():
     out = tempfile.mkdtemp(prefix="cyclegan-bench-")
     config = CycleGANConfig(
         output_dir=out,
-        data_dir=os.path.join(ASSETS, "cyclegan", "monet2photo"),
-        image_size=args.size,
-        load_size=args.size,
+        data=UnpairedDataConfig(
+            data_dir=os.path.join(ASSETS, "cyclegan", "monet2photo"), image_size=args.size, load_size=args.size
+        ),
         steps_per_epoch=1000,
     )
     trainer = CycleGANTrainer(config)

@@ -102,7 +102,8 @@ def test_missing_or_empty_domain_is_a_one_line_error(tmp_path, domains):
 )
 def test_config_validates_on_construction(domains, settings, flag):
     with pytest.raises(NSTError, match=f"^{flag}: "):
-        cyclegan.CycleGANConfig(**{"output_dir": "x", "data_dir": domains, **settings})
+        # By flag name, as the command builds it: image_size and load_size are the data's.
+        config.replace(cyclegan.CycleGANConfig, **{"output_dir": "x", "data_dir": domains, **settings})
 
 
 # ------------------------------------------------------------------ training
@@ -111,9 +112,7 @@ def test_config_validates_on_construction(domains, settings, flag):
 def tiny_config(domains, output_dir, **overrides):
     settings = dict(
         output_dir=str(output_dir),
-        data_dir=domains,
-        image_size=32,
-        load_size=36,
+        data=data.UnpairedDataConfig(data_dir=domains, image_size=32, load_size=36),
         n_blocks=1,
         ngf=8,
         ndf=8,
@@ -201,13 +200,13 @@ def test_shipped_flagfiles_load_into_configs():
         for name in ["cyclegan_monet2photo.flags", "cyclegan_horse2zebra.flags", "cyclegan_quick.flags"]
     }
     paper = configs["cyclegan_monet2photo.flags"]
-    assert (paper.image_size, paper.load_size, paper.n_blocks) == (256, 286, 9)
+    assert (paper.data.image_size, paper.data.load_size, paper.n_blocks) == (256, 286, 9)
     assert (paper.epochs, paper.epochs_decay, paper.lambda_cycle, paper.pool_size) == (100, 100, 10.0, 50)
     assert paper.image_every is None  # the translation grid every epoch
     assert paper.output_dir == "runs/cyclegan_monet2photo"
-    assert configs["cyclegan_horse2zebra.flags"].tfds_name == "cycle_gan/horse2zebra"
+    assert configs["cyclegan_horse2zebra.flags"].data.tfds_name == "cycle_gan/horse2zebra"
     quick = configs["cyclegan_quick.flags"]
-    assert (quick.image_size, quick.n_blocks) == (128, 6)
+    assert (quick.data.image_size, quick.n_blocks) == (128, 6)
     assert quick.epochs + quick.epochs_decay <= 10
 
 
@@ -231,9 +230,7 @@ def test_real_monet2photo_run_reduces_the_cycle_loss(assets, tmp_path):
     """128 px, 6 blocks at half width, 120 steps on the shared 150 + 150 subset."""
     config = cyclegan.CycleGANConfig(
         output_dir=str(tmp_path),
-        data_dir=str(assets / "cyclegan" / "monet2photo"),
-        image_size=128,
-        load_size=143,
+        data=data.UnpairedDataConfig(data_dir=str(assets / "cyclegan" / "monet2photo"), image_size=128, load_size=143),
         n_blocks=6,
         ngf=32,
         ndf=32,

@@ -121,10 +121,12 @@ def test_multi_worker_with_two_local_workers(inputs):
 CYCLEGAN_WORKER = """
 import json, sys
 import numpy as np
+from nst_tf import data
 from nst_tf.training import cyclegan
 data_dir, out, max_steps = sys.argv[1:]
 config = cyclegan.CycleGANConfig(
-    output_dir=out, data_dir=data_dir, image_size=32, load_size=36, n_blocks=1, ngf=4, ndf=4,
+    output_dir=out, data=data.UnpairedDataConfig(data_dir=data_dir, image_size=32, load_size=36),
+    n_blocks=1, ngf=4, ndf=4,
     epochs=1, epochs_decay=1, steps_per_epoch=2, batch_size=2, pool_size=2, num_samples=1,
     log_every=1, max_steps=int(max_steps),
 )

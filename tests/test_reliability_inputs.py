@@ -172,9 +172,7 @@ def test_cyclegan_trainer_refuses_before_building(tmp_path):
     make_photos(tmp_path / "d" / "trainA", count=1)
     config = cyclegan.CycleGANConfig(
         output_dir=str(tmp_path / "o"),
-        data_dir=str(tmp_path / "d"),
-        image_size=32,
-        load_size=36,
+        data=data.UnpairedDataConfig(data_dir=str(tmp_path / "d"), image_size=32, load_size=36),
         ngf=4,
         ndf=4,
         n_blocks=1,

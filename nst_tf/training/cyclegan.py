@@ -32,6 +32,7 @@ from nst_tf import data
 from nst_tf import losses
 from nst_tf import schedules
 from nst_tf.config import option
+from nst_tf.data import UnpairedDataConfig
 from nst_tf.models.cyclegan import UPSAMPLING_MODES
 from nst_tf.models.cyclegan import PatchDiscriminator
 from nst_tf.models.cyclegan import ResnetGenerator
@@ -50,13 +51,10 @@ class CycleGANConfig(base.TrainConfig):
     ``image_every=None`` writes the translation grid at each epoch end.
     """
 
-    data_dir: Optional[str] = option(
-        None, "Folder with trainA, trainB, testA, testB (the authors' layout); wins over tfds."
+    # The crops, flips and data order follow the run's seed.
+    data: UnpairedDataConfig = dataclasses.field(
+        default_factory=UnpairedDataConfig, metadata={"set_by_parent": ("seed",)}
     )
-    tfds_name: str = option("cycle_gan/monet2photo", "tfds dataset with trainA/trainB/testA/testB splits.")
-    tfds_data_dir: Optional[str] = option(None, "tfds data folder (default: tfds' own).")
-    image_size: int = option(256, "Training crop size (the paper: 256).", min=32)
-    load_size: int = option(286, "Resize to this square before the random crop (286).", min=32)
     n_blocks: int = option(9, "Generator residual blocks: 9 for 256 px, 6 for 128 px.", min=0)
     ngf: int = option(64, "Generator width (filters of the first layer).", min=1)
     ndf: int = option(64, "Discriminator width (filters of the first layer).", min=1)
@@ -68,7 +66,6 @@ class CycleGANConfig(base.TrainConfig):
     epochs: int = option(100, "Epochs at the initial learning rate.", min=0)
     epochs_decay: int = option(100, "Epochs of linear decay to 0 after --epochs.", min=0)
     steps_per_epoch: int = option(0, "Steps per epoch (0: one pass over the larger domain).", min=0)
-    max_train_images: int = option(0, "Use only the first N training images of each domain (0: all).", min=0)
     batch_size: int = option(1, "Global batch size (the paper: 1).", min=1)
     learning_rate: float = option(2e-4, "Adam learning rate of G and D.", min=0.0)
     beta_1: float = option(0.5, "Adam beta1.", min=0.0, max=1.0)
@@ -94,10 +91,13 @@ class CycleGANConfig(base.TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.data.seed != self.seed:
+            self.data = dataclasses.replace(self.data, seed=self.seed)
+        size = self.data.image_size
         base.check_all(
             [
-                (self.image_size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
-                (self.load_size >= self.image_size, "--load_size", f"must be >= --image_size ({self.image_size})"),
+                (size >= 32, "--image_size", "must be at least 32 (the PatchGAN needs 32 px)"),
+                (self.data.load_size >= size, "--load_size", f"must be >= --image_size ({size})"),
                 (self.epochs >= 0, "--epochs", f"must be >= 0, not {self.epochs}"),
                 (self.epochs_decay >= 0, "--epochs_decay", f"must be >= 0, not {self.epochs_decay}"),
                 (self.epochs + self.epochs_decay >= 1, "--epochs", "--epochs + --epochs_decay must be at least 1"),
@@ -112,9 +112,9 @@ class CycleGANConfig(base.TrainConfig):
                     f"must be >= 0 (0: one pass), not {self.steps_per_epoch}",
                 ),
                 (
-                    self.max_train_images >= 0,
+                    self.data.max_train_images >= 0,
                     "--max_train_images",
-                    f"must be >= 0 (0: all), not {self.max_train_images}",
+                    f"must be >= 0 (0: all), not {self.data.max_train_images}",
                 ),
                 (self.batch_size >= 1, "--batch_size", f"must be >= 1, not {self.batch_size}"),
                 (self.learning_rate >= 0, "--learning_rate", f"must be >= 0, not {self.learning_rate}"),
@@ -124,17 +124,6 @@ class CycleGANConfig(base.TrainConfig):
                 (self.pool_size >= 0, "--pool_size", f"must be >= 0 (0: no pool), not {self.pool_size}"),
                 (self.num_samples >= 1, "--num_samples", f"must be >= 1, not {self.num_samples}"),
             ]
-        )
-
-    def data_config(self):
-        return data.UnpairedDataConfig(
-            data_dir=self.data_dir,
-            tfds_name=self.tfds_name,
-            tfds_data_dir=self.tfds_data_dir,
-            image_size=self.image_size,
-            load_size=self.load_size,
-            max_train_images=self.max_train_images,
-            seed=self.seed,
         )
 
 
@@ -151,8 +140,7 @@ class CycleGANTrainer(base.Trainer):
     # -- base hooks ----------------------------------------------------------
     def prepare(self):
         config = self.config
-        self.data_config = config.data_config()
-        counts = data.unpaired_counts(self.data_config)
+        counts = data.unpaired_counts(config.data)
         self.steps_per_epoch = config.steps_per_epoch or max(1, max(counts.values()) // config.batch_size)
         self.total_steps = (config.epochs + config.epochs_decay) * self.steps_per_epoch
         self.config = dataclasses.replace(
@@ -173,7 +161,8 @@ class CycleGANTrainer(base.Trainer):
         # The discriminator of a direction judges its target domain.
         self.discriminators = {d: PatchDiscriminator(c.ndf, name=f"discriminator_{d[-1]}") for d in directions}
         self.pools = {
-            d: ImagePool(c.pool_size, (c.image_size, c.image_size, 3), name=f"pool_{d[-1]}") for d in directions
+            d: ImagePool(c.pool_size, (c.data.image_size, c.data.image_size, 3), name=f"pool_{d[-1]}")
+            for d in directions
         }
         schedule = schedules.learning_rate(
             c.lr_schedule,
@@ -203,7 +192,7 @@ class CycleGANTrainer(base.Trainer):
         c = self.config
         start = int(self.step.numpy()) * c.batch_size
         return data.unpaired_dataset(
-            self.data_config,
+            self.config.data,
             input_context.get_per_replica_batch_size(c.batch_size),
             start=start,
             num_shards=input_context.num_input_pipelines,
@@ -240,7 +229,7 @@ class CycleGANTrainer(base.Trainer):
         """One grid per direction: rows of real | translated | reconstructed, in [0, 1]."""
         if self._samples is None:
             self._samples = {
-                d: data.unpaired_test_images(self.data_config, d[0].upper(), self.config.num_samples)
+                d: data.unpaired_test_images(self.config.data, d[0].upper(), self.config.num_samples)
                 for d in self.generators
             }
         return {
