@@ -6,6 +6,7 @@ for no default): every command must still define them, with the same defaults.
 """
 
 import configparser
+import dataclasses
 import fnmatch
 import glob
 import importlib.util
@@ -496,3 +497,18 @@ def test_a_recipe_loads_with_overrides_and_rejects_unknown_flags(tmp_path):
         config.from_flagfile(gatys.GatysConfig, os.path.join(REPO, "configs", "gatys_fig3_sweep.flags"))
     with pytest.raises(nst_tf.NSTError, match="--output_dir: required"):
         config.from_flagfile(cyclegan.CycleGANConfig, path, ignore=_other_flags(gatys.GatysConfig))
+
+
+def test_the_multistyle_cpu_recipe_is_the_single_style_cpu_recipe_for_three_paintings():
+    # multistyle_cpu.flags says it is fast_cpu.flags's net, data and loss for three paintings,
+    # trained longer; each file spells its settings out so that it reads alone, and this keeps
+    # them in step.
+    def load(name, **given):
+        path = os.path.join(REPO, "configs", name)
+        return dataclasses.asdict(config.from_flagfile(feedforward.FeedForwardConfig, path, **given))
+
+    single = load("fast_cpu.flags", style_images=("a.jpg",))
+    multi = load("multistyle_cpu.flags", style_images=("a.jpg", "b.jpg", "c.jpg"), multistyle=True)
+    differ = {"style_images", "multistyle", "output_dir", "max_steps"}
+    assert {k for k in single if single[k] != multi[k]} == differ
+    assert multi["max_steps"] > single["max_steps"]
