@@ -213,7 +213,11 @@ def _backtracking(
     )
 
 
-@tf.function
+# The step functions run on images flattened to one vector whose length changes with the
+# image's size; reduce_retracing gives them one trace for every length after the second,
+# where a folder of differently sized photos would otherwise retrace them per photo (and,
+# from the fifth, log TensorFlow's retracing warning).
+@tf.function(reduce_retracing=True)
 def _projected_step(x, d, step):
     return tf.clip_by_value(x + step * d, 0.0, 1.0)
 
@@ -247,13 +251,13 @@ def _descent_direction(g, free, q, hq, pairs, first_step):
     return d, pairs, q_norm
 
 
-@tf.function
+@tf.function(reduce_retracing=True)
 def _first_direction(x, g, first_step):
     free, q = _free_gradient(x, g)
     return _descent_direction(g, free, q, q, tf.constant(0), first_step)
 
 
-@tf.function
+@tf.function(reduce_retracing=True)
 def _next_trial(history, x, f, g, d, step, trial, f_trial, g_trial, pairs, first_step):
     """Judge the evaluated ``trial`` point and return the next one to evaluate.
 

@@ -103,6 +103,19 @@ def test_zero_iterations_returns_the_clipped_start():
     assert result.iterations == 0 and result.loss == pytest.approx(0.0)
 
 
+def test_images_of_many_sizes_share_the_step_functions_traces():
+    # nst-stylize on a folder runs one minimisation per photo, each of its own size.
+    functions = (lbfgs._projected_step, lbfgs._first_direction, lbfgs._next_trial)
+    before = [f.experimental_get_tracing_count() for f in functions]
+    for side in range(3, 10):
+        fn = _value_and_gradient(_rosenbrock)
+        result = lbfgs.minimize(fn, tf.fill([1, side, side + 1, 3], 0.5), max_iterations=3)
+        assert result.iterations == 3
+    added = [f.experimental_get_tracing_count() - b for f, b in zip(functions, before)]
+    # Seven sizes: a trace for the first size, one for the rest (shape relaxed), and no more.
+    assert all(n <= 2 for n in added), added
+
+
 def test_rejects_unknown_line_search():
     with pytest.raises(ValueError, match="line_search"):
         lbfgs.minimize(_value_and_gradient(_rosenbrock), tf.zeros([1, 2, 2, 3]), max_iterations=1, line_search="wolfe")
