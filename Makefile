@@ -71,8 +71,13 @@ format: install-test
 	$(PY) -m ruff check --fix $(LINT_PATHS)
 	$(PY) -m ruff format $(LINT_PATHS)
 
+# Two pytest workers (pytest-xdist), one per core of the CI machine: much of the suite is
+# Python-bound (TensorFlow's start-up in subprocesses, tracing), so two processes overlap it.
+# --dist loadfile keeps a test file on one worker, so a module fixture (a trained run, a batch
+# of subprocesses) is built once. TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: install-test docs lint
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install
 	$(PIP) install -q -e '.[app]' -r bench/requirements.txt

