@@ -48,7 +48,6 @@ import dataclasses
 import typing
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 LINE_SEARCHES = ("backtracking", "hager_zhang")
 
@@ -410,6 +409,10 @@ def _hager_zhang(
     callback_every,
     should_stop,
 ):
+    # Imported here, on first use: tensorflow-probability (and the tf_keras it imports) adds
+    # most of a second to every command's start-up, and only this non-default search needs it.
+    import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
+
     shape = initial.shape
     _, grad0 = value_and_gradient(initial)
     g0 = tf.maximum(tf.reduce_max(tf.abs(tf.cast(grad0, tf.float32))), 1e-30)
