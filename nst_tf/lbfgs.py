@@ -215,7 +215,9 @@ def _backtracking(
 # The step functions run on images flattened to one vector whose length changes with the
 # image's size; reduce_retracing gives them one trace for every length after the second,
 # where a folder of differently sized photos would otherwise retrace them per photo (and,
-# from the fifth, log TensorFlow's retracing warning).
+# from the fifth, log TensorFlow's retracing warning). Not ``_next_trial``: it takes the
+# history's variables, and a relaxed trace of it, reused for a history of another size,
+# indexed past that history's buffer.
 @tf.function(reduce_retracing=True)
 def _projected_step(x, d, step):
     return tf.clip_by_value(x + step * d, 0.0, 1.0)
@@ -256,7 +258,7 @@ def _first_direction(x, g, first_step):
     return _descent_direction(g, free, q, q, tf.constant(0), first_step)
 
 
-@tf.function(reduce_retracing=True)
+@tf.function
 def _next_trial(history, x, f, g, d, step, trial, f_trial, g_trial, pairs, first_step):
     """Judge the evaluated ``trial`` point and return the next one to evaluate.
 

@@ -105,7 +105,7 @@ def test_zero_iterations_returns_the_clipped_start():
 
 def test_images_of_many_sizes_share_the_step_functions_traces():
     # nst-stylize on a folder runs one minimisation per photo, each of its own size.
-    functions = (lbfgs._projected_step, lbfgs._first_direction, lbfgs._next_trial)
+    functions = (lbfgs._projected_step, lbfgs._first_direction)
     before = [f.experimental_get_tracing_count() for f in functions]
     for side in range(3, 10):
         fn = _value_and_gradient(_rosenbrock)
@@ -114,6 +114,21 @@ def test_images_of_many_sizes_share_the_step_functions_traces():
     added = [f.experimental_get_tracing_count() - b for f, b in zip(functions, before)]
     # Seven sizes: a trace for the first size, one for the rest (shape relaxed), and no more.
     assert all(n <= 2 for n in added), added
+
+
+def test_histories_of_other_sizes_in_one_process_give_the_same_results():
+    # One process (the app, a sweep, a test worker) runs many sizes of image and history
+    # through the module-level step functions. A trace made for one history size, reused for
+    # another, failed on its buffer or would change the result.
+    def loss(history_size, side):
+        start = tf.fill([1, side, side + 1, 3], 0.5)
+        fn = _value_and_gradient(_rosenbrock)
+        return lbfgs.minimize(fn, start, max_iterations=8, history_size=history_size).loss
+
+    runs = [(50, 3), (50, 4), (50, 5), (20, 6), (20, 3), (5, 7), (50, 3), (5, 7)]
+    first = {}
+    for run in runs:
+        assert first.setdefault(run, loss(*run)) == loss(*run), run
 
 
 def test_rejects_unknown_line_search():
