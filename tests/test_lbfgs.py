@@ -128,7 +128,8 @@ def test_histories_of_other_sizes_in_one_process_give_the_same_results():
     runs = [(50, 3), (50, 4), (50, 5), (20, 6), (20, 3), (5, 7), (50, 3), (5, 7)]
     first = {}
     for run in runs:
-        assert first.setdefault(run, loss(*run)) == loss(*run), run
+        result = loss(*run)
+        assert first.setdefault(run, result) == result, run
 
 
 def test_rejects_unknown_line_search():
