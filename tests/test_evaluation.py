@@ -108,6 +108,35 @@ def test_high_frequency_energy_and_noise_ratio(tiny_image, rng):
     assert float(evaluation.noise_ratio(grainy, tiny_image)) > 2
 
 
+def np_grid(image, period):
+    y = image.astype(np.float64) @ LUMA
+    r = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+    r = r[: r.shape[0] // period * period, : r.shape[1] // period * period]
+    phases = [r[a::period, b::period].mean() for a in range(period) for b in range(period)]
+    return np.sqrt(np.mean(np.square(phases)) / np.mean(r**2))
+
+
+@pytest.mark.parametrize("period", [2, 4])
+def test_grid_pattern_against_numpy(tiny_image, rng, period):
+    grainy = np.clip(tiny_image + 0.05 * rng.normal(size=tiny_image.shape), 0, 1).astype(np.float32)
+    assert evaluation.grid_pattern(grainy, period) == pytest.approx(np_grid(grainy, period), rel=1e-5)
+
+
+def test_grid_pattern_finds_checkerboards_and_blocks_not_grain(rng):
+    y, x = np.mgrid[0:96, 0:128]
+    smooth = smooth_image(96, 128, 3)
+    checkerboard = np.where((y + x) % 2 == 0, 0.6, 0.4)[..., None] * np.ones(3, np.float32)
+    # A pattern that repeats every 4 px, as two stride-2 stages leave, and not every 2.
+    blocks = 0.05 * np.where((y % 4 < 2) & (x % 4 < 2), 1.0, -1.0)[..., None].astype(np.float32)
+    grain = 0.05 * rng.normal(size=smooth.shape).astype(np.float32)
+    assert evaluation.grid_pattern(checkerboard) == pytest.approx(1.0, abs=1e-6)
+    assert evaluation.grid_pattern(np.full((32, 32, 3), 0.5, np.float32)) == 0.0
+    assert evaluation.grid_pattern(np.clip(smooth + blocks, 0, 1)) > 0.9
+    assert evaluation.grid_pattern(np.clip(smooth + blocks, 0, 1), period=2) < 0.1
+    # Random detail leaves about period / sqrt(positions): 4 / sqrt(94 * 126) = 0.037.
+    assert evaluation.grid_pattern(np.clip(smooth + grain, 0, 1)) < 0.08
+
+
 def np_kid(x, y):
     def k(a, b):
         return (a @ b / len(a) + 1) ** 3
@@ -156,6 +185,7 @@ def test_identical_images_give_zero_distances_and_unit_ssim(config, extractor, t
     for name in ("ssim_luminance", "reference_ssim", "noise_ratio", "style_gram_ratio", "style_meanstd_ratio"):
         assert untouched[name] == pytest.approx(1, abs=1e-5), name
     assert untouched["style_gram_ratio/block1_conv1"] == pytest.approx(1, abs=1e-5)
+    assert untouched["grid"] == pytest.approx(evaluation.grid_pattern(tiny_image))
     # An output that is the painting, at the painting's size: no style distance left.
     painted = evaluation.evaluate(other, tiny_image, other, config=config, extractor=extractor)
     for name in ("style_gram", "style_gram_ratio", "style_meanstd", "style_meanstd/block5_conv1", "color_to_style"):
