@@ -9,7 +9,7 @@ from nst_tf.models.cyclegan import PatchDiscriminator
 from nst_tf.models.cyclegan import ResnetGenerator
 
 
-@pytest.mark.parametrize("upsampling", ["transpose", "resize"])
+@pytest.mark.parametrize("upsampling", ["transpose", "resize", "bilinear"])
 @pytest.mark.parametrize("shape", [(2, 64, 64, 3), (1, 37, 45, 3)])
 def test_generator_keeps_size_and_range(upsampling, shape):
     net = ResnetGenerator(ngf=8, n_blocks=2, upsampling=upsampling)
@@ -56,7 +56,11 @@ def test_weights_drawn_from_normal_002():
 
 @pytest.mark.parametrize(
     "cls, kwargs",
-    [(ResnetGenerator, {"ngf": 8, "n_blocks": 3, "upsampling": "resize"}), (PatchDiscriminator, {"ndf": 8})],
+    [
+        (ResnetGenerator, {"ngf": 8, "n_blocks": 3, "upsampling": "resize"}),
+        (ResnetGenerator, {"ngf": 8, "n_blocks": 3, "upsampling": "bilinear"}),
+        (PatchDiscriminator, {"ndf": 8}),
+    ],
 )
 def test_config_round_trip_through_registry(cls, kwargs):
     net = cls(**kwargs)
@@ -68,4 +72,15 @@ def test_config_round_trip_through_registry(cls, kwargs):
 
 def test_rejects_unknown_upsampling():
     with pytest.raises(ValueError, match="upsampling"):
-        ResnetGenerator(ngf=8, n_blocks=1, upsampling="bilinear")
+        ResnetGenerator(ngf=8, n_blocks=1, upsampling="bicubic")
+
+
+def test_bilinear_generator_is_the_resize_one_with_bilinear_upsampling():
+    nearest = ResnetGenerator(ngf=8, n_blocks=1, upsampling="resize")
+    bilinear = ResnetGenerator(ngf=8, n_blocks=1, upsampling="bilinear")
+    assert bilinear.count_params() == nearest.count_params()
+    upsamplings = [layer for layer in bilinear.chain if type(layer).__name__ == "UpSampling2D"]
+    assert [layer.interpolation for layer in upsamplings] == ["bilinear", "bilinear"]
+    x = tf.random.uniform([1, 32, 32, 3], -1.0, 1.0, seed=2)
+    bilinear.set_weights(nearest.get_weights())
+    assert not np.allclose(bilinear(x).numpy(), nearest(x).numpy(), atol=1e-4)

@@ -31,7 +31,7 @@ from nst_tf.models.transform_net import SIZE_MULTIPLE
 from nst_tf.models.transform_net import crop_to
 from nst_tf.models.transform_net import pad_to_multiple
 
-UPSAMPLING_MODES = ("transpose", "resize")
+UPSAMPLING_MODES = ("transpose", "resize", "bilinear")
 
 
 def init_normal(model, stddev=0.02):
@@ -83,8 +83,9 @@ class ResnetGenerator(_LayerChain):
       ngf: filters of the first layer (64 in the paper); the trunk has ``4 * ngf``.
       n_blocks: residual blocks, 6 for 128 px training and 9 for 256 px (the paper).
       upsampling: ``"transpose"`` (the paper's fractionally strided convolution)
-        or ``"resize"`` (nearest-neighbour upsampling then a convolution, which
-        avoids checkerboard artefacts, Odena et al. 2016).
+        or an upsampling then a convolution, which avoids checkerboard artefacts
+        (Odena et al. 2016): ``"resize"`` upsamples by nearest neighbour,
+        ``"bilinear"`` by bilinear interpolation, which also leaves no 2x2 blocks.
 
     Sizes that are not a multiple of 4 are reflection-padded at the bottom and
     right and cropped back, so any H, W >= 4 works and nothing shifts.
@@ -117,8 +118,13 @@ class ResnetGenerator(_LayerChain):
                     ),
                     layers.InstanceNormalization(activation="relu", name=f"u{filters}_norm"),
                 ]
-            else:
+            elif upsampling == "resize":
                 chain.append(layers.ConvBlock(filters, 3, upsample=2, name=f"u{filters}"))
+            else:
+                chain += [
+                    keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"u{filters}_bilinear"),
+                    layers.ConvBlock(filters, 3, name=f"u{filters}"),
+                ]
         chain += [layers.ReflectConv2D(3, 7, name="c7s1_3"), keras.layers.Activation("tanh", name="tanh")]
         self._set_chain(chain)
 

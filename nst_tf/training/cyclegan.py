@@ -60,7 +60,7 @@ class CycleGANConfig(base.TrainConfig):
     ndf: int = option(64, "Discriminator width (filters of the first layer).", min=1)
     upsampling: str = option(
         "transpose",
-        "Generator upsampling: transposed conv (paper) or nearest resize + conv (no checkerboard).",
+        "Generator upsampling: transposed conv (paper), or nearest or bilinear resize + conv (no checkerboard).",
         choices=UPSAMPLING_MODES,
     )
     epochs: int = option(100, "Epochs at the initial learning rate.", min=0)
