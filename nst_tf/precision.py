@@ -18,6 +18,9 @@ from nst_tf.errors import NSTError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 
+# The /proc/cpuinfo flags of the bfloat16 units oneDNN computes with.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
@@ -56,3 +59,30 @@ def mixed_precision():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     return "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+
+
+def cpu_lacks_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU's flags (Linux's ``cpuinfo``) list none of :data:`BFLOAT16_CPU_FLAGS`,
+    so oneDNN would emulate bfloat16; False when they list one, or cannot be read (no claim)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split()}
+    except OSError:
+        return False
+    return bool(flags) and not flags.intersection(BFLOAT16_CPU_FLAGS)
+
+
+def emulation_warning(precision, cpuinfo="/proc/cpuinfo"):
+    """The one-line warning for computing in ``precision`` on a CPU that emulates it, else None.
+
+    An emulated bfloat16 run is slower than float32 (the CPU fast-net recipe's first 50
+    steps took 2.2x as long on an AVX2-only machine), which a user who asked for speed
+    should hear before the run, not after.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if precision != "bfloat16" or tf.config.list_logical_devices("GPU") or not cpu_lacks_bfloat16(cpuinfo):
+        return None
+    return (
+        "warning: this CPU has no bfloat16 units (AVX512-BF16 or AMX), so bfloat16 is emulated and slower than float32"
+    )

@@ -146,6 +146,15 @@ def test_mixed_precision_trains_in_the_devices_16_bit_type(tmp_path, monkeypatch
     assert np.isfinite(result.metrics["total"]) and result.metrics["total"] < 30
 
 
+@pytest.mark.parametrize("lacks_units", [True, False])
+def test_emulated_bfloat16_is_a_warning_before_training(tmp_path, monkeypatch, capsys, lacks_units):
+    monkeypatch.setattr(precision, "mixed_precision", lambda: "bfloat16")
+    monkeypatch.setattr(precision, "cpu_lacks_bfloat16", lambda *_: lacks_units)
+    ToyTrainer(config(tmp_path, max_steps=2, mixed_precision=True))
+    warned = "bfloat16 is emulated and slower than float32: --mixed_precision=false" in capsys.readouterr().err
+    assert warned == lacks_units
+
+
 def test_step_seed_depends_on_seed_and_step(tmp_path):
     trainer = ToyTrainer(config(tmp_path, seed=3))
     trainer.step.assign(5)

@@ -12,6 +12,7 @@ writing anything.
 """
 
 import os
+import sys
 import time
 
 import keras
@@ -23,6 +24,7 @@ from nst_tf import fileio
 from nst_tf import gatys
 from nst_tf import images
 from nst_tf import inference
+from nst_tf import precision
 from nst_tf.errors import NSTError
 
 FLAGS = flags.FLAGS
@@ -94,6 +96,9 @@ def stylize_with_model():
 
 def main(argv):
     del argv
+    warning = precision.emulation_warning(FLAGS.precision)
+    if warning:
+        sys.stderr.write(f"{warning}: --precision=float32 runs faster here\n")
     if FLAGS.model:
         return stylize_with_model()
     if not FLAGS.content:

@@ -206,6 +206,9 @@ class Trainer:
         self.prepare()
         config = self.config
         self.compute_precision = precision.mixed_precision() if config.mixed_precision else "float32"
+        warning = precision.emulation_warning(self.compute_precision)
+        if warning and self.chief:
+            sys.stderr.write(f"{warning}: --mixed_precision=false trains faster here\n")
         self.models = {}
         with self.strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
