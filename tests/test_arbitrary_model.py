@@ -77,8 +77,13 @@ def test_two_styles_with_weights_one_and_zero_equal_the_one_style(model, picture
     both = StyleVector.concat([one, model.style_vector(pictures["style_b"])])
     content = pictures["content"]
     np.testing.assert_array_equal(model.stylize(content, both.blend([1.0, 0.0])), model.stylize(content, one))
-    np.testing.assert_array_equal(
-        model.stylize(content, both.blend([0.0, 2.0]))[0], model((content[:1], pictures["style_b"]))[0]
+    # Not bit for bit: the two calls reach the decoder by different op sequences, which
+    # agree exactly with AVX-512 kernels and to within 3e-7 on an AVX2-only CPU.
+    np.testing.assert_allclose(
+        model.stylize(content, both.blend([0.0, 2.0]))[0],
+        model((content[:1], pictures["style_b"]))[0],
+        rtol=0,
+        atol=1e-6,
     )
 
 

@@ -237,4 +237,7 @@ def test_mirrored_strategy_trains_like_one_device(tmp_path, photos, paintings):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["position"] == [12, 12]
-    assert result["update"] > 1e-4 and result["difference"] < 1e-3 * result["update"] + 1e-6
+    # 2% of the update, as test_distribute's: the replicas sum their gradients in another
+    # order, and Adam turns a last-bit gradient difference into a step difference. On an
+    # AVX2-only CPU three steps differ by 1.2% of the update (0.1% with AVX-512).
+    assert result["update"] > 1e-4 and result["difference"] < 0.02 * result["update"]
