@@ -200,13 +200,18 @@ def color_distance(image, target):
     return float(max(distance, 0.0))
 
 
+def _luminance_laplacian(image):
+    """``[H-2, W-2]``: the 3x3 five-point Laplacian of the luminance over the valid positions."""
+    return losses.laplacian(luminance(image)[tf.newaxis], pool_size=1)[0, ..., 0]
+
+
 def high_frequency_energy(image):
     """Mean squared Laplacian of the luminance: ``1/M Σ (ΔY)²``, ``Δ`` the 3x3 five-point
     Laplacian (:func:`nst_tf.losses.laplacian`) over the valid positions.
 
     Grain and checkerboard artefacts raise it; smooth shading does not.
     """
-    return tf.reduce_mean(tf.square(losses.laplacian(luminance(image)[tf.newaxis], pool_size=1)))
+    return tf.reduce_mean(tf.square(_luminance_laplacian(image)))
 
 
 def noise_ratio(image, content):
@@ -236,7 +241,7 @@ def grid_pattern(image, period=GRID_PERIOD):
     repeated every ``p`` pixels, or every divisor of ``p`` (a period-2 checkerboard also
     repeats every 4), stays. 1 for a pure such pattern, 0 for an image without detail.
     """
-    r = _float64(losses.laplacian(luminance(image)[tf.newaxis], pool_size=1)[0, ..., 0])
+    r = _float64(_luminance_laplacian(image))
     rows, columns = (r.shape[0] // period) * period, (r.shape[1] // period) * period
     r = r[:rows, :columns]
     energy = np.mean(r**2)
