@@ -109,7 +109,8 @@ def mirrored_script(setup, trained):
     """Code for :func:`run_python`: two logical CPUs (before TensorFlow starts), ``setup`` (imports
     and arguments), then ``trained`` (``def trained(name, strategy, steps)`` -> ``(trainer, weights)``)
     run for 0 and 3 steps on one device and 3 under MirroredStrategy. Prints one JSON line: replicas,
-    both runs' data positions, the largest weight update and the largest one-device/mirrored difference."""
+    both runs' data positions, the largest weight update and the largest one-device/mirrored difference,
+    and both over all weights (L2 norms)."""
     return (
         """
 import json
@@ -134,6 +135,8 @@ print(json.dumps({
     "position": [int(single.data_position.numpy()), int(mirrored.data_position.numpy())],
     "update": max(float(np.abs(a - b).max()) for a, b in zip(one, start)),
     "difference": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+    "update_norm": float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(one, start)))),
+    "difference_norm": float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(one, two)))),
 }))
 """
     )

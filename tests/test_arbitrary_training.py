@@ -237,7 +237,10 @@ def test_mirrored_strategy_trains_like_one_device(tmp_path, photos, paintings):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["position"] == [12, 12]
-    # 2% of the update, as test_distribute's: the replicas sum their gradients in another
-    # order, and Adam turns a last-bit gradient difference into a step difference. On an
-    # AVX2-only CPU three steps differ by 1.2% of the update (0.1% with AVX-512).
-    assert result["update"] > 1e-4 and result["difference"] < 0.02 * result["update"]
+    # The replicas sum their gradients in another order, and Adam turns a last-bit difference
+    # in a near-zero gradient into a whole step of that weight: on AVX2-only CPUs the largest
+    # single-weight difference has been 1.2% and 2.2% of the largest update (0.1% with
+    # AVX-512). Over all weights together the difference is 1e-4 of the update; replicas
+    # that trained on other batches would differ by most of it.
+    assert result["update"] > 1e-4
+    assert result["difference_norm"] < 0.01 * result["update_norm"]

@@ -77,9 +77,11 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(inputs):
     report = last_json_line(run_python(MIRRORED, photos, style, folder / "mirrored"))
     assert report["replicas"] == 2
     assert report["position"] == [12, 12]  # 3 global batches of 4: the same photos
-    # Same global batches, per-replica means averaged: the same training up to float error.
+    # Same global batches, per-replica means averaged: the same training up to float error,
+    # which Adam can blow up to a whole step in a weight whose gradient is near zero; over
+    # all weights together it is 3e-4 of the update (AVX2-only CPU).
     assert report["update"] > 1e-4
-    assert report["difference"] < 0.02 * report["update"]
+    assert report["difference_norm"] < 0.01 * report["update_norm"]
 
 
 def run_two_workers(code, *args):
