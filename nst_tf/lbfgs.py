@@ -35,6 +35,9 @@ at least one secant point: two to three evaluations per iteration, measured
 and differentiable along any line, so Wolfe searches stay valid), and the
 objective is scaled so the first trial step moves a pixel by ``first_step``.
 
+:func:`minimize_in_graph` runs the Hager-Zhang variant as one graph, without callbacks,
+for the exported Gatys model.
+
 The backtracking iterations run in Python, call ``value_and_gradient`` directly
 and one ``tf.function`` between evaluations; tfp's run ``callback_every``
 iterations per ``tf.function`` call and resume from
@@ -398,6 +401,72 @@ class _History(typing.NamedTuple):
 # tfp.optimizer.lbfgs_minimize with its Hager-Zhang line search
 
 
+def _tfp():
+    # Imported on first use: tensorflow-probability (and the tf_keras it imports) adds most
+    # of a second to every command's start-up, and only the Hager-Zhang search needs it.
+    import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
+
+    return tfp
+
+
+def _penalised(value_and_gradient, initial, first_step):
+    """The box problem as tfp's unconstrained one, on flat vectors, and its scale.
+
+    ``f(clip(x)) * scale + 1/2 ||x - clip(x)||^2`` with ``scale`` chosen so the first trial
+    step (the raw negative gradient at ``initial``) moves the steepest pixel by ``first_step``.
+    Graph-safe: ``initial``'s shape may be known only at run time.
+    """
+    shape = tf.shape(initial)
+    _, grad0 = value_and_gradient(initial)
+    g0 = tf.maximum(tf.reduce_max(tf.abs(tf.cast(grad0, tf.float32))), 1e-30)
+    scale = first_step / g0
+
+    def penalised(flat):
+        x = tf.reshape(flat, shape)
+        clipped = tf.clip_by_value(x, 0.0, 1.0)
+        loss, grad = value_and_gradient(clipped)
+        inside = tf.cast(tf.equal(x, clipped), tf.float32)
+        excess = tf.reshape(x - clipped, [-1])
+        value = tf.cast(loss, tf.float32) * scale + 0.5 * tf.reduce_sum(excess**2)
+        return value, tf.reshape(tf.cast(grad, tf.float32) * inside, [-1]) * scale + excess
+
+    return penalised, scale
+
+
+def _tfp_options(history_size, tolerance, max_line_search_iterations, first_step):
+    return dict(
+        num_correction_pairs=history_size,
+        tolerance=tolerance * first_step,
+        max_line_search_iterations=max_line_search_iterations,
+    )
+
+
+def minimize_in_graph(
+    value_and_gradient,
+    initial,
+    *,
+    max_iterations,
+    history_size=20,
+    tolerance=1e-7,
+    max_line_search_iterations=10,
+    first_step=0.05,
+):
+    """:func:`minimize` with ``line_search="hager_zhang"`` as one graph: the image in [0, 1].
+
+    No callbacks and no Python between iterations, so it can be traced into a SavedModel
+    (the exported Gatys model); ``initial``'s size may be dynamic.
+    """
+    initial = tf.clip_by_value(tf.convert_to_tensor(initial, tf.float32), 0.0, 1.0)
+    penalised, _ = _penalised(value_and_gradient, initial, first_step)
+    state = _tfp().optimizer.lbfgs_minimize(
+        penalised,
+        initial_position=tf.reshape(initial, [-1]),
+        max_iterations=max_iterations,
+        **_tfp_options(history_size, tolerance, max_line_search_iterations, first_step),
+    )
+    return tf.reshape(tf.clip_by_value(state.position, 0.0, 1.0), tf.shape(initial))
+
+
 def _hager_zhang(
     value_and_gradient,
     initial,
@@ -411,31 +480,10 @@ def _hager_zhang(
     callback_every,
     should_stop,
 ):
-    # Imported here, on first use: tensorflow-probability (and the tf_keras it imports) adds
-    # most of a second to every command's start-up, and only this non-default search needs it.
-    import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
-
+    tfp = _tfp()
     shape = initial.shape
-    _, grad0 = value_and_gradient(initial)
-    g0 = tf.maximum(tf.reduce_max(tf.abs(tf.cast(grad0, tf.float32))), 1e-30)
-    # After scaling, the first trial step (the raw negative gradient) moves
-    # the steepest pixel by first_step, and the gradient starts at first_step.
-    scale = first_step / g0
-
-    def penalised(flat):
-        x = tf.reshape(flat, shape)
-        clipped = tf.clip_by_value(x, 0.0, 1.0)
-        loss, grad = value_and_gradient(clipped)
-        inside = tf.cast(tf.equal(x, clipped), tf.float32)
-        excess = tf.reshape(x - clipped, [-1])
-        value = tf.cast(loss, tf.float32) * scale + 0.5 * tf.reduce_sum(excess**2)
-        return value, tf.reshape(tf.cast(grad, tf.float32) * inside, [-1]) * scale + excess
-
-    options = dict(
-        num_correction_pairs=history_size,
-        tolerance=tolerance * first_step,
-        max_line_search_iterations=max_line_search_iterations,
-    )
+    penalised, scale = _penalised(value_and_gradient, initial, first_step)
+    options = _tfp_options(history_size, tolerance, max_line_search_iterations, first_step)
 
     @tf.function
     def start(flat, limit):

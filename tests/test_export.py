@@ -1,5 +1,6 @@
 """SavedModel / TFLite export: layout, versions, signatures, and round trips outside nst_tf."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -77,6 +78,9 @@ GATYS = gatys.GatysConfig(
     ),
 )
 
+# In a graph, L-BFGS is tfp's (Hager-Zhang line search); nst-stylize runs it with this config.
+GATYS_LBFGS = dataclasses.replace(GATYS, optimizer="lbfgs", lbfgs_line_search="hager_zhang")
+
 
 @pytest.fixture(scope="module")
 def rng():
@@ -119,6 +123,13 @@ def exported(tmp_path_factory, nets, extractor):
             export.ExportConfig("features", str(out / "features"), gatys_config=GATYS), model=extractor
         ),
         "gatys": export.export(export.ExportConfig("gatys", str(out / "gatys"), gatys_config=GATYS), model=extractor),
+        # Exported with the preview's backtracking search asked for: the graph runs tfp's.
+        "gatys_lbfgs": export.export(
+            export.ExportConfig(
+                "gatys", str(out / "gatys_lbfgs"), gatys_config=dataclasses.replace(GATYS, optimizer="lbfgs")
+            ),
+            model=extractor,
+        ),
     }
     return paths
 
@@ -129,7 +140,7 @@ def test_layout_and_info(exported):
         assert os.path.isfile(os.path.join(path, "saved_model.pb"))
         with open(os.path.join(path, export.INFO_FILE), encoding="utf-8") as f:
             info = json.load(f)
-        assert info["model_type"] == model_type
+        assert info["model_type"] == model_type.removesuffix("_lbfgs")
     assert not [e for e in os.listdir(os.path.dirname(exported["fast"])) if e.startswith(".tmp")]
 
 
@@ -164,6 +175,13 @@ def test_round_trip_in_tensorflow_only_process(exported, nets, extractor, rng, t
             "stylize_tensor",
             {"content": images[:1], "style": style},
             {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS)},
+            255.0,
+        ),
+        "gatys_lbfgs": (
+            "gatys_lbfgs",
+            "stylize_tensor",
+            {"content": images[:1], "style": style},
+            {"images": gatys.optimize(objective, tf.constant(x01[:1]), GATYS_LBFGS)},
             255.0,
         ),
         "features": ("features", "serving_default", {"images": images}, {**feature_maps, **grams}, None),
@@ -257,6 +275,20 @@ def test_max_side_caps_in_graph(tmp_path, nets):
     fn = loaded.signatures["stylize_tensor"]
     assert fn(images=tf.zeros([1, 32, 24, 3]))["images"].shape == (1, 16, 12, 3)
     assert fn(images=tf.zeros([1, 12, 8, 3]))["images"].shape == (1, 12, 8, 3)
+
+
+def test_max_side_resizes_as_nst_stylize_does(rng):
+    image = rng.random((37, 50, 3)).astype(np.float32)
+    for side in (16, 29):
+        capped = export.cap_longest_side(tf.constant(image[None] * 255.0), side)[0].numpy() / 255.0
+        np.testing.assert_allclose(capped, images.resize_longest_side(image, side), rtol=0, atol=1e-4)
+
+
+def test_gatys_model_optimisers():
+    info = export.ExportConfig("gatys", "x", gatys_config=dataclasses.replace(GATYS, optimizer="lbfgs"))
+    assert info.gatys_config.lbfgs_line_search == "hager_zhang"
+    with pytest.raises(NSTError, match="^--optimizer: the in-graph Gatys model runs lbfgs or adam, not adamw$"):
+        export.ExportConfig("gatys", "x", gatys_config=dataclasses.replace(GATYS, optimizer="adamw"))
 
 
 def test_versions_increase_and_failed_export_leaves_nothing(tmp_path, nets, monkeypatch):

@@ -38,8 +38,10 @@ GATYS_FLAGS = (
     "content_weight",
     "style_weight",
     "tv_weight",
+    "optimizer",
     "num_steps",
     "learning_rate",
+    "lbfgs_history",
 )
 ONLY = tuple(f.name for f in dataclasses.fields(export.ExportConfig) if f.name != "gatys_config") + GATYS_FLAGS
 EXCLUDE = ("gatys_config.precision",)  # --precision is ExportConfig's
@@ -49,7 +51,10 @@ config.define_flags(
     export.ExportConfig,
     only=ONLY,
     exclude=EXCLUDE,
-    help_overrides={"num_steps": "Adam steps the gatys model runs per request."},
+    help_overrides={
+        "optimizer": "Optimiser of the gatys model: lbfgs (tfp's, Hager-Zhang line search) or adam.",
+        "num_steps": "Optimiser iterations the gatys model runs per request.",
+    },
 )
 flags.register_validator("checkpoint", lambda v: v is None or bool(v.strip()), "--checkpoint: empty path")
 
