@@ -525,9 +525,11 @@ class GatysModule(tf.Module):
 
         x = content / 255.0
         if self.config.optimizer == "lbfgs":
-            options = {} if self.config.lbfgs_history is None else {"history_size": self.config.lbfgs_history}
             x = lbfgs.minimize_in_graph(
-                objective.value_and_gradient, x, max_iterations=self.config.num_steps, **options
+                objective.value_and_gradient,
+                x,
+                max_iterations=self.config.num_steps,
+                **gatys.lbfgs_options(self.config),
             )
             return x * 255.0
 

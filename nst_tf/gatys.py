@@ -364,6 +364,16 @@ def optimize(
     return _optimize_keras(objective, initial, config, start_step, remaining, on_step, report_every, should_stop)
 
 
+def lbfgs_options(config):
+    """The :func:`nst_tf.lbfgs.minimize` keywords a :class:`GatysConfig` sets (None: its defaults)."""
+    options = {}
+    if config.lbfgs_history is not None:
+        options["history_size"] = config.lbfgs_history
+    if config.lbfgs_tolerance is not None:
+        options["tolerance"] = config.lbfgs_tolerance
+    return options
+
+
 def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, report_every, should_stop):
     def check(iteration, loss):
         # L-BFGS accepts only steps that lower the loss, so a non-finite loss can only be the
@@ -376,11 +386,6 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         _, terms = objective.losses(image)
         on_step(start_step + int(iteration), image, _loss_dict(loss, terms))
 
-    options = {}
-    if config.lbfgs_history is not None:
-        options["history_size"] = config.lbfgs_history
-    if config.lbfgs_tolerance is not None:
-        options["tolerance"] = config.lbfgs_tolerance
     result = lbfgs.minimize(
         objective.value_and_gradient,
         initial,
@@ -389,7 +394,7 @@ def _optimize_lbfgs(objective, initial, config, start_step, remaining, on_step, 
         callback_every=report_every,
         line_search=config.lbfgs_line_search,
         should_stop=should_stop,
-        **options,
+        **lbfgs_options(config),
     )
     if result.stopped:
         raise Cancelled(start_step + result.iterations)
