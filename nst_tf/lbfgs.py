@@ -57,6 +57,13 @@ LINE_SEARCHES = ("backtracking", "hager_zhang")
 # Armijo sufficient-decrease constant (Nocedal & Wright's c1).
 _ARMIJO = 1e-4
 
+# The defaults of :func:`minimize` and :func:`minimize_in_graph`, kept in one place so the
+# exported Gatys model runs the CLI's L-BFGS.
+HISTORY_SIZE = 20
+TOLERANCE = 1e-7
+MAX_LINE_SEARCH_ITERATIONS = 10
+FIRST_STEP = 0.05
+
 
 @dataclasses.dataclass(frozen=True)
 class LbfgsResult:
@@ -80,11 +87,11 @@ def minimize(
     initial,
     *,
     max_iterations,
-    history_size=20,
-    tolerance=1e-7,
+    history_size=HISTORY_SIZE,
+    tolerance=TOLERANCE,
     line_search="backtracking",
-    max_line_search_iterations=10,
-    first_step=0.05,
+    max_line_search_iterations=MAX_LINE_SEARCH_ITERATIONS,
+    first_step=FIRST_STEP,
     callback=None,
     callback_every=10,
     should_stop=None,
@@ -446,10 +453,10 @@ def minimize_in_graph(
     initial,
     *,
     max_iterations,
-    history_size=20,
-    tolerance=1e-7,
-    max_line_search_iterations=10,
-    first_step=0.05,
+    history_size=HISTORY_SIZE,
+    tolerance=TOLERANCE,
+    max_line_search_iterations=MAX_LINE_SEARCH_ITERATIONS,
+    first_step=FIRST_STEP,
 ):
     """:func:`minimize` with ``line_search="hager_zhang"`` as one graph: the image in [0, 1].
 

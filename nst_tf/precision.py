@@ -53,12 +53,16 @@ def current():
     return by_policy.get(keras.mixed_precision.global_policy().name, "float32")
 
 
+def _has_gpu():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def mixed_precision():
     """The 16-bit precision for mixed-precision training on the visible devices: float16
     on GPUs, bfloat16 on CPUs."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+    return "float16" if _has_gpu() else "bfloat16"
 
 
 def cpu_lacks_bfloat16(cpuinfo="/proc/cpuinfo"):
@@ -79,9 +83,7 @@ def emulation_warning(precision, cpuinfo="/proc/cpuinfo"):
     steps took 2.2x as long on an AVX2-only machine), which a user who asked for speed
     should hear before the run, not after.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    if precision != "bfloat16" or tf.config.list_logical_devices("GPU") or not cpu_lacks_bfloat16(cpuinfo):
+    if precision != "bfloat16" or _has_gpu() or not cpu_lacks_bfloat16(cpuinfo):
         return None
     return (
         "warning: this CPU has no bfloat16 units (AVX512-BF16 or AMX), so bfloat16 is emulated and slower than float32"
