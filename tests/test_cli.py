@@ -269,7 +269,13 @@ FROZEN_FLAGS = {
 # CycleGAN command showed --image_every=1000 and --max_steps=1000000000 but
 # used neither default: an absent --image_every meant "at each epoch end" and
 # max_steps only caps a run. Now the flags show CycleGANConfig's own defaults.
-CHANGED_DEFAULTS = {("train_cyclegan", "image_every"): None, ("train_cyclegan", "max_steps"): str(2**62)}
+# The exported Gatys model's 100 Adam steps left a visible grain; it now runs
+# nst-stylize's 300 (docs/pages/export.md).
+CHANGED_DEFAULTS = {
+    ("train_cyclegan", "image_every"): None,
+    ("train_cyclegan", "max_steps"): str(2**62),
+    ("export", "num_steps"): "300",
+}
 EMPTY = ("", "[]", None)  # an empty list default shows as '' or [], a None default not at all
 
 # Runs each command module as ``python -m nst_tf.cli.<command> --helpfull``

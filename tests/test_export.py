@@ -289,6 +289,9 @@ def test_gatys_model_optimisers():
     assert info.gatys_config.lbfgs_line_search == "hager_zhang"
     with pytest.raises(NSTError, match="^--optimizer: the in-graph Gatys model runs lbfgs or adam, not adamw$"):
         export.ExportConfig("gatys", "x", gatys_config=dataclasses.replace(GATYS, optimizer="adamw"))
+    # The default endpoint runs nst-stylize's Adam steps: 100 left a visible grain.
+    default = export.ExportConfig("gatys", "x").gatys_config
+    assert (default.optimizer, default.num_steps) == ("adam", gatys.GatysConfig().num_steps)
 
 
 def test_versions_increase_and_failed_export_leaves_nothing(tmp_path, nets, monkeypatch):
