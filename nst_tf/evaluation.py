@@ -86,6 +86,23 @@ class EvalConfig:
             raise NSTError(f"--max_side: must be 0 (full size) or at least {images.MIN_SIDE}, got {self.max_side}")
         self.layers()  # validates the extractor, weights spelling and layers, naming the flag
 
+    @classmethod
+    def of_loss(cls, loss_config):
+        """The metrics on a loss's own network and layers, at full size.
+
+        A curve of them during a run (``nst-stylize --eval_every``, the trainers'
+        ``--eval_dir``) then measures what the optimisation minimises.
+        """
+        content_layers, style_layers = loss_config.layers()
+        return cls(
+            feature_extractor=loss_config.feature_extractor,
+            weights=loss_config.weights,
+            pooling=loss_config.pooling,
+            content_layers=content_layers,
+            style_layers=style_layers,
+            max_side=0,
+        )
+
     def loss_config(self):
         """The :class:`~nst_tf.losses.LossConfig` of the same network and layers."""
         return losses.LossConfig(
@@ -520,6 +537,12 @@ SUMMARY_METRICS = (
     "noise_ratio",
     "grid",
 )
+
+
+def median_metrics(results, names=SUMMARY_METRICS):
+    """``{name: median}`` over a list of :func:`evaluate` results, for the ``names`` they have."""
+    return {name: float(np.median([m[name] for m in results])) for name in names if results and name in results[0]}
+
 
 # The row labels of the contact sheet: (metric, short name).
 SHEET_METRICS = (

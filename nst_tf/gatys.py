@@ -775,15 +775,7 @@ def evaluator(config, extractor, content, style):
     """
     if not config.eval_every:
         return None
-    loss = config.loss
-    eval_config = evaluation.EvalConfig(
-        feature_extractor=loss.feature_extractor,
-        weights=loss.weights,
-        pooling=loss.pooling,
-        content_layers=loss.content_layers,
-        style_layers=loss.style_layers,
-        max_side=0,
-    )
+    eval_config = evaluation.EvalConfig.of_loss(config.loss)
     return lambda image: evaluation.evaluate(image, content, style, config=eval_config, extractor=extractor)
 
 

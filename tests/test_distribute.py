@@ -48,13 +48,17 @@ strategy = base.make_strategy()  # first, before other TF work
 """
     + SETUP
     + """
-config = tiny_config(photos, [style], out, max_steps=3, batch_size=4, learning_rate=1e-3)
+# Held-out metrics (the training photos stand in) at step 2 and the last step, on the chief only.
+config = tiny_config(
+    photos, [style], out, max_steps=3, batch_size=4, learning_rate=1e-3, eval_dir=photos, eval_every=2
+)
 trainer = ff.FeedForwardTrainer(config, strategy=strategy)
 result = trainer.train()
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
     "chief": trainer.chief,
     "step": result.step,
+    "evaluated": "style0/style_gram_ratio" in result.eval_metrics,
     "checksum": float(sum(np.abs(w.numpy()).sum() for w in trainer.model.weights)),
 }))
 """
@@ -115,6 +119,7 @@ def test_multi_worker_with_two_local_workers(inputs):
     assert [r["replicas"] for r in reports] == [2, 2]
     assert [r["chief"] for r in reports] == [True, False]
     assert [r["step"] for r in reports] == [3, 3]
+    assert [r["evaluated"] for r in reports] == [True, False]
     assert reports[0]["checksum"] == reports[1]["checksum"]  # replicas stay in sync
     assert (out / "checkpoints" / "ckpt-3.index").is_file()
     assert (out / "model_config.json").is_file()

@@ -11,6 +11,7 @@ import pytest
 
 from nst_tf import evaluation
 from nst_tf import images
+from nst_tf import losses
 from nst_tf.errors import NSTError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -244,6 +245,20 @@ def write_images(folder, names, shape, seed):
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         images.save_image(str(path), rng.random(shape).astype(np.float32))
+
+
+def test_eval_config_of_a_loss_measures_its_network_and_layers_at_full_size():
+    johnson = losses.LossConfig.johnson(weights=None, pooling="avg")
+    config = evaluation.EvalConfig.of_loss(johnson)
+    assert config.layers() == johnson.layers()  # not the Gatys layers EvalConfig defaults to
+    assert (config.feature_extractor, config.weights, config.pooling, config.max_side) == ("vgg16", None, "avg", 0)
+
+
+def test_median_metrics_of_several_results():
+    results = [{"style_gram_ratio": v, "ssim_luminance": 1 - v, "extra": 5.0} for v in (0.3, 0.1, 0.2)]
+    assert evaluation.median_metrics(results) == {"style_gram_ratio": 0.2, "ssim_luminance": 0.8}
+    assert evaluation.median_metrics(results, ("extra",)) == {"extra": 5.0}
+    assert evaluation.median_metrics([]) == {}
 
 
 def test_folders_match_by_relative_path_then_by_stem(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,9 +12,12 @@ import tensorflow as tf
 from feedforward_helpers import REPO
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
+from feedforward_helpers import smooth_image
 from feedforward_helpers import tiny_config
 
 from nst_tf import data
+from nst_tf import evaluation
+from nst_tf import images
 from nst_tf import losses
 from nst_tf.errors import NSTError
 from nst_tf.training import base
@@ -33,6 +37,26 @@ def styles(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fixed_photos(photos):
     return next(iter(data.photo_dataset(data.PhotoDataConfig(photos, image_size=32, seed=9), 4)))["images"]
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory):
+    """Two held-out photos of other shapes than the training crops, one with odd sides."""
+    folder = tmp_path_factory.mktemp("held_out")
+    rng = np.random.default_rng(7)
+    images.save_image(str(folder / "a.png"), smooth_image(rng, 37, 45))
+    images.save_image(str(folder / "b.png"), smooth_image(rng, 48, 40))
+    return str(folder)
+
+
+def event_scalars(log_dir):
+    """``{tag: {step: value}}`` of a run's TensorBoard scalars."""
+    scalars = {}
+    for name in os.listdir(log_dir):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
 
 
 def weights(trainer):
@@ -140,6 +164,52 @@ def test_metrics_and_tensorboard_have_the_terms_and_their_layers(tmp_path, photo
     assert {"train/total", "train/style", "train/style/block3_conv3", "train/content/block2_conv2"} <= tags
 
 
+def test_held_out_metrics_are_nst_eval_on_the_net_outputs(tmp_path, photos, styles, eval_dir):
+    config = tiny_config(photos, styles[:1], tmp_path, max_steps=3, eval_dir=eval_dir, eval_every=2, eval_size=44)
+    trainer = ff.FeedForwardTrainer(config)
+    result = trainer.train()
+    # At every --eval_every steps and at the last step.
+    scalars = event_scalars(tmp_path / "logs")
+    assert set(scalars["eval/style0/style_gram_ratio"]) == {2, 3}
+    assert "eval/style0/style_gram_ratio/block2_conv2" in scalars and "eval/style0/ssim_luminance" in scalars
+    assert scalars["eval/style0/ssim_luminance"][3] == pytest.approx(result.eval_metrics["style0/ssim_luminance"])
+
+    # The medians of what nst-eval measures on the trained net's outputs at --eval_size.
+    model = base.load_trained_model(str(tmp_path))
+    painting = images.load_image(styles[0], max_side=44)
+    results = []
+    for path in images.list_images(eval_dir):
+        photo = images.load_image(path, max_side=44)
+        output = np.clip(model(photo[None]).numpy()[0], 0.0, 1.0)
+        assert output.shape == photo.shape
+        results.append(
+            evaluation.evaluate(
+                output,
+                photo,
+                painting,
+                config=evaluation.EvalConfig.of_loss(config.loss),
+                extractor=trainer.loss.extractor,
+            )
+        )
+    expected = evaluation.median_metrics(results)
+    assert len(expected) == len(evaluation.SUMMARY_METRICS)
+    for name, value in expected.items():
+        assert result.eval_metrics[f"style0/{name}"] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+
+
+def test_evaluating_leaves_the_training_unchanged(tmp_path, photos, styles, eval_dir):
+    def run(out, **kwargs):
+        trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:2], tmp_path / out, max_steps=2, **kwargs))
+        return trainer, trainer.train()
+
+    plain, _ = run("plain")
+    evaluated, result = run("evaluated", eval_dir=eval_dir, eval_every=1)
+    for a, b in zip(weights(plain), weights(evaluated)):
+        np.testing.assert_array_equal(a, b)
+    # A multi-style net is measured in each trained style.
+    assert {"style0/style_gram_ratio", "style1/style_gram_ratio"} <= set(result.eval_metrics)
+
+
 def test_loss_layers_and_weights(styles):
     assert losses.LossConfig.johnson().layers() == (
         ["block2_conv2"],
@@ -177,6 +247,23 @@ def test_bad_inputs_fail_before_building(tmp_path, photos, styles):
         tiny_config(photos, [], tmp_path)
     with pytest.raises(NSTError, match="--batch_size"):
         tiny_config(photos, styles[:1], tmp_path, batch_size=0)
+    with pytest.raises(NSTError, match="--eval_size"):
+        tiny_config(photos, styles[:1], tmp_path, eval_size=8)
+
+
+def test_a_bad_eval_dir_fails_before_anything_is_written(tmp_path, photos, styles):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "photo.jpg").write_bytes(b"not a jpeg")
+    cases = [(tmp_path / "missing", "--eval_dir: .*missing: no such directory"), (empty, "no image files")]
+    cases.append((broken, "photo.jpg"))
+    for folder, message in cases:
+        out = tmp_path / f"run_{folder.name}"
+        with pytest.raises(NSTError, match=message):
+            ff.FeedForwardTrainer(tiny_config(photos, styles[:1], out, eval_dir=str(folder)))
+        assert not out.exists() or not os.listdir(out)
 
 
 def run_cli(module, *args):
@@ -186,7 +273,7 @@ def run_cli(module, *args):
     )
 
 
-def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
+def test_train_fast_command_and_flagfile(tmp_path, photos, styles, eval_dir):
     flagfile = tmp_path / "tiny.flags"
     flagfile.write_text(
         f"# a tiny run\n--style={styles[0]}\n--train_dir={photos}\n--image_size=32\n--batch_size=2\n"
@@ -199,6 +286,20 @@ def test_train_fast_command_and_flagfile(tmp_path, photos, styles):
     assert f"--style={styles[0]}" in (out / "flags.txt").read_text()
     assert "--helpfull" not in (out / "flags.txt").read_text()
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-2")
+
+    # Resumed one step further with held-out photos: the result line ends with their measurement.
+    more = run_cli(
+        "nst_tf.cli.train_fast",
+        f"--flagfile={flagfile}",
+        f"--output_dir={out}",
+        "--max_steps=3",
+        f"--eval_dir={eval_dir}",
+        "--eval_size=44",
+    )
+    assert more.returncode == 0, more.stderr
+    assert re.fullmatch(
+        rf"step 3: total=\S+ .*; held-out style0 style ratio \S+, SSIM \S+; model in {out}\n", more.stdout
+    )
 
     missing = run_cli(
         "nst_tf.cli.train_fast",
@@ -317,11 +418,17 @@ def test_real_training_stylizes_and_keeps_content(tmp_path, assets, hed_weights)
     assert ssim.mean() > 0.3 and ssim.mean() > 3 * mismatched.mean()
 
 
-def test_mixed_precision_multistyle(tmp_path, photos, styles, fixed_photos):
-    trainer = ff.FeedForwardTrainer(tiny_config(photos, styles[:2], tmp_path, max_steps=2, mixed_precision=True))
+def test_mixed_precision_multistyle(tmp_path, photos, styles, fixed_photos, eval_dir):
+    config = tiny_config(photos, styles[:2], tmp_path, max_steps=2, mixed_precision=True, eval_dir=eval_dir)
+    trainer = ff.FeedForwardTrainer(config)
     assert trainer.model.compute_dtype == "bfloat16"  # no GPU here
     result = trainer.train()
     assert np.isfinite(result.metrics["total"])
+    # The held-out metrics come from a float32 network of their own, not the 16-bit loss network.
+    assert trainer._eval_extractor is not trainer.loss.extractor
+    assert trainer._eval_extractor.compute_dtype == "float32"
+    assert "style1/ssim_luminance" in result.eval_metrics
+    assert all(np.isfinite(value) for value in result.eval_metrics.values())
     reloaded = base.load_trained_model(str(tmp_path))  # inference in float32
     assert reloaded.compute_dtype == "float32"
     assert np.isfinite(reloaded((fixed_photos, tf.constant([0.5, 0.5]))).numpy()).all()

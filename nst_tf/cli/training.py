@@ -101,4 +101,15 @@ def report(result, output_dir):
     # The summary terms, and the CycleGAN discriminator's loss beside its generators' total.
     shown = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if k in losses.SUMMARY_TERMS or k == "d_loss")
     skipped = f", skipped {result.skipped_files} unreadable files" if result.skipped_files else ""
-    cli.result(f"step {result.step}: {shown}; model in {output_dir}{skipped}")
+    cli.result(f"step {result.step}: {shown}{held_out(result.eval_metrics)}; model in {output_dir}{skipped}")
+
+
+def held_out(eval_metrics):
+    """The result line's part for the last ``--eval_dir`` evaluation: each style's style ratio and SSIM."""
+    suffix = "/style_gram_ratio"
+    parts = [
+        f"{key[: -len(suffix)]} style ratio {ratio:.3g}, SSIM {eval_metrics[key[: -len(suffix)] + '/ssim_luminance']:.2f}"
+        for key, ratio in eval_metrics.items()
+        if key.endswith(suffix)
+    ]
+    return f"; held-out {'; '.join(parts)}" if parts else ""

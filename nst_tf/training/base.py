@@ -118,6 +118,8 @@ class TrainResult:
     metrics: dict
     skipped_files: int
     interrupted: bool
+    # The last held-out evaluation (Trainer.evaluate), empty without one.
+    eval_metrics: dict = dataclasses.field(default_factory=dict)
 
 
 def make_strategy():
@@ -190,6 +192,8 @@ class Trainer:
     * ``train_step(batch)``: one step on one replica, usually through
       :meth:`minimize`; returns a dict of scalar metrics.
     * optionally ``sample_images()`` -> dict name -> [N, H, W, 3] in [0, 1].
+    * optionally ``eval_due(step)`` and ``evaluate()`` -> dict tag -> float:
+      quality metrics on held-out data, written under ``eval/``.
     """
 
     method = None
@@ -252,6 +256,13 @@ class Trainer:
     def sample_images(self):
         return {}
 
+    def eval_due(self, step):
+        """Whether to write :meth:`evaluate`'s metrics after ``step``."""
+        return False
+
+    def evaluate(self):
+        return {}
+
     def checkpoint_due(self, step):
         """Whether to save after ``step``; trainers with epochs also save at epoch ends."""
         return step % self.config.checkpoint_every == 0
@@ -297,6 +308,7 @@ class Trainer:
         step = int(self.step.numpy())
         saved_step = step
         metrics = {}
+        eval_metrics = {}
         bar = ProgressBar(config.max_steps, desc or self.method or "train", enabled=self.chief)
         bar.update(step)
         with bar, _InterruptFlag() as interrupt, writer.as_default():
@@ -316,6 +328,10 @@ class Trainer:
                     self._write_scalars(metrics, step)
                 if config.image_every and step % config.image_every == 0:
                     self._write_images(step)
+                if self.chief and self.eval_due(step):
+                    eval_metrics = self.evaluate()
+                    for tag, value in eval_metrics.items():
+                        tf.summary.scalar(f"eval/{tag}", value, step=step)
                 if self.checkpoint_due(step):
                     self._save(step)
                     saved_step = step
@@ -324,7 +340,7 @@ class Trainer:
             writer.flush()
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
-        return TrainResult(step, metrics, int(self.skipped_files.numpy()), interrupt.requested)
+        return TrainResult(step, metrics, int(self.skipped_files.numpy()), interrupt.requested, eval_metrics)
 
     def _save(self, step):
         """Save a checkpoint of ``step``, unless a weight is NaN or infinite.

@@ -25,9 +25,11 @@ from typing import Optional
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from nst_tf import data
+from nst_tf import evaluation
 from nst_tf import images
 from nst_tf import losses
 from nst_tf import models
@@ -72,6 +74,15 @@ class FeedForwardConfig(base.TrainConfig):
     lr_halve_every: int = option(
         0, "Staged schedule: halve the learning rate every N steps after the warm-up (0: constant).", min=0
     )
+    eval_dir: Optional[str] = option(
+        None,
+        "Held-out photos (a folder, a few images): every --eval_every steps their nst-eval "
+        "metrics against each trained style go to TensorBoard (eval/<style>/...).",
+    )
+    eval_every: int = option(1000, "Evaluate on --eval_dir every N steps and at the last step.", min=1)
+    eval_size: int = option(
+        256, "Longest side the --eval_dir photos are stylized and measured at.", min=images.MIN_SIDE
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,6 +114,12 @@ class FeedForwardConfig(base.TrainConfig):
                 (self.warmup_steps >= 0, "--warmup_steps", f"must be >= 0, not {self.warmup_steps}"),
                 (self.style_ramp_steps >= 0, "--style_ramp_steps", f"must be >= 0, not {self.style_ramp_steps}"),
                 (self.lr_halve_every >= 0, "--lr_halve_every", f"must be >= 0, not {self.lr_halve_every}"),
+                (self.eval_every >= 1, "--eval_every", f"must be >= 1, not {self.eval_every}"),
+                (
+                    self.eval_size >= images.MIN_SIDE,
+                    "--eval_size",
+                    f"must be at least {images.MIN_SIDE}, not {self.eval_size}",
+                ),
             ]
         )
 
@@ -110,6 +127,17 @@ class FeedForwardConfig(base.TrainConfig):
 def load_style_images(paths, style_size):
     """The style images, longest side ``style_size``; NSTError naming a bad file."""
     return [images.load_image(path, max_side=style_size) for path in paths]
+
+
+def load_eval_photos(folder, eval_size):
+    """The held-out photos of ``--eval_dir``, longest side ``eval_size``; NSTError naming a bad one."""
+    try:
+        paths = images.list_images(folder)
+    except NSTError as error:
+        raise NSTError(f"--eval_dir: {error}") from None
+    if not paths:
+        raise NSTError(f"--eval_dir: {folder}: no image files")
+    return [images.load_image(path, max_side=eval_size) for path in paths]
 
 
 def style_name(path):
@@ -126,6 +154,10 @@ class FeedForwardTrainer(base.Trainer):
         self._style_images = load_style_images(config.style_images, config.style_size)
         data.photo_source(config.data)  # fail on a bad --train_dir/--tfds_name before building anything
         self._sample_photos = None
+        self._eval_photos = load_eval_photos(config.eval_dir, config.eval_size) if config.eval_dir else []
+        # The paintings at the measuring scale; nst-eval resizes them to each output's longest side.
+        self._eval_styles = load_style_images(config.style_images, config.eval_size) if config.eval_dir else []
+        self._eval_extractor = None
 
     def build(self):
         cfg = self.config
@@ -212,6 +244,37 @@ class FeedForwardTrainer(base.Trainer):
             index = tf.fill([tf.shape(photos)[0]], i)
             samples[f"style_{self.style_names[i]}"] = self.stylize(photos, index)
         return samples
+
+    def eval_due(self, step):
+        return bool(self._eval_photos) and (step % self.config.eval_every == 0 or step == self.config.max_steps)
+
+    def evaluate(self):
+        """The median nst-eval metrics of the held-out photos in each trained style.
+
+        Measured in float32 on the loss's own network and layers
+        (:meth:`evaluation.EvalConfig.of_loss`), as ``nst-eval`` would measure
+        ``nst-stylize --model`` outputs at ``--eval_size``, with the per-layer
+        style ratios beside the summary ones.
+        """
+        eval_config = evaluation.EvalConfig.of_loss(self.config.loss)
+        if self._eval_extractor is None:
+            # A mixed-precision run's own loss network computes in 16 bits.
+            reuse = self.compute_precision == "float32"
+            self._eval_extractor = self.loss.extractor if reuse else evaluation.build_extractor(eval_config)
+        metrics = {}
+        for i, painting in enumerate(self._eval_styles):
+            index = self.first_style + i
+            results = []
+            for photo in self._eval_photos:
+                output = self.stylize(tf.constant(photo[None]), tf.constant([index]))
+                output = np.clip(np.asarray(tf.cast(output, tf.float32))[0], 0.0, 1.0)
+                results.append(
+                    evaluation.evaluate(output, photo, painting, config=eval_config, extractor=self._eval_extractor)
+                )
+            layers = tuple(name for name in results[0] if name.startswith("style_gram_ratio/"))
+            for name, value in evaluation.median_metrics(results, evaluation.SUMMARY_METRICS + layers).items():
+                metrics[f"{self.style_names[index]}/{name}"] = value
+        return metrics
 
 
 def train(config, *, strategy=None, flags_text=None):
