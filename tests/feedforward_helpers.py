@@ -48,6 +48,17 @@ def make_styles(folder, count=2, seed=100):
     return paths
 
 
+def logged_scalars(log_dir):
+    """``{tag: {step: value}}`` of the scalars (not the images) in a run's TensorBoard folder."""
+    scalars = {}
+    for name in os.listdir(log_dir):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
 def mock_tfds_photos(rng, count=5):
     """``tfds.testing.mock_data`` whose ``train`` split is ``count`` random 48x40 photos, encoded."""
     # Imported here: the subprocess scripts that import these helpers do not need tfds.

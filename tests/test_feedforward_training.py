@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from feedforward_helpers import REPO
+from feedforward_helpers import logged_scalars
 from feedforward_helpers import make_photos
 from feedforward_helpers import make_styles
 from feedforward_helpers import smooth_image
@@ -47,16 +48,6 @@ def eval_dir(tmp_path_factory):
     images.save_image(str(folder / "a.png"), smooth_image(rng, 37, 45))
     images.save_image(str(folder / "b.png"), smooth_image(rng, 48, 40))
     return str(folder)
-
-
-def event_scalars(log_dir):
-    """``{tag: {step: value}}`` of a run's TensorBoard scalars."""
-    scalars = {}
-    for name in os.listdir(log_dir):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-    return scalars
 
 
 def weights(trainer):
@@ -169,7 +160,7 @@ def test_held_out_metrics_are_nst_eval_on_the_net_outputs(tmp_path, photos, styl
     trainer = ff.FeedForwardTrainer(config)
     result = trainer.train()
     # At every --eval_every steps and at the last step.
-    scalars = event_scalars(tmp_path / "logs")
+    scalars = logged_scalars(tmp_path / "logs")
     assert set(scalars["eval/style0/style_gram_ratio"]) == {2, 3}
     assert "eval/style0/style_gram_ratio/block2_conv2" in scalars and "eval/style0/ssim_luminance" in scalars
     assert scalars["eval/style0/ssim_luminance"][3] == pytest.approx(result.eval_metrics["style0/ssim_luminance"])
