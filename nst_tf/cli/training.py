@@ -107,9 +107,9 @@ def report(result, output_dir):
 def held_out(eval_metrics):
     """The result line's part for the last ``--eval_dir`` evaluation: each style's style ratio and SSIM."""
     suffix = "/style_gram_ratio"
+    styles = [key[: -len(suffix)] for key in eval_metrics if key.endswith(suffix)]
     parts = [
-        f"{key[: -len(suffix)]} style ratio {ratio:.3g}, SSIM {eval_metrics[key[: -len(suffix)] + '/ssim_luminance']:.2f}"
-        for key, ratio in eval_metrics.items()
-        if key.endswith(suffix)
+        f"{style} style ratio {eval_metrics[style + suffix]:.3g}, SSIM {eval_metrics[style + '/ssim_luminance']:.2f}"
+        for style in styles
     ]
     return f"; held-out {'; '.join(parts)}" if parts else ""
